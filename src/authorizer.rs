@@ -1,0 +1,465 @@
+//! The request decision, pure: configuration, keys and the token cache in, a
+//! [`Decision`] out. Time is passed in; fetching and signature checks are the glue's.
+//!
+//! For an MCP request ([`Authorizer::check`]):
+//! 1. A browser `Origin` must be allowed (R10), else 403.
+//! 2. The method must be GET, POST or DELETE, else 405.
+//! 3. A bearer token must be present (R8), else 401 with a bare challenge.
+//! 4. A token seen before and still live is taken from the cache; otherwise it is
+//!    parsed, its key looked up ([`Decision::NeedKeys`] when the JWKS is missing,
+//!    stale or lacks the `kid`), and its signature handed to the glue
+//!    ([`Decision::Verify`]); [`Authorizer::complete`] then checks the claims (R4).
+//! 5. `REQUIRED_SCOPES` must be granted (R7), else 403 `insufficient_scope`.
+//! 6. The request is forwarded with the identity headers ([`Decision::Forward`]).
+//!
+//! Other routes go through [`Authorizer::serve`], which answers what needs no I/O
+//! and names the I/O the rest needs ([`Serve`]).
+
+use crate::cache::{self, TokenCache, TokenHash};
+use crate::config::{Config, LogLevel};
+use crate::error::{ChallengeContext, Error, Reply};
+use crate::jwks::{self, Key, KeySet, Lookup};
+use crate::log::LogLine;
+use crate::metadata::{self, Upstream};
+use crate::proxy;
+use crate::router::{self, Route};
+use crate::token::{self, Claims, Principal};
+use jsonwebtoken::Algorithm;
+use serde_json::json;
+
+/// How many validated tokens one isolate keeps.
+pub const TOKEN_CACHE_CAPACITY: usize = 4096;
+/// How long discovered authorization-server metadata is used.
+pub const METADATA_TTL_SECONDS: i64 = 300;
+/// After a failed JWKS fetch with no keys at all, wait this long before trying again.
+pub const FAILED_FETCH_BACKOFF_SECONDS: i64 = 5;
+
+/// The parts of a request the decision needs: four strings, no runtime objects.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestInfo<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    pub authorization: Option<&'a str>,
+    pub origin: Option<&'a str>,
+}
+
+/// A signature the glue must check before the token can be accepted.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub key: Key,
+    pub alg: Algorithm,
+    pub signing_input: String,
+    pub signature: Vec<u8>,
+    claims: Claims,
+    hash: TokenHash,
+}
+
+#[derive(Debug, Clone)]
+pub enum Decision {
+    Forward {
+        target: String,
+        headers: Vec<(&'static str, String)>,
+        cors: Vec<(&'static str, String)>,
+        log: LogLine,
+    },
+    Reply { reply: Reply, log: LogLine },
+    /// Fetch the JWKS (and discovery, if needed), then decide again.
+    NeedKeys,
+    Verify(Box<Pending>),
+    /// Not an MCP request: see [`Authorizer::serve`].
+    NotMcp,
+}
+
+/// What a non-MCP route needs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Serve {
+    Reply(Reply),
+    /// Serve the patched authorization-server metadata (needs discovery).
+    AuthorizationServerMetadata,
+    /// Proxy a registration (needs discovery, then the upstream).
+    Register,
+    /// Forward verbatim to this URL on the authorization server.
+    Passthrough(String),
+}
+
+#[derive(Debug)]
+pub struct Authorizer {
+    pub cfg: Config,
+    keys: Option<KeySet>,
+    keys_fetched_at: Option<i64>,
+    last_key_attempt: Option<i64>,
+    upstream: Option<(Upstream, i64)>,
+    cache: TokenCache,
+}
+
+fn log_line(route: Route, req: &RequestInfo<'_>, decision: &'static str, status: u16) -> LogLine {
+    LogLine {
+        route: route.name(),
+        method: req.method.to_string(),
+        path: req.path.to_string(),
+        decision,
+        status,
+        ..Default::default()
+    }
+}
+
+impl Authorizer {
+    pub fn new(cfg: Config) -> Authorizer {
+        Authorizer {
+            cfg,
+            keys: None,
+            keys_fetched_at: None,
+            last_key_attempt: None,
+            upstream: None,
+            cache: TokenCache::new(TOKEN_CACHE_CAPACITY),
+        }
+    }
+
+    pub fn challenge_context(&self) -> ChallengeContext {
+        ChallengeContext {
+            resource_metadata: self.cfg.resource_metadata_url(),
+            scope: self.cfg.required_scopes.clone(),
+        }
+    }
+
+    pub fn log_level(&self) -> LogLevel {
+        self.cfg.log_level
+    }
+
+    /// Turn an error into the decision that answers it (the one mapping lives in
+    /// [`Error::reply`]); on the MCP route an allowed browser origin gets CORS headers.
+    pub fn refuse(&self, route: Route, req: &RequestInfo<'_>, err: &Error) -> Decision {
+        let mut reply = err.reply(&self.challenge_context());
+        if let Some(o) = req.origin.filter(|o| self.cfg.origin_allowed(o)) {
+            for (n, v) in proxy::cors_headers(o) {
+                reply.headers.push((n.to_string(), v));
+            }
+        }
+        let mut log = log_line(route, req, if err.status() >= 500 { "error" } else { "deny" }, reply.status);
+        log.reason = Some(err.reason());
+        Decision::Reply { reply, log }
+    }
+
+    /// Decide an MCP request. Synchronous: anything needing I/O comes back as
+    /// [`Decision::NeedKeys`] or [`Decision::Verify`].
+    pub fn check(&mut self, req: &RequestInfo<'_>, now: i64) -> Decision {
+        let route = router::route(&self.cfg, req.path);
+        if route != Route::Mcp || req.method == "OPTIONS" {
+            return Decision::NotMcp;
+        }
+        match self.check_mcp(req, now) {
+            Ok(d) => d,
+            Err(e) => self.refuse(route, req, &e),
+        }
+    }
+
+    fn check_mcp(&mut self, req: &RequestInfo<'_>, now: i64) -> Result<Decision, Error> {
+        if let Some(o) = req.origin {
+            if !self.cfg.origin_allowed(o) {
+                return Err(Error::OriginNotAllowed(o.to_string()));
+            }
+        }
+        Route::Mcp.check_method(req.method)?;
+        let token = token::bearer(req.authorization)?;
+        let hash = cache::hash(token);
+        if let Some(p) = self.cache.get(&hash, now, self.cfg.leeway) {
+            let p = p.clone();
+            return self.admit(req, &p);
+        }
+        let jwt = token::parse(token, &self.cfg.algorithms)?;
+        if self.keys_due(now) {
+            return self.need_keys(now);
+        }
+        let keys = self.keys.as_ref().expect("keys present when not due");
+        match keys.lookup(jwt.header.kid.as_deref(), jwt.alg)? {
+            Lookup::Found(key) => Ok(Decision::Verify(Box::new(Pending {
+                key: key.clone(),
+                alg: jwt.alg,
+                signing_input: jwt.signing_input.to_string(),
+                signature: jwt.signature,
+                claims: jwt.claims,
+                hash,
+            }))),
+            Lookup::UnknownKid if jwks::can_refresh(now, self.last_key_attempt) => Ok(Decision::NeedKeys),
+            Lookup::UnknownKid => Err(Error::InvalidToken("the token's kid is not among the authorization server's keys".into())),
+        }
+    }
+
+    fn need_keys(&self, now: i64) -> Result<Decision, Error> {
+        if self.keys.is_none() && self.last_key_attempt.is_some_and(|t| now - t < FAILED_FETCH_BACKOFF_SECONDS) {
+            return Err(Error::KeysUnavailable("the JWKS could not be fetched".into()));
+        }
+        Ok(Decision::NeedKeys)
+    }
+
+    /// Is a JWKS fetch due? With no keys, yes; with keys past their TTL, once per
+    /// refresh interval (failures keep the old keys in use).
+    pub fn keys_due(&self, now: i64) -> bool {
+        match (self.keys.as_ref(), self.keys_fetched_at) {
+            (None, _) | (_, None) => true,
+            (Some(_), Some(at)) => now - at >= jwks::TTL_SECONDS && jwks::can_refresh(now, self.last_key_attempt),
+        }
+    }
+
+    /// Record a JWKS answer. On success the token cache loses entries whose key left.
+    pub fn install_keys(&mut self, body: Result<&[u8], Error>, now: i64) -> Result<(), Error> {
+        self.last_key_attempt = Some(now);
+        let set = body.and_then(|b| KeySet::parse(b, &self.cfg.algorithms));
+        match set {
+            Ok(set) => {
+                self.cache.retain_keys(&set);
+                self.keys = Some(set);
+                self.keys_fetched_at = Some(now);
+                Ok(())
+            }
+            Err(e) if self.keys.is_some() => {
+                // Keep validating with the keys we have; the failure is the log's.
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn has_keys(&self) -> bool {
+        self.keys.is_some()
+    }
+
+    /// Finish a token whose signature the glue checked.
+    pub fn complete(&mut self, req: &RequestInfo<'_>, pending: &Pending, verified: bool, now: i64) -> Decision {
+        let result = if verified {
+            token::check_claims(&pending.claims, pending.key.kid.as_deref(), &self.cfg, now)
+        } else {
+            Err(Error::InvalidToken("the token's signature does not verify".into()))
+        };
+        match result.and_then(|p| {
+            self.cache.insert(pending.hash, p.clone(), now, self.cfg.leeway);
+            self.admit(req, &p)
+        }) {
+            Ok(d) => d,
+            Err(e) => self.refuse(Route::Mcp, req, &e),
+        }
+    }
+
+    fn admit(&self, req: &RequestInfo<'_>, p: &Principal) -> Result<Decision, Error> {
+        let missing = token::missing_scopes(p, &self.cfg.required_scopes);
+        if !missing.is_empty() {
+            return Err(Error::InsufficientScope {
+                needed: self.cfg.required_scopes.clone(),
+                missing,
+            });
+        }
+        let mut log = log_line(Route::Mcp, req, "allow", 0);
+        log.subject = p.subject.clone();
+        log.client = p.client_id.clone();
+        Ok(Decision::Forward {
+            target: proxy::target(&self.cfg, req.path, req.query),
+            headers: proxy::identity_headers(p),
+            cors: req.origin.map(proxy::cors_headers).unwrap_or_default(),
+            log,
+        })
+    }
+
+    /// The JWKS URL: `JWKS_URL`, else the discovered `jwks_uri`. `None` means
+    /// discovery must run first.
+    pub fn jwks_url(&self) -> Option<String> {
+        self.cfg
+            .jwks_url
+            .as_ref()
+            .map(|u| u.to_string())
+            .or_else(|| self.upstream.as_ref().and_then(|(u, _)| u.jwks_uri.as_ref().map(|u| u.to_string())))
+    }
+
+    pub fn upstream(&self, now: i64) -> Option<&Upstream> {
+        self.upstream
+            .as_ref()
+            .filter(|(_, at)| now - at < METADATA_TTL_SECONDS)
+            .map(|(u, _)| u)
+    }
+
+    pub fn install_upstream(&mut self, upstream: Upstream, now: i64) {
+        self.upstream = Some((upstream, now));
+    }
+
+    /// Answer a non-MCP request, or say what I/O it needs.
+    pub fn serve(&self, req: &RequestInfo<'_>) -> Result<Serve, Error> {
+        let route = router::route(&self.cfg, req.path);
+        route.check_method(req.method)?;
+        let open_cors = |r: Reply| r.with_header("access-control-allow-origin", "*");
+        if req.method == "OPTIONS" && route != Route::Passthrough && route != Route::NotFound {
+            return match route {
+                Route::Mcp => match req.origin {
+                    Some(o) if !self.cfg.origin_allowed(o) => Err(Error::OriginNotAllowed(o.to_string())),
+                    o => Ok(Serve::Reply(
+                        Reply::empty(204)
+                            .with_header("access-control-allow-origin", o.unwrap_or("*"))
+                            .with_header("access-control-allow-methods", route.allow())
+                            .with_header("access-control-allow-headers", proxy::ALLOW_HEADERS)
+                            .with_header("access-control-expose-headers", proxy::EXPOSE_HEADERS)
+                            .with_header("access-control-max-age", "86400")
+                            .with_header("vary", "Origin"),
+                    )),
+                },
+                _ => Ok(Serve::Reply(
+                    open_cors(Reply::empty(204))
+                        .with_header("access-control-allow-methods", route.allow())
+                        .with_header("access-control-allow-headers", "Authorization, Content-Type, MCP-Protocol-Version")
+                        .with_header("access-control-max-age", "86400"),
+                )),
+            };
+        }
+        match route {
+            Route::ProtectedResourceMetadata => Ok(Serve::Reply(open_cors(
+                Reply::json(200, &metadata::protected_resource(&self.cfg)).with_header("cache-control", "public, max-age=3600"),
+            ))),
+            Route::AuthorizationServerMetadata => Ok(Serve::AuthorizationServerMetadata),
+            Route::Register => Ok(Serve::Register),
+            Route::Passthrough => {
+                let base = self.cfg.as_url.as_str().trim_end_matches('/');
+                Ok(Serve::Passthrough(match req.query {
+                    Some(q) => format!("{base}{}?{q}", req.path),
+                    None => format!("{base}{}", req.path),
+                }))
+            }
+            Route::NotFound => Err(Error::NotFound),
+            Route::Mcp => Err(Error::Upstream("MCP requests are decided by check".into())),
+        }
+    }
+
+    /// The authorization-server metadata document the worker serves.
+    pub fn as_metadata_reply(&self, upstream: &Upstream) -> Reply {
+        Reply::json(200, &metadata::patch(&self.cfg, upstream))
+            .with_header("access-control-allow-origin", "*")
+            .with_header("cache-control", "public, max-age=300")
+    }
+}
+
+impl Decision {
+    /// The compact form the JS entry reads (one string across the wasm boundary):
+    /// `{"f": target, "h": [[name, value]], "c": [[name, value]], "l": log}` to forward,
+    /// `{"r": {status, headers, body}, "l": log}` to answer, `{"p": 1}` when async work
+    /// is needed, `{"x": 1}` for routes the Rust handler serves.
+    pub fn to_wire(&self, level: LogLevel) -> String {
+        let log = |l: &LogLine| {
+            if level == LogLevel::Off || (level == LogLevel::Warn && !l.is_warning() && l.status != 0) {
+                serde_json::Value::Null
+            } else {
+                serde_json::to_value(l).unwrap_or_default()
+            }
+        };
+        match self {
+            Decision::Forward { target, headers, cors, log: l } => {
+                json!({"f": target, "h": headers, "c": cors, "l": log(l)}).to_string()
+            }
+            Decision::Reply { reply, log: l } => json!({"r": reply, "l": log(l)}).to_string(),
+            Decision::NeedKeys | Decision::Verify(_) => r#"{"p":1}"#.to_string(),
+            Decision::NotMcp => r#"{"x":1}"#.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::tests::config;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+
+    fn req<'a>(auth: Option<&'a str>, origin: Option<&'a str>) -> RequestInfo<'a> {
+        RequestInfo {
+            method: "POST",
+            path: "/mcp",
+            query: None,
+            authorization: auth,
+            origin,
+        }
+    }
+
+    fn status(d: &Decision) -> u16 {
+        match d {
+            Decision::Reply { reply, .. } => reply.status,
+            other => panic!("not a reply: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn no_token_is_a_bare_401_challenge() {
+        let mut a = Authorizer::new(config());
+        let d = a.check(&req(None, None), 1000);
+        let Decision::Reply { reply, log } = &d else { panic!() };
+        assert_eq!(reply.status, 401);
+        assert!(!reply.header("www-authenticate").unwrap().contains("error="));
+        assert_eq!(log.decision, "deny");
+    }
+
+    #[test]
+    fn bad_origin_is_403_before_anything_else() {
+        let mut a = Authorizer::new(config());
+        assert_eq!(status(&a.check(&req(Some("Bearer x.y.z"), Some("https://evil.example")), 0)), 403);
+    }
+
+    #[test]
+    fn wrong_method_is_405() {
+        let mut a = Authorizer::new(config());
+        let mut r = req(None, None);
+        r.method = "PUT";
+        assert_eq!(status(&a.check(&r, 0)), 405);
+    }
+
+    #[test]
+    fn garbage_token_is_refused_without_keys() {
+        let mut a = Authorizer::new(config());
+        let d = a.check(&req(Some("Bearer garbage"), None), 0);
+        assert_eq!(status(&d), 401);
+        assert!(!a.has_keys());
+    }
+
+    #[test]
+    fn a_well_formed_token_first_needs_keys() {
+        let mut a = Authorizer::new(config());
+        let h = URL_SAFE_NO_PAD.encode(r#"{"alg":"RS256","kid":"k"}"#);
+        let p = URL_SAFE_NO_PAD.encode(r#"{"exp":1}"#);
+        let t = format!("Bearer {h}.{p}.c2ln");
+        assert!(matches!(a.check(&req(Some(&t), None), 0), Decision::NeedKeys));
+        // A failed fetch with no keys: 503 for a while, not a fetch per request.
+        assert!(a.install_keys(Err(Error::KeysUnavailable("down".into())), 0).is_err());
+        assert_eq!(status(&a.check(&req(Some(&t), None), 1)), 503);
+        assert!(matches!(a.check(&req(Some(&t), None), 10), Decision::NeedKeys));
+    }
+
+    #[test]
+    fn non_mcp_routes_are_served() {
+        let a = Authorizer::new(config());
+        let mut r = req(None, None);
+        r.method = "GET";
+        r.path = "/.well-known/oauth-protected-resource/mcp";
+        let Ok(Serve::Reply(reply)) = a.serve(&r) else { panic!() };
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.header("access-control-allow-origin"), Some("*"));
+        r.path = "/oidc/auth";
+        r.query = Some("a=1");
+        assert_eq!(a.serve(&r), Ok(Serve::Passthrough("http://127.0.0.1:9100/oidc/auth?a=1".into())));
+        r.path = "/nope";
+        assert_eq!(a.serve(&r), Err(Error::NotFound));
+        r.path = "/register";
+        assert!(matches!(a.serve(&r), Err(Error::MethodNotAllowed { .. })));
+        r.method = "OPTIONS";
+        assert!(matches!(a.serve(&r), Ok(Serve::Reply(rep)) if rep.status == 204));
+        r.path = "/mcp";
+        r.origin = Some("https://evil.example");
+        assert_eq!(a.serve(&r), Err(Error::OriginNotAllowed("https://evil.example".into())));
+    }
+
+    #[test]
+    fn wire_format() {
+        let a = Authorizer::new(config());
+        let d = a.refuse(Route::Mcp, &req(None, None), &Error::MissingToken);
+        let v: serde_json::Value = serde_json::from_str(&d.to_wire(LogLevel::Info)).unwrap();
+        assert_eq!(v["r"]["status"], 401);
+        assert_eq!(v["r"]["headers"][1][0], "www-authenticate");
+        assert_eq!(v["l"]["status"], 401);
+        let v: serde_json::Value = serde_json::from_str(&d.to_wire(LogLevel::Off)).unwrap();
+        assert!(v["l"].is_null());
+        assert_eq!(Decision::NeedKeys.to_wire(LogLevel::Info), r#"{"p":1}"#);
+    }
+}

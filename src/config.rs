@@ -1,0 +1,455 @@
+//! Configuration from environment bindings, parsed and validated once per isolate.
+//!
+//! [`Config::build`] takes a lookup function (binding name to value) so that it runs
+//! the same on the host, in tests and in the worker, where the glue reads `Env`.
+//! Every problem names the binding it comes from.
+//!
+//! | binding | required | meaning |
+//! |---|---|---|
+//! | `ORIGIN_URL` | yes | base URL of the MCP origin |
+//! | `RESOURCE_URL` | yes | canonical public URL of the protected MCP endpoint |
+//! | `ISSUER` | yes | the authorization server's issuer, exactly as in tokens' `iss` |
+//! | `AS_URL` | no | where the worker reaches the authorization server (default `ISSUER`) |
+//! | `AS_PASSTHROUGH` | no | path prefixes forwarded verbatim to `AS_URL` |
+//! | `JWKS_URL`, `REGISTRATION_URL` | no | overrides of discovered endpoints |
+//! | `AUDIENCE` | no | accepted `aud` values (default `RESOURCE_URL`) |
+//! | `SCOPES_SUPPORTED` | no | scopes advertised in PRM |
+//! | `REQUIRED_SCOPES` | no | scopes every MCP request needs |
+//! | `ALLOWED_ORIGINS` | no | browser origins allowed on the MCP endpoint (`*` for any) |
+//! | `ALGORITHMS` | no | accepted JWS algorithms (default `RS256 ES256 PS256 EdDSA`) |
+//! | `CLOCK_LEEWAY_SECONDS` | no | leeway on `exp`/`nbf` (default 60, at most 300) |
+//! | `RESOURCE_NAME`, `RESOURCE_DOCUMENTATION` | no | PRM `resource_name`, `resource_documentation` |
+//! | `REGISTRATION_PATH` | no | path of the worker's registration endpoint (default `/register`) |
+//! | `LOG_LEVEL` | no | `info` (a line per request, default), `warn` (refusals and failures), `off` |
+
+use crate::error::Error;
+use jsonwebtoken::Algorithm;
+use url::Url;
+
+/// Every binding the worker reads, so the glue can fetch them in one pass.
+pub const BINDINGS: &[&str] = &[
+    "ORIGIN_URL",
+    "RESOURCE_URL",
+    "ISSUER",
+    "AS_URL",
+    "AS_PASSTHROUGH",
+    "JWKS_URL",
+    "REGISTRATION_URL",
+    "AUDIENCE",
+    "SCOPES_SUPPORTED",
+    "REQUIRED_SCOPES",
+    "ALLOWED_ORIGINS",
+    "ALGORITHMS",
+    "CLOCK_LEEWAY_SECONDS",
+    "RESOURCE_NAME",
+    "RESOURCE_DOCUMENTATION",
+    "REGISTRATION_PATH",
+    "LOG_LEVEL",
+];
+
+const DEFAULT_ALGORITHMS: &[Algorithm] = &[
+    Algorithm::RS256,
+    Algorithm::ES256,
+    Algorithm::PS256,
+    Algorithm::EdDSA,
+];
+
+/// The asymmetric algorithms the worker can check (WebCrypto in the wasm build,
+/// jsonwebtoken's pure-Rust backend natively). HMAC and `none` are never accepted.
+pub const SUPPORTED_ALGORITHMS: &[Algorithm] = &[
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    Off,
+    Warn,
+    Info,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub origin_url: Url,
+    /// `RESOURCE_URL` exactly as configured: the PRM `resource` and default audience.
+    pub resource: String,
+    pub resource_url: Url,
+    /// The path of `RESOURCE_URL`: requests at it or below it are protected.
+    pub protected_path: String,
+    /// `ISSUER` exactly as configured (compared byte for byte with `iss`).
+    pub issuer: String,
+    pub issuer_url: Url,
+    pub as_url: Url,
+    pub as_passthrough: Vec<String>,
+    pub jwks_url: Option<Url>,
+    pub registration_url: Option<Url>,
+    pub audiences: Vec<String>,
+    pub scopes_supported: Vec<String>,
+    pub required_scopes: Vec<String>,
+    pub allowed_origins: Vec<String>,
+    pub any_origin: bool,
+    pub algorithms: Vec<Algorithm>,
+    pub leeway: i64,
+    pub resource_name: Option<String>,
+    pub resource_documentation: Option<String>,
+    pub registration_path: String,
+    pub log_level: LogLevel,
+}
+
+fn problem(binding: &str, problem: impl Into<String>) -> Error {
+    Error::Config {
+        binding: binding.to_string(),
+        problem: problem.into(),
+    }
+}
+
+fn words(value: Option<String>) -> Vec<String> {
+    value
+        .map(|v| v.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+fn http_url(binding: &str, value: &str) -> Result<Url, Error> {
+    let url = Url::parse(value).map_err(|e| problem(binding, format!("not a URL ({e}): {value:?}")))?;
+    if url.scheme() != "https" && url.scheme() != "http" {
+        return Err(problem(binding, format!("must be http or https, got {:?}", url.scheme())));
+    }
+    if url.fragment().is_some() {
+        return Err(problem(binding, "must not have a #fragment"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(problem(binding, "must not carry credentials; use a secret binding"));
+    }
+    Ok(url)
+}
+
+/// The origin (`scheme://host[:port]`) of a URL, as browsers serialise it.
+pub fn origin_of(url: &Url) -> String {
+    url.origin().ascii_serialization()
+}
+
+impl Config {
+    /// Parse and validate every binding. `lookup` returns a binding's value; empty
+    /// strings count as absent.
+    pub fn build(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, Error> {
+        let get = |name: &str| lookup(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let required = |name: &str| get(name).ok_or_else(|| problem(name, "is required but not set"));
+
+        let origin_url = http_url("ORIGIN_URL", &required("ORIGIN_URL")?)?;
+        if origin_url.query().is_some() {
+            return Err(problem("ORIGIN_URL", "must not have a query"));
+        }
+
+        let resource = required("RESOURCE_URL")?;
+        let resource_url = http_url("RESOURCE_URL", &resource)?;
+        if resource_url.query().is_some() {
+            return Err(problem("RESOURCE_URL", "must not have a query"));
+        }
+        let mut protected_path = resource_url.path().trim_end_matches('/').to_string();
+        if protected_path.is_empty() {
+            protected_path = "/".into();
+        }
+
+        let issuer = required("ISSUER")?;
+        let issuer_url = http_url("ISSUER", &issuer)?;
+        if issuer_url.query().is_some() {
+            return Err(problem("ISSUER", "must not have a query (RFC 8414 §2)"));
+        }
+        let as_url = match get("AS_URL") {
+            Some(v) => http_url("AS_URL", &v)?,
+            None => issuer_url.clone(),
+        };
+
+        let as_passthrough = words(get("AS_PASSTHROUGH"));
+        for prefix in &as_passthrough {
+            if !prefix.starts_with('/') || prefix == "/" {
+                return Err(problem("AS_PASSTHROUGH", format!("prefix {prefix:?} must start with / and not be / alone")));
+            }
+            if path_matches(&protected_path, prefix) || path_matches(prefix, &protected_path) {
+                return Err(problem(
+                    "AS_PASSTHROUGH",
+                    format!("prefix {prefix:?} overlaps the protected path {protected_path:?}"),
+                ));
+            }
+        }
+
+        let jwks_url = get("JWKS_URL").map(|v| http_url("JWKS_URL", &v)).transpose()?;
+        let registration_url = get("REGISTRATION_URL")
+            .map(|v| http_url("REGISTRATION_URL", &v))
+            .transpose()?;
+
+        let mut audiences = words(get("AUDIENCE"));
+        if audiences.is_empty() {
+            audiences.push(resource.clone());
+        }
+
+        let scopes_supported = words(get("SCOPES_SUPPORTED"));
+        let required_scopes = words(get("REQUIRED_SCOPES"));
+        for (binding, list) in [("SCOPES_SUPPORTED", &scopes_supported), ("REQUIRED_SCOPES", &required_scopes)] {
+            if list.iter().any(|s| s == "offline_access") {
+                return Err(problem(binding, "must not name offline_access (MCP 2026-07-28)"));
+            }
+            if let Some(bad) = list.iter().find(|s| s.contains(['"', '\\'])) {
+                return Err(problem(binding, format!("scope {bad:?} has a quote or backslash")));
+            }
+        }
+        if !scopes_supported.is_empty() {
+            if let Some(s) = required_scopes.iter().find(|s| !scopes_supported.contains(s)) {
+                return Err(problem("REQUIRED_SCOPES", format!("{s:?} is not in SCOPES_SUPPORTED")));
+            }
+        }
+
+        let mut allowed_origins = Vec::new();
+        let mut any_origin = false;
+        for o in words(get("ALLOWED_ORIGINS")) {
+            if o == "*" {
+                any_origin = true;
+                continue;
+            }
+            let url = http_url("ALLOWED_ORIGINS", &o)?;
+            let serialized = origin_of(&url);
+            if serialized != o.trim_end_matches('/') {
+                return Err(problem("ALLOWED_ORIGINS", format!("{o:?} is not an origin (scheme://host[:port])")));
+            }
+            allowed_origins.push(serialized);
+        }
+        // The resource's own origin is always allowed.
+        let own = origin_of(&resource_url);
+        if !allowed_origins.contains(&own) {
+            allowed_origins.push(own);
+        }
+
+        let algorithms = match get("ALGORITHMS") {
+            None => DEFAULT_ALGORITHMS.to_vec(),
+            Some(v) => {
+                let mut algs = Vec::new();
+                for name in v.split_whitespace() {
+                    let alg: Algorithm = name
+                        .parse()
+                        .map_err(|_| problem("ALGORITHMS", format!("unknown algorithm {name:?}")))?;
+                    if !SUPPORTED_ALGORITHMS.contains(&alg) {
+                        return Err(problem("ALGORITHMS", format!("{name} is not an asymmetric signature algorithm this worker accepts")));
+                    }
+                    algs.push(alg);
+                }
+                algs
+            }
+        };
+
+        let leeway = match get("CLOCK_LEEWAY_SECONDS") {
+            None => 60,
+            Some(v) => match v.parse::<i64>() {
+                Ok(n) if (0..=300).contains(&n) => n,
+                _ => return Err(problem("CLOCK_LEEWAY_SECONDS", format!("must be a whole number from 0 to 300, got {v:?}"))),
+            },
+        };
+
+        let registration_path = get("REGISTRATION_PATH").unwrap_or_else(|| "/register".into());
+        if !registration_path.starts_with('/') || path_matches(&registration_path, &protected_path) {
+            return Err(problem("REGISTRATION_PATH", "must start with / and lie outside the protected path"));
+        }
+
+        let log_level = match get("LOG_LEVEL").as_deref() {
+            None | Some("info") => LogLevel::Info,
+            Some("warn") => LogLevel::Warn,
+            Some("off") => LogLevel::Off,
+            Some(other) => return Err(problem("LOG_LEVEL", format!("must be info, warn or off, got {other:?}"))),
+        };
+
+        Ok(Config {
+            origin_url,
+            resource,
+            resource_url,
+            protected_path,
+            issuer,
+            issuer_url,
+            as_url,
+            as_passthrough,
+            jwks_url,
+            registration_url,
+            audiences,
+            scopes_supported,
+            required_scopes,
+            allowed_origins,
+            any_origin,
+            algorithms,
+            leeway,
+            resource_name: get("RESOURCE_NAME"),
+            resource_documentation: get("RESOURCE_DOCUMENTATION"),
+            registration_path,
+            log_level,
+        })
+    }
+
+    /// The worker's public origin, taken from `RESOURCE_URL`.
+    pub fn public_origin(&self) -> String {
+        origin_of(&self.resource_url)
+    }
+
+    /// The path-suffixed PRM URL for the resource (RFC 9728 §3.1).
+    pub fn resource_metadata_url(&self) -> String {
+        let path = if self.protected_path == "/" { "" } else { self.protected_path.as_str() };
+        format!("{}/.well-known/oauth-protected-resource{}", self.public_origin(), path)
+    }
+
+    /// The worker's registration endpoint, as advertised in AS metadata.
+    pub fn registration_endpoint(&self) -> String {
+        format!("{}{}", self.public_origin(), self.registration_path)
+    }
+
+    pub fn origin_allowed(&self, origin: &str) -> bool {
+        self.any_origin || self.allowed_origins.iter().any(|o| o == origin)
+    }
+
+    /// Map a URL on the issuer's host (as an authorization server advertises its
+    /// endpoints) to the same path on `AS_URL`, where the worker can reach it. In the
+    /// single-host layout the issuer is the worker's own host, which the worker must
+    /// not fetch through itself.
+    pub fn rebase_upstream(&self, url: &Url) -> Url {
+        if self.as_url == self.issuer_url || url.origin() != self.issuer_url.origin() {
+            return url.clone();
+        }
+        let mut out = self.as_url.clone();
+        let base = self.as_url.path().trim_end_matches('/');
+        out.set_path(&format!("{base}{}", url.path()));
+        out.set_query(url.query());
+        out
+    }
+}
+
+/// True when `path` equals `prefix` or lies below it (`/mcp` matches `/mcp` and
+/// `/mcp/x`, not `/mcpx`). A prefix ending in `/` matches anything under it.
+pub fn path_matches(path: &str, prefix: &str) -> bool {
+    if prefix.ends_with('/') {
+        return path.starts_with(prefix) || path == prefix.trim_end_matches('/');
+    }
+    path == prefix || (path.starts_with(prefix) && path.as_bytes().get(prefix.len()) == Some(&b'/'))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    pub fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k| map.get(k).cloned()
+    }
+
+    pub fn base() -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("ORIGIN_URL", "http://127.0.0.1:9000"),
+            ("RESOURCE_URL", "https://mcp.example.com/mcp"),
+            ("ISSUER", "https://mcp.example.com/oidc"),
+            ("AS_URL", "http://127.0.0.1:9100"),
+            ("AS_PASSTHROUGH", "/oidc/"),
+            ("SCOPES_SUPPORTED", "mcp:tools mcp:admin"),
+            ("REQUIRED_SCOPES", "mcp:tools"),
+        ]
+    }
+
+    pub fn config() -> Config {
+        Config::build(vars(&base())).unwrap()
+    }
+
+    fn with(extra: &[(&'static str, &'static str)]) -> Result<Config, Error> {
+        let mut v = base();
+        for (k, val) in extra {
+            v.retain(|(n, _)| n != k);
+            v.push((k, val));
+        }
+        Config::build(vars(&v))
+    }
+
+    fn binding_of(e: Error) -> String {
+        match e {
+            Error::Config { binding, .. } => binding,
+            other => panic!("not a config error: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_a_complete_configuration() {
+        let c = config();
+        assert_eq!(c.protected_path, "/mcp");
+        assert_eq!(c.audiences, vec!["https://mcp.example.com/mcp"]);
+        assert_eq!(c.resource_metadata_url(), "https://mcp.example.com/.well-known/oauth-protected-resource/mcp");
+        assert_eq!(c.registration_endpoint(), "https://mcp.example.com/register");
+        assert!(c.origin_allowed("https://mcp.example.com"));
+        assert!(!c.origin_allowed("https://evil.example"));
+        assert_eq!(c.algorithms, DEFAULT_ALGORITHMS);
+        assert_eq!(c.leeway, 60);
+    }
+
+    #[test]
+    fn each_required_binding_is_named_when_missing() {
+        for name in ["ORIGIN_URL", "RESOURCE_URL", "ISSUER"] {
+            let mut v = base();
+            v.retain(|(n, _)| *n != name);
+            assert_eq!(binding_of(Config::build(vars(&v)).unwrap_err()), name);
+        }
+    }
+
+    #[test]
+    fn malformed_bindings_are_named() {
+        let cases: &[(&str, &str)] = &[
+            ("ORIGIN_URL", "not a url"),
+            ("ORIGIN_URL", "ftp://x"),
+            ("RESOURCE_URL", "https://h/mcp#frag"),
+            ("ISSUER", "https://h/?q=1"),
+            ("AS_URL", "https://user:pw@h/"),
+            ("AS_PASSTHROUGH", "oauth2/"),
+            ("AS_PASSTHROUGH", "/mcp/"),
+            ("ALGORITHMS", "HS256"),
+            ("ALGORITHMS", "none"),
+            ("CLOCK_LEEWAY_SECONDS", "-1"),
+            ("CLOCK_LEEWAY_SECONDS", "many"),
+            ("SCOPES_SUPPORTED", "mcp:tools offline_access"),
+            ("REQUIRED_SCOPES", "other"),
+            ("ALLOWED_ORIGINS", "https://a.example/path"),
+            ("LOG_LEVEL", "debug"),
+            ("REGISTRATION_PATH", "/mcp/register"),
+        ];
+        for (name, value) in cases {
+            let err = with(&[(name, value)]).unwrap_err();
+            assert_eq!(&binding_of(err), name, "{name}={value}");
+        }
+    }
+
+    #[test]
+    fn audience_and_origins_lists() {
+        let c = with(&[("AUDIENCE", "a b"), ("ALLOWED_ORIGINS", "https://app.example http://localhost:6274")]).unwrap();
+        assert_eq!(c.audiences, vec!["a", "b"]);
+        assert!(c.origin_allowed("http://localhost:6274"));
+        assert!(!c.origin_allowed("http://localhost:6275"));
+        let any = with(&[("ALLOWED_ORIGINS", "*")]).unwrap();
+        assert!(any.origin_allowed("https://whatever.example"));
+    }
+
+    #[test]
+    fn upstream_urls_on_the_issuer_host_are_rebased_to_as_url() {
+        let c = config();
+        let jwks = Url::parse("https://mcp.example.com/oidc/jwks?x=1").unwrap();
+        assert_eq!(c.rebase_upstream(&jwks).as_str(), "http://127.0.0.1:9100/oidc/jwks?x=1");
+        let elsewhere = Url::parse("https://keys.example/jwks").unwrap();
+        assert_eq!(c.rebase_upstream(&elsewhere), elsewhere);
+    }
+
+    #[test]
+    fn path_matching_respects_segments() {
+        assert!(path_matches("/mcp", "/mcp"));
+        assert!(path_matches("/mcp/x", "/mcp"));
+        assert!(!path_matches("/mcpx", "/mcp"));
+        assert!(path_matches("/oauth2/token", "/oauth2/"));
+        assert!(path_matches("/oauth2", "/oauth2/"));
+        assert!(!path_matches("/oauth22", "/oauth2/"));
+        assert!(path_matches("/userinfo", "/userinfo"));
+    }
+}

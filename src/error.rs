@@ -1,0 +1,365 @@
+//! The one error type, and the one place that turns errors into HTTP answers.
+//!
+//! Every refusal the worker sends is built by [`Error::reply`]:
+//!
+//! | error | status | body | challenge (RFC 6750 §3) |
+//! |---|---|---|---|
+//! | [`Error::MissingToken`] | 401 | `unauthorized` | `Bearer resource_metadata, scope` with **no** `error` (R8) |
+//! | [`Error::InvalidToken`] | 401 | `invalid_token` | `error="invalid_token"` plus description (R4, R8) |
+//! | [`Error::InvalidRequest`] | 400 | `invalid_request` | `error="invalid_request"` (R6) |
+//! | [`Error::InsufficientScope`] | 403 | `insufficient_scope` | `error="insufficient_scope", scope=<all needed>` (R7) |
+//! | [`Error::OriginNotAllowed`] | 403 | `forbidden` | none (R10) |
+//! | [`Error::InvalidRedirectUri`], [`Error::InvalidClientMetadata`] | 400 | RFC 7591 §3.2.2 | none |
+//! | [`Error::UpstreamRejected`] | upstream 4xx | RFC 7591 body | none |
+//! | [`Error::Upstream`] | 502 | `server_error` | none |
+//! | [`Error::OriginUnreachable`] | 502 | JSON-RPC error | none |
+//! | [`Error::Config`] | 500 | names the binding | none |
+//!
+//! Descriptions never contain a token or a secret: callers build them from claim
+//! names and configuration, never from the raw credential.
+
+use serde_json::json;
+use std::fmt;
+
+/// A complete HTTP answer, independent of any runtime: the glue turns it into a
+/// `Response` (wasm) and tests read it directly.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json(status: u16, body: &serde_json::Value) -> Reply {
+        Reply {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: body.to_string(),
+        }
+    }
+
+    pub fn empty(status: u16) -> Reply {
+        Reply {
+            status,
+            headers: Vec::new(),
+            body: String::new(),
+        }
+    }
+
+    pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Reply {
+        self.headers.push((name.to_string(), value.into()));
+        self
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// What a challenge needs to point the client at: the PRM URL and the scopes the
+/// request needs (RFC 9728 §5.1, RFC 6750 §3).
+#[derive(Debug, Clone, Default)]
+pub struct ChallengeContext {
+    pub resource_metadata: String,
+    pub scope: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Error {
+    /// A binding is missing or malformed. The worker answers 500 for every request.
+    Config { binding: String, problem: String },
+    /// No bearer token in the `Authorization` header.
+    MissingToken,
+    /// A token was sent and is not acceptable (malformed, forged, expired, wrong audience...).
+    InvalidToken(String),
+    /// The request itself is malformed (several credentials, a mangled header).
+    InvalidRequest(String),
+    /// The token is valid but lacks scopes; `needed` lists every scope the request needs.
+    InsufficientScope { needed: Vec<String>, missing: Vec<String> },
+    /// A browser `Origin` that is not allowed on the MCP endpoint.
+    OriginNotAllowed(String),
+    NotFound,
+    MethodNotAllowed { allow: &'static str },
+    PayloadTooLarge(usize),
+    /// RFC 7591 §3.2.2.
+    InvalidRedirectUri(String),
+    /// RFC 7591 §3.2.2.
+    InvalidClientMetadata(String),
+    /// The upstream registration endpoint refused the request (4xx): its status and
+    /// RFC 7591 error code and description are kept.
+    UpstreamRejected { status: u16, error: String, description: Option<String> },
+    /// The authorization server could not be used (unreachable, 5xx, unusable answer).
+    Upstream(String),
+    /// The JWKS could not be obtained, so no token can be checked: 503, never an allow.
+    KeysUnavailable(String),
+    /// The MCP origin could not be reached.
+    OriginUnreachable(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Config { binding, problem } => write!(f, "configuration: {binding}: {problem}"),
+            Error::MissingToken => f.write_str("no bearer token"),
+            Error::InvalidToken(d) => write!(f, "invalid token: {d}"),
+            Error::InvalidRequest(d) => write!(f, "invalid request: {d}"),
+            Error::InsufficientScope { missing, .. } => {
+                write!(f, "insufficient scope: missing {}", missing.join(" "))
+            }
+            Error::OriginNotAllowed(o) => write!(f, "origin not allowed: {o}"),
+            Error::NotFound => f.write_str("not found"),
+            Error::MethodNotAllowed { allow } => write!(f, "method not allowed (allow: {allow})"),
+            Error::PayloadTooLarge(max) => write!(f, "body larger than {max} bytes"),
+            Error::InvalidRedirectUri(d) => write!(f, "invalid redirect uri: {d}"),
+            Error::InvalidClientMetadata(d) => write!(f, "invalid client metadata: {d}"),
+            Error::UpstreamRejected { status, error, .. } => {
+                write!(f, "upstream refused registration ({status} {error})")
+            }
+            Error::Upstream(d) => write!(f, "authorization server: {d}"),
+            Error::KeysUnavailable(d) => write!(f, "signing keys unavailable: {d}"),
+            Error::OriginUnreachable(d) => write!(f, "origin unreachable: {d}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Quote a value for an auth-param (RFC 9110 §11.2 quoted-string): escape `\` and `"`
+/// and drop control characters, so a description can never break the header.
+fn quote(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() => out.push(' '),
+            c if !c.is_ascii() => out.push('?'),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Build a `WWW-Authenticate: Bearer ...` value. Parameter order follows the MCP
+/// specification's examples: error, description, scope, resource_metadata.
+pub fn bearer_challenge(
+    error: Option<&str>,
+    description: Option<&str>,
+    scope: &[String],
+    resource_metadata: &str,
+) -> String {
+    let mut params = Vec::new();
+    if let Some(e) = error {
+        params.push(format!("error={}", quote(e)));
+    }
+    if let Some(d) = description {
+        params.push(format!("error_description={}", quote(d)));
+    }
+    if !scope.is_empty() {
+        params.push(format!("scope={}", quote(&scope.join(" "))));
+    }
+    if !resource_metadata.is_empty() {
+        params.push(format!("resource_metadata={}", quote(resource_metadata)));
+    }
+    if params.is_empty() {
+        "Bearer".to_string()
+    } else {
+        format!("Bearer {}", params.join(", "))
+    }
+}
+
+impl Error {
+    /// The OAuth / RFC 7591 error code, when the error has one.
+    pub fn code(&self) -> &str {
+        match self {
+            Error::Config { .. } | Error::Upstream(_) | Error::OriginUnreachable(_) => {
+                "server_error"
+            }
+            Error::KeysUnavailable(_) => "temporarily_unavailable",
+            Error::MissingToken => "unauthorized",
+            Error::InvalidToken(_) => "invalid_token",
+            Error::InvalidRequest(_) => "invalid_request",
+            Error::InsufficientScope { .. } => "insufficient_scope",
+            Error::OriginNotAllowed(_) => "forbidden",
+            Error::NotFound => "not_found",
+            Error::MethodNotAllowed { .. } => "method_not_allowed",
+            Error::PayloadTooLarge(_) => "invalid_request",
+            Error::InvalidRedirectUri(_) => "invalid_redirect_uri",
+            Error::InvalidClientMetadata(_) => "invalid_client_metadata",
+            Error::UpstreamRejected { error, .. } => error,
+        }
+    }
+
+    pub fn status(&self) -> u16 {
+        match self {
+            Error::Config { .. } => 500,
+            Error::MissingToken | Error::InvalidToken(_) => 401,
+            Error::InvalidRequest(_)
+            | Error::InvalidRedirectUri(_)
+            | Error::InvalidClientMetadata(_) => 400,
+            Error::InsufficientScope { .. } | Error::OriginNotAllowed(_) => 403,
+            Error::NotFound => 404,
+            Error::MethodNotAllowed { .. } => 405,
+            Error::PayloadTooLarge(_) => 413,
+            Error::UpstreamRejected { status, .. } => *status,
+            Error::Upstream(_) | Error::OriginUnreachable(_) => 502,
+            Error::KeysUnavailable(_) => 503,
+        }
+    }
+
+    /// A short, token-free reason for the log line.
+    pub fn reason(&self) -> String {
+        self.to_string()
+    }
+
+    /// The single mapping from an error to the HTTP answer the client sees.
+    pub fn reply(&self, ctx: &ChallengeContext) -> Reply {
+        let status = self.status();
+        let rm = ctx.resource_metadata.as_str();
+        match self {
+            Error::MissingToken => Reply::json(
+                status,
+                &json!({"error": self.code(), "error_description": "authorization required: send a bearer token in the Authorization header"}),
+            )
+            .with_header("www-authenticate", bearer_challenge(None, None, &ctx.scope, rm)),
+            Error::InvalidToken(d) | Error::InvalidRequest(d) => {
+                Reply::json(status, &json!({"error": self.code(), "error_description": d}))
+                    .with_header(
+                        "www-authenticate",
+                        bearer_challenge(Some(self.code()), Some(d), &ctx.scope, rm),
+                    )
+            }
+            Error::InsufficientScope { needed, missing } => {
+                let d = format!("the token lacks scope: {}", missing.join(" "));
+                Reply::json(status, &json!({"error": "insufficient_scope", "error_description": d}))
+                    .with_header(
+                        "www-authenticate",
+                        bearer_challenge(Some("insufficient_scope"), Some(&d), needed, rm),
+                    )
+            }
+            Error::Config { binding, problem } => Reply::json(
+                status,
+                &json!({"error": "server_error", "error_description": format!("worker misconfigured: {binding}: {problem}"), "binding": binding}),
+            ),
+            Error::MethodNotAllowed { allow } => Reply::json(
+                status,
+                &json!({"error": self.code(), "error_description": self.to_string()}),
+            )
+            .with_header("allow", *allow),
+            Error::UpstreamRejected {
+                error, description, ..
+            } => {
+                let mut body = json!({"error": error});
+                if let Some(d) = description {
+                    body["error_description"] = json!(d);
+                }
+                Reply::json(status, &body).with_header("cache-control", "no-store")
+            }
+            Error::KeysUnavailable(d) => Reply::json(
+                status,
+                &json!({"error": self.code(), "error_description": format!("cannot check tokens right now: {d}")}),
+            )
+            .with_header("retry-after", "5"),
+            Error::OriginUnreachable(d) => Reply::json(
+                status,
+                &json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32603, "message": format!("MCP origin unreachable: {d}")}}),
+            ),
+            Error::InvalidRedirectUri(d) | Error::InvalidClientMetadata(d) => Reply::json(
+                status,
+                &json!({"error": self.code(), "error_description": d}),
+            )
+            .with_header("cache-control", "no-store"),
+            Error::OriginNotAllowed(_)
+            | Error::NotFound
+            | Error::PayloadTooLarge(_)
+            | Error::Upstream(_) => Reply::json(
+                status,
+                &json!({"error": self.code(), "error_description": self.to_string()}),
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> ChallengeContext {
+        ChallengeContext {
+            resource_metadata: "https://h/.well-known/oauth-protected-resource/mcp".into(),
+            scope: vec!["mcp:tools".into()],
+        }
+    }
+
+    #[test]
+    fn missing_token_challenge_has_no_error_code() {
+        let r = Error::MissingToken.reply(&ctx());
+        assert_eq!(r.status, 401);
+        assert_eq!(
+            r.header("WWW-Authenticate").unwrap(),
+            r#"Bearer scope="mcp:tools", resource_metadata="https://h/.well-known/oauth-protected-resource/mcp""#
+        );
+    }
+
+    #[test]
+    fn invalid_token_challenge_carries_code_and_description() {
+        let r = Error::InvalidToken("token expired".into()).reply(&ctx());
+        assert_eq!(r.status, 401);
+        let h = r.header("www-authenticate").unwrap();
+        assert!(h.starts_with(r#"Bearer error="invalid_token", error_description="token expired""#));
+        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(body["error"], "invalid_token");
+    }
+
+    #[test]
+    fn insufficient_scope_lists_every_needed_scope() {
+        let e = Error::InsufficientScope {
+            needed: vec!["mcp:tools".into(), "repo:admin".into()],
+            missing: vec!["repo:admin".into()],
+        };
+        let r = e.reply(&ctx());
+        assert_eq!(r.status, 403);
+        assert!(r
+            .header("www-authenticate")
+            .unwrap()
+            .contains(r#"scope="mcp:tools repo:admin""#));
+    }
+
+    #[test]
+    fn quoting_cannot_break_the_header() {
+        let h = bearer_challenge(Some("invalid_token"), Some("a\"b\\c\r\nd\u{e9}"), &[], "");
+        assert_eq!(h, r#"Bearer error="invalid_token", error_description="a\"b\\c  d?""#);
+    }
+
+    #[test]
+    fn config_error_names_the_binding() {
+        let r = Error::Config {
+            binding: "ISSUER".into(),
+            problem: "missing".into(),
+        }
+        .reply(&ChallengeContext::default());
+        assert_eq!(r.status, 500);
+        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(body["binding"], "ISSUER");
+    }
+
+    #[test]
+    fn upstream_rejection_keeps_status_and_code() {
+        let r = Error::UpstreamRejected {
+            status: 400,
+            error: "invalid_client_metadata".into(),
+            description: Some("bad grant".into()),
+        }
+        .reply(&ChallengeContext::default());
+        assert_eq!(r.status, 400);
+        assert_eq!(r.header("cache-control"), Some("no-store"));
+    }
+}

@@ -1,0 +1,36 @@
+//! mcp-edge-auth: OAuth 2.1 for MCP servers, enforced at the edge.
+//!
+//! The crate is split in two:
+//!
+//! * Pure protocol modules, with no `worker` types, time and I/O passed in, tested
+//!   natively with `cargo test`:
+//!   [`config`] (bindings), [`router`] (which route a request takes), [`metadata`]
+//!   (RFC 9728 protected-resource and RFC 8414 authorization-server metadata),
+//!   [`registration`] (RFC 7591 proxy validation and answer cleaning), [`jwks`] (usable
+//!   signature keys and the refresh policy), [`token`] (JWT access-token checks),
+//!   [`cache`] (validated tokens), [`authorizer`] (the request decision), [`proxy`]
+//!   (what reaches the origin), [`error`] (the one error type and its HTTP mapping),
+//!   [`log`] (the structured log line).
+//! * [`glue`] (wasm32 only): the thin Worker layer, which reads the `Env`, performs
+//!   fetches, the Cache API, WebCrypto signature checks and the clock.
+//!
+//! The hot path (an MCP request carrying a token already seen) is one synchronous call
+//! from the JS entry (`src/entry.mjs`) into the wasm with four strings, answered with
+//! one string: see [`glue`] and the README's request-flow diagram.
+
+pub mod authorizer;
+pub mod cache;
+pub mod config;
+pub mod error;
+pub mod jwks;
+pub mod log;
+pub mod metadata;
+pub mod proxy;
+pub mod registration;
+pub mod router;
+pub mod token;
+
+#[cfg(target_arch = "wasm32")]
+mod glue;
+
+pub use error::{Error, Reply};

@@ -1,0 +1,244 @@
+//! Metadata documents.
+//!
+//! * Protected Resource Metadata (RFC 9728 §2), built from configuration.
+//! * Authorization-server metadata (RFC 8414), discovered upstream in the order of
+//!   SPEC A1 ([`discovery_urls`]), checked ([`accept_upstream`]: status, JSON object,
+//!   `issuer` equal to `ISSUER` per RFC 8414 §3.3) and patched ([`patch`]): the
+//!   registration endpoint points at the worker's cleaning proxy and `S256` is listed.
+//!   `issuer` is never rewritten.
+
+use crate::config::Config;
+use crate::error::Error;
+use serde_json::{json, Map, Value};
+use url::Url;
+
+/// RFC 9728 §2 document for the configured resource.
+pub fn protected_resource(cfg: &Config) -> Value {
+    let mut doc = json!({
+        "resource": cfg.resource,
+        "authorization_servers": [cfg.issuer],
+        "bearer_methods_supported": ["header"],
+    });
+    if !cfg.scopes_supported.is_empty() {
+        doc["scopes_supported"] = json!(cfg.scopes_supported);
+    }
+    if let Some(name) = &cfg.resource_name {
+        doc["resource_name"] = json!(name);
+    }
+    if let Some(docs) = &cfg.resource_documentation {
+        doc["resource_documentation"] = json!(docs);
+    }
+    doc
+}
+
+/// Where to look for the authorization server's metadata, in order (RFC 8414 §3.1 and
+/// OIDC discovery; SPEC A1), already mapped onto `AS_URL`.
+pub fn discovery_urls(cfg: &Config) -> Vec<Url> {
+    let path = cfg.issuer_url.path().trim_end_matches('/');
+    let mut base = cfg.issuer_url.clone();
+    base.set_query(None);
+    let at = |p: String| {
+        let mut u = base.clone();
+        u.set_path(&p);
+        cfg.rebase_upstream(&u)
+    };
+    if path.is_empty() {
+        vec![
+            at("/.well-known/oauth-authorization-server".into()),
+            at("/.well-known/openid-configuration".into()),
+        ]
+    } else {
+        vec![
+            at(format!("/.well-known/oauth-authorization-server{path}")),
+            at(format!("/.well-known/openid-configuration{path}")),
+            at(format!("{path}/.well-known/openid-configuration")),
+        ]
+    }
+}
+
+/// The parts of the upstream metadata the worker itself uses.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Upstream {
+    /// The document as served upstream.
+    pub document: Map<String, Value>,
+    /// Where the worker fetches keys (mapped onto `AS_URL`).
+    pub jwks_uri: Option<Url>,
+    /// Where the worker forwards registrations (mapped onto `AS_URL`).
+    pub registration_endpoint: Option<Url>,
+}
+
+/// Check one discovery answer. `Ok(None)` means "not here, try the next URL" (404 and
+/// similar); errors are answers that must not be used.
+pub fn accept_upstream(cfg: &Config, url: &Url, status: u16, body: &[u8]) -> Result<Option<Upstream>, Error> {
+    if matches!(status, 404 | 405 | 410) {
+        return Ok(None);
+    }
+    if !(200..300).contains(&status) {
+        return Err(Error::Upstream(format!("metadata at {url} answered {status}")));
+    }
+    let doc: Map<String, Value> = serde_json::from_slice(body)
+        .map_err(|e| Error::Upstream(format!("metadata at {url} is not a JSON object: {e}")))?;
+    match doc.get("issuer").and_then(Value::as_str) {
+        Some(iss) if iss == cfg.issuer => {}
+        Some(iss) => {
+            return Err(Error::Config {
+                binding: "ISSUER".into(),
+                problem: format!(
+                    "the authorization server's metadata at {url} names issuer {iss:?}, but ISSUER is {:?}; they must be equal byte for byte (RFC 8414 §3.3)",
+                    cfg.issuer
+                ),
+            })
+        }
+        None => return Err(Error::Upstream(format!("metadata at {url} has no issuer"))),
+    }
+    let endpoint = |name: &str| -> Result<Option<Url>, Error> {
+        match doc.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.is_empty() => Ok(None),
+            Some(Value::String(s)) => Url::parse(s)
+                .map(|u| Some(cfg.rebase_upstream(&u)))
+                .map_err(|e| Error::Upstream(format!("metadata {name} is not a URL: {e}"))),
+            Some(_) => Err(Error::Upstream(format!("metadata {name} is not a string"))),
+        }
+    };
+    let jwks_uri = match &cfg.jwks_url {
+        Some(u) => Some(u.clone()),
+        None => endpoint("jwks_uri")?,
+    };
+    let registration_endpoint = match &cfg.registration_url {
+        Some(u) => Some(u.clone()),
+        None => endpoint("registration_endpoint")?,
+    };
+    Ok(Some(Upstream {
+        document: doc,
+        jwks_uri,
+        registration_endpoint,
+    }))
+}
+
+/// The document the worker serves: the upstream's, with the registration endpoint
+/// pointing at the worker's proxy (when there is an upstream to proxy to) and `S256`
+/// among the PKCE methods (A3). `issuer` and every other member are kept.
+pub fn patch(cfg: &Config, upstream: &Upstream) -> Value {
+    let mut doc = upstream.document.clone();
+    if upstream.registration_endpoint.is_some() {
+        doc.insert("registration_endpoint".into(), json!(cfg.registration_endpoint()));
+    }
+    let mut methods: Vec<Value> = match doc.get("code_challenge_methods_supported") {
+        Some(Value::Array(a)) => a.clone(),
+        _ => Vec::new(),
+    };
+    if !methods.iter().any(|m| m == "S256") {
+        methods.push(json!("S256"));
+    }
+    doc.insert("code_challenge_methods_supported".into(), Value::Array(methods));
+    Value::Object(doc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::tests::{base, config, vars};
+
+    fn upstream_doc() -> Value {
+        json!({
+            "issuer": "https://mcp.example.com/oidc",
+            "authorization_endpoint": "https://mcp.example.com/oidc/auth",
+            "token_endpoint": "https://mcp.example.com/oidc/token",
+            "jwks_uri": "https://mcp.example.com/oidc/jwks",
+            "registration_endpoint": "https://mcp.example.com/oidc/reg",
+            "code_challenge_methods_supported": ["plain"],
+            "response_types_supported": ["code"],
+        })
+    }
+
+    #[test]
+    fn prm_document() {
+        let doc = protected_resource(&config());
+        assert_eq!(doc["resource"], "https://mcp.example.com/mcp");
+        assert_eq!(doc["authorization_servers"], json!(["https://mcp.example.com/oidc"]));
+        assert_eq!(doc["bearer_methods_supported"], json!(["header"]));
+        assert_eq!(doc["scopes_supported"], json!(["mcp:tools", "mcp:admin"]));
+        assert!(doc.get("resource_name").is_none());
+    }
+
+    #[test]
+    fn discovery_order_for_an_issuer_with_a_path() {
+        let urls: Vec<String> = discovery_urls(&config()).iter().map(|u| u.to_string()).collect();
+        assert_eq!(
+            urls,
+            [
+                "http://127.0.0.1:9100/.well-known/oauth-authorization-server/oidc",
+                "http://127.0.0.1:9100/.well-known/openid-configuration/oidc",
+                "http://127.0.0.1:9100/oidc/.well-known/openid-configuration",
+            ]
+        );
+    }
+
+    #[test]
+    fn discovery_order_for_an_issuer_without_a_path() {
+        let mut v = base();
+        v.retain(|(k, _)| *k != "ISSUER" && *k != "AS_URL");
+        v.push(("ISSUER", "https://auth.example.com/"));
+        let c = Config::build(vars(&v)).unwrap();
+        let urls: Vec<String> = discovery_urls(&c).iter().map(|u| u.to_string()).collect();
+        assert_eq!(
+            urls,
+            [
+                "https://auth.example.com/.well-known/oauth-authorization-server",
+                "https://auth.example.com/.well-known/openid-configuration",
+            ]
+        );
+    }
+
+    #[test]
+    fn accepted_upstream_is_rebased_and_patched() {
+        let c = config();
+        let url = Url::parse("http://127.0.0.1:9100/x").unwrap();
+        let body = upstream_doc().to_string();
+        let up = accept_upstream(&c, &url, 200, body.as_bytes()).unwrap().unwrap();
+        assert_eq!(up.jwks_uri.unwrap().as_str(), "http://127.0.0.1:9100/oidc/jwks");
+        assert_eq!(up.registration_endpoint.as_ref().unwrap().as_str(), "http://127.0.0.1:9100/oidc/reg");
+        let served = patch(&c, &accept_upstream(&c, &url, 200, body.as_bytes()).unwrap().unwrap());
+        assert_eq!(served["issuer"], "https://mcp.example.com/oidc");
+        assert_eq!(served["registration_endpoint"], "https://mcp.example.com/register");
+        assert_eq!(served["code_challenge_methods_supported"], json!(["plain", "S256"]));
+        assert_eq!(served["token_endpoint"], "https://mcp.example.com/oidc/token");
+    }
+
+    #[test]
+    fn no_registration_upstream_means_none_advertised() {
+        let c = config();
+        let mut doc = upstream_doc();
+        doc.as_object_mut().unwrap().remove("registration_endpoint");
+        let url = Url::parse("http://x/").unwrap();
+        let up = accept_upstream(&c, &url, 200, doc.to_string().as_bytes()).unwrap().unwrap();
+        assert!(patch(&c, &up).get("registration_endpoint").is_none());
+    }
+
+    #[test]
+    fn mismatched_issuer_is_a_configuration_error() {
+        let c = config();
+        let mut doc = upstream_doc();
+        doc["issuer"] = json!("https://mcp.example.com/oidc/");
+        let url = Url::parse("http://x/").unwrap();
+        match accept_upstream(&c, &url, 200, doc.to_string().as_bytes()) {
+            Err(Error::Config { binding, problem }) => {
+                assert_eq!(binding, "ISSUER");
+                assert!(problem.contains("byte for byte"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_answers() {
+        let c = config();
+        let url = Url::parse("http://x/").unwrap();
+        assert_eq!(accept_upstream(&c, &url, 404, b"").unwrap(), None);
+        assert!(matches!(accept_upstream(&c, &url, 500, b""), Err(Error::Upstream(_))));
+        assert!(matches!(accept_upstream(&c, &url, 200, b"<html>"), Err(Error::Upstream(_))));
+        assert!(matches!(accept_upstream(&c, &url, 200, b"[1]"), Err(Error::Upstream(_))));
+        assert!(matches!(accept_upstream(&c, &url, 200, b"{}"), Err(Error::Upstream(_))));
+    }
+}

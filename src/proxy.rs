@@ -1,0 +1,124 @@
+//! What reaches the origin, and what comes back.
+//!
+//! * The target is `ORIGIN_URL` (its path, if any, as a prefix) plus the request's
+//!   path and query.
+//! * Removed from the client's request: `Authorization` (no token passthrough, MCP
+//!   security R5), every `X-Auth-*` header (so a client cannot claim an identity),
+//!   and hop-by-hop headers (RFC 9110 §7.6.1).
+//! * Added: the caller's identity, [`SUBJECT`], [`CLIENT_ID`], [`SCOPES`].
+//! * `Mcp-Session-Id`, `MCP-Protocol-Version`, `Last-Event-ID` and every other
+//!   end-to-end header pass both ways unchanged; bodies stream, never buffered.
+
+use crate::config::Config;
+use crate::token::Principal;
+
+pub const SUBJECT: &str = "x-auth-subject";
+pub const CLIENT_ID: &str = "x-auth-client-id";
+pub const SCOPES: &str = "x-auth-scopes";
+/// Client headers starting with this are dropped before the identity is added.
+pub const IDENTITY_PREFIX: &str = "x-auth-";
+
+/// Request headers the worker never forwards (lower case).
+pub const STRIP_REQUEST: &[&str] = &[
+    "authorization",
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+];
+
+/// Response headers the MCP endpoint exposes to browsers (CORS).
+pub const EXPOSE_HEADERS: &str = "WWW-Authenticate, Mcp-Session-Id, MCP-Protocol-Version";
+pub const ALLOW_HEADERS: &str =
+    "Authorization, Content-Type, Accept, Mcp-Session-Id, MCP-Protocol-Version, Last-Event-ID, Mcp-Method, Mcp-Name";
+
+/// The origin URL for a request path and query (`query` without the `?`).
+pub fn target(cfg: &Config, path: &str, query: Option<&str>) -> String {
+    let base = cfg.origin_url.as_str().trim_end_matches('/');
+    match query {
+        Some(q) if !q.is_empty() => format!("{base}{path}?{q}"),
+        _ => format!("{base}{path}"),
+    }
+}
+
+/// Make a claim value safe for an HTTP header: visible ASCII and spaces pass, anything
+/// else is percent-encoded, so a crafted `sub` cannot inject a header.
+pub fn header_value(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    for b in raw.bytes() {
+        if (0x20..0x7f).contains(&b) && b != b'%' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The identity headers for an accepted token.
+pub fn identity_headers(p: &Principal) -> Vec<(&'static str, String)> {
+    let mut h = Vec::with_capacity(3);
+    if let Some(s) = &p.subject {
+        h.push((SUBJECT, header_value(s)));
+    }
+    if let Some(c) = &p.client_id {
+        h.push((CLIENT_ID, header_value(c)));
+    }
+    h.push((SCOPES, header_value(&p.scopes.join(" "))));
+    h
+}
+
+/// CORS headers for an answer on the MCP endpoint to an allowed browser origin.
+pub fn cors_headers(origin: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("access-control-allow-origin", origin.to_string()),
+        ("access-control-expose-headers", EXPOSE_HEADERS.to_string()),
+        ("vary", "Origin".to_string()),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::tests::config;
+
+    #[test]
+    fn target_keeps_path_and_query() {
+        let c = config();
+        assert_eq!(target(&c, "/mcp", None), "http://127.0.0.1:9000/mcp");
+        assert_eq!(target(&c, "/mcp/x", Some("a=1&b=2")), "http://127.0.0.1:9000/mcp/x?a=1&b=2");
+    }
+
+    #[test]
+    fn identity_values_cannot_inject() {
+        assert_eq!(header_value("user\r\nx-auth-subject: admin"), "user%0D%0Ax-auth-subject: admin");
+        assert_eq!(header_value("jos\u{e9}"), "jos%C3%A9");
+        assert_eq!(header_value("100%"), "100%25");
+        let p = Principal {
+            subject: Some("u1".into()),
+            client_id: Some("c1".into()),
+            scopes: vec!["a".into(), "b".into()],
+            exp: 0,
+            nbf: None,
+            kid: None,
+        };
+        assert_eq!(
+            identity_headers(&p),
+            vec![(SUBJECT, "u1".to_string()), (CLIENT_ID, "c1".to_string()), (SCOPES, "a b".to_string())]
+        );
+    }
+
+    #[test]
+    fn authorization_and_identity_never_pass() {
+        assert!(STRIP_REQUEST.contains(&"authorization"));
+        for h in [SUBJECT, CLIENT_ID, SCOPES] {
+            assert!(h.starts_with(IDENTITY_PREFIX));
+        }
+    }
+}

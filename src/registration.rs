@@ -1,0 +1,225 @@
+//! The Dynamic Client Registration proxy (RFC 7591).
+//!
+//! 1. [`validate_request`]: the body is a JSON object under [`MAX_BODY`] bytes;
+//!    `redirect_uris`, when present, is an array of absolute `https` URIs or loopback
+//!    `http` URIs without fragments (OAuth 2.1 §2.3.1, SPEC A6). Failures are RFC 7591
+//!    §3.2.2 errors (`invalid_redirect_uri`, `invalid_client_metadata`).
+//! 2. The glue forwards the body unchanged to the upstream registration endpoint.
+//! 3. [`clean_answer`]: members that are `null` or `""` are dropped (Hydra answers
+//!    `client_uri: ""` and `contacts: null`, which the TypeScript SDK's strict schema
+//!    refuses), RFC 7591 §2 defaults are filled in where absent, and the answer is
+//!    201 `application/json` with `Cache-Control: no-store` (RFC 7591 §3.2.1).
+//! 4. [`upstream_error`]: a 4xx keeps its status and RFC 7591 error code; a 5xx or an
+//!    unusable answer is a 502.
+
+use crate::error::{Error, Reply};
+use serde_json::{json, Map, Value};
+use url::{Host, Url};
+
+/// Largest registration request the worker reads.
+pub const MAX_BODY: usize = 64 * 1024;
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
+fn check_redirect_uri(raw: &str) -> Result<(), Error> {
+    let url = Url::parse(raw).map_err(|e| Error::InvalidRedirectUri(format!("{raw:?} is not an absolute URI: {e}")))?;
+    if url.fragment().is_some() || raw.contains('#') {
+        return Err(Error::InvalidRedirectUri(format!("{raw:?} has a fragment")));
+    }
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if is_loopback(&url) => Ok(()),
+        "http" => Err(Error::InvalidRedirectUri(format!(
+            "{raw:?} uses http on a non-loopback host; use https, or http://127.0.0.1 / http://localhost for native clients"
+        ))),
+        other => Err(Error::InvalidRedirectUri(format!("{raw:?} uses scheme {other:?}; only https or loopback http are accepted"))),
+    }
+}
+
+/// Validate a registration request body. Returns the parsed object.
+pub fn validate_request(body: &[u8]) -> Result<Map<String, Value>, Error> {
+    if body.len() > MAX_BODY {
+        return Err(Error::InvalidClientMetadata(format!("registration request larger than {MAX_BODY} bytes")));
+    }
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| Error::InvalidClientMetadata(format!("request body is not JSON: {e}")))?;
+    let Value::Object(map) = value else {
+        return Err(Error::InvalidClientMetadata("request body must be a JSON object".into()));
+    };
+    match map.get("redirect_uris") {
+        None => {}
+        Some(Value::Array(uris)) => {
+            if uris.is_empty() {
+                return Err(Error::InvalidRedirectUri("redirect_uris is empty".into()));
+            }
+            for uri in uris {
+                let Some(s) = uri.as_str() else {
+                    return Err(Error::InvalidRedirectUri("redirect_uris must hold strings".into()));
+                };
+                check_redirect_uri(s)?;
+            }
+        }
+        Some(_) => return Err(Error::InvalidRedirectUri("redirect_uris must be an array".into())),
+    }
+    for name in ["grant_types", "response_types", "contacts"] {
+        if let Some(v) = map.get(name) {
+            if !v.as_array().is_some_and(|a| a.iter().all(Value::is_string)) {
+                return Err(Error::InvalidClientMetadata(format!("{name} must be an array of strings")));
+            }
+        }
+    }
+    for name in ["client_name", "scope", "token_endpoint_auth_method", "client_uri", "logo_uri", "tos_uri", "policy_uri", "jwks_uri"] {
+        if let Some(v) = map.get(name) {
+            if !v.is_string() {
+                return Err(Error::InvalidClientMetadata(format!("{name} must be a string")));
+            }
+        }
+    }
+    Ok(map)
+}
+
+/// Turn the upstream's success answer into one strict clients accept.
+/// `request` is the validated request, used to restore `redirect_uris` when the
+/// upstream omits them.
+pub fn clean_answer(request: &Map<String, Value>, body: &[u8]) -> Result<Reply, Error> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| Error::Upstream(format!("registration answer is not JSON: {e}")))?;
+    let Value::Object(mut map) = value else {
+        return Err(Error::Upstream("registration answer is not a JSON object".into()));
+    };
+    map.retain(|_, v| !(v.is_null() || v.as_str() == Some("")));
+    if !map.get("client_id").is_some_and(Value::is_string) {
+        return Err(Error::Upstream("registration answer has no client_id".into()));
+    }
+    if !map.contains_key("redirect_uris") {
+        if let Some(uris) = request.get("redirect_uris") {
+            map.insert("redirect_uris".into(), uris.clone());
+        }
+    }
+    // RFC 7591 §2 defaults, made explicit.
+    map.entry("grant_types").or_insert_with(|| json!(["authorization_code"]));
+    map.entry("response_types").or_insert_with(|| json!(["code"]));
+    // RFC 7591 §2 says `client_secret_basic`, but a client the upstream issued no
+    // secret to cannot use it: say `none` then, which is what the upstream granted.
+    let method = if map.contains_key("client_secret") { "client_secret_basic" } else { "none" };
+    map.entry("token_endpoint_auth_method").or_insert_with(|| json!(method));
+    Ok(Reply::json(201, &Value::Object(map)).with_header("cache-control", "no-store"))
+}
+
+/// Map an upstream refusal (or failure) to the error the client sees.
+pub fn upstream_error(status: u16, body: &[u8]) -> Error {
+    if (400..500).contains(&status) {
+        let parsed: Option<Map<String, Value>> = serde_json::from_slice(body).ok();
+        let code = parsed
+            .as_ref()
+            .and_then(|m| m.get("error"))
+            .and_then(Value::as_str)
+            .filter(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_graphic()))
+            .unwrap_or("invalid_client_metadata")
+            .to_string();
+        let description = parsed
+            .as_ref()
+            .and_then(|m| m.get("error_description"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .or_else(|| Some(format!("the authorization server refused the registration ({status})")));
+        return Error::UpstreamRejected { status, error: code, description };
+    }
+    Error::Upstream(format!("registration endpoint answered {status}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYDRA: &str = include_str!("../tests/fixtures/hydra-register-response.json");
+
+    fn req() -> Map<String, Value> {
+        validate_request(br#"{"redirect_uris":["http://127.0.0.1:9876/callback"],"client_name":"t"}"#).unwrap()
+    }
+
+    #[test]
+    fn accepts_https_and_loopback_redirects() {
+        for uri in ["https://app.example/cb", "http://127.0.0.1:1/cb", "http://localhost/cb", "http://[::1]:8/cb"] {
+            let body = json!({"redirect_uris": [uri]}).to_string();
+            assert!(validate_request(body.as_bytes()).is_ok(), "{uri}");
+        }
+    }
+
+    #[test]
+    fn refuses_bad_redirects_with_invalid_redirect_uri() {
+        for uri in ["http://app.example/cb", "https://app.example/cb#x", "javascript:alert(1)", "/relative", "ftp://x/"] {
+            let body = json!({"redirect_uris": [uri]}).to_string();
+            let err = validate_request(body.as_bytes()).unwrap_err();
+            assert_eq!(err.code(), "invalid_redirect_uri", "{uri}");
+        }
+        let err = validate_request(br#"{"redirect_uris":"https://x/"}"#).unwrap_err();
+        assert_eq!(err.code(), "invalid_redirect_uri");
+        let err = validate_request(br#"{"redirect_uris":[]}"#).unwrap_err();
+        assert_eq!(err.code(), "invalid_redirect_uri");
+    }
+
+    #[test]
+    fn refuses_non_objects_and_oversized_bodies() {
+        for body in [&b"[]"[..], b"nope", b"\"x\"", b"{\"grant_types\":\"code\"}", b"{\"client_name\":5}"] {
+            assert_eq!(validate_request(body).unwrap_err().code(), "invalid_client_metadata");
+        }
+        let big = vec![b' '; MAX_BODY + 1];
+        assert_eq!(validate_request(&big).unwrap_err().code(), "invalid_client_metadata");
+    }
+
+    #[test]
+    fn hydra_answer_is_cleaned() {
+        let reply = clean_answer(&req(), HYDRA.as_bytes()).unwrap();
+        assert_eq!(reply.status, 201);
+        assert_eq!(reply.header("cache-control"), Some("no-store"));
+        let v: Map<String, Value> = serde_json::from_str(&reply.body).unwrap();
+        for (k, val) in &v {
+            assert!(!val.is_null() && val.as_str() != Some(""), "{k} survived");
+        }
+        assert!(!v.contains_key("client_uri"));
+        assert!(!v.contains_key("contacts"));
+        assert_eq!(v["client_id"], "5f0a5c5e-8a7e-4a54-9d3e-3f3a3c1b2d11");
+        assert_eq!(v["token_endpoint_auth_method"], "none");
+        assert_eq!(v["grant_types"], json!(["authorization_code", "refresh_token"]));
+        assert_eq!(v["registration_access_token"], "ory_at_x");
+    }
+
+    #[test]
+    fn defaults_are_filled_and_redirects_restored() {
+        let reply = clean_answer(&req(), br#"{"client_id":"c1","redirect_uris":null}"#).unwrap();
+        let v: Value = serde_json::from_str(&reply.body).unwrap();
+        assert_eq!(v["redirect_uris"], json!(["http://127.0.0.1:9876/callback"]));
+        assert_eq!(v["grant_types"], json!(["authorization_code"]));
+        assert_eq!(v["response_types"], json!(["code"]));
+        assert_eq!(v["token_endpoint_auth_method"], "none");
+        let reply = clean_answer(&req(), br#"{"client_id":"c1","client_secret":"s"}"#).unwrap();
+        let v: Value = serde_json::from_str(&reply.body).unwrap();
+        assert_eq!(v["token_endpoint_auth_method"], "client_secret_basic");
+    }
+
+    #[test]
+    fn unusable_answers_are_upstream_errors() {
+        for body in [&b"<html>"[..], b"[]", b"{}", b"{\"client_id\":\"\"}"] {
+            assert!(matches!(clean_answer(&req(), body), Err(Error::Upstream(_))));
+        }
+    }
+
+    #[test]
+    fn upstream_errors_keep_4xx_and_hide_5xx() {
+        let e = upstream_error(400, br#"{"error":"invalid_redirect_uri","error_description":"nope"}"#);
+        assert_eq!(e.status(), 400);
+        assert_eq!(e.code(), "invalid_redirect_uri");
+        let e = upstream_error(403, b"<html>forbidden</html>");
+        assert_eq!((e.status(), e.code()), (403, "invalid_client_metadata"));
+        let e = upstream_error(503, b"down");
+        assert_eq!(e.status(), 502);
+    }
+}
