@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Build the worker: Rust -> wasm32 -> wasm-bindgen (web target) -> wasm-opt.
+# Output in build/, imported by src/entry.mjs; wrangler bundles the rest.
+# Needs what scripts/setup.sh installs. Skips steps whose output is up to date.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+cargo build --quiet --release --target wasm32-unknown-unknown --lib
+wasm=target/wasm32-unknown-unknown/release/mcp_edge_auth.wasm
+out=build/mcp_edge_auth_bg.wasm
+if [ ! -f "$out" ] || [ "$wasm" -nt "$out" ]; then
+  mkdir -p build
+  wasm-bindgen --target web --out-dir build --out-name mcp_edge_auth --no-typescript "$wasm"
+  if [ -x node_modules/binaryen/bin/wasm-opt ]; then
+    node_modules/binaryen/bin/wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int \
+      --enable-sign-ext --enable-reference-types --enable-multivalue --enable-mutable-globals \
+      "$out" -o "$out.opt" && mv "$out.opt" "$out"
+  fi
+  touch "$out"
+fi

@@ -1,0 +1,493 @@
+//! The Worker glue (wasm32 only): `Env`, fetch, WebCrypto and the clock. Everything
+//! it decides, it asks [`Authorizer`] to decide.
+//!
+//! Exports, called by the JS entry (`src/entry.mjs`):
+//! * [`init`]: once per isolate; reads the bindings through `worker::Env` and builds
+//!   the configuration.
+//! * [`fast`]: synchronous, four strings in, one string out ([`Decision::to_wire`]).
+//!   An MCP request with a token already validated is decided here with no other
+//!   crossing; the JS entry forwards it.
+//! * [`authorize`]: the same decision when I/O is needed: JWKS (and discovery) fetched
+//!   single-flight per isolate, the signature checked by `crypto.subtle`.
+//! * [`respond`]: every other route (metadata, registration, pass-through, preflight,
+//!   404/405), built with `worker` types.
+//! * [`origin_failure`]: the answer when the origin cannot be reached.
+
+use crate::authorizer::{Authorizer, Decision, Pending, RequestInfo, Serve};
+use crate::config::{Config, LogLevel};
+use crate::error::{ChallengeContext, Error, Reply};
+use crate::log::LogLine;
+use crate::metadata;
+use crate::proxy;
+use crate::registration;
+use crate::router;
+use jsonwebtoken::Algorithm;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::{future_to_promise, JsFuture};
+use worker::{Env, Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response};
+
+thread_local! {
+    static STATE: RefCell<Option<Result<Authorizer, Error>>> = const { RefCell::new(None) };
+    /// WebCrypto keys imported from the current JWKS, by JWK and algorithm.
+    static CRYPTO_KEYS: RefCell<HashMap<String, web_sys::CryptoKey>> = RefCell::new(HashMap::new());
+    static KEYS_INFLIGHT: RefCell<Option<js_sys::Promise>> = const { RefCell::new(None) };
+    static DISCOVERY_INFLIGHT: RefCell<Option<js_sys::Promise>> = const { RefCell::new(None) };
+}
+
+fn now() -> i64 {
+    (js_sys::Date::now() / 1000.0) as i64
+}
+
+fn console(line: &str) {
+    web_sys::console::log_1(&JsValue::from_str(line));
+}
+
+/// `load_*` reads the `Env`; [`Config::build`] is the pure part.
+fn load_config(env: &Env) -> Result<Config, Error> {
+    Config::build(|name| {
+        env.var(name)
+            .map(|v| v.to_string())
+            .ok()
+            .or_else(|| env.secret(name).map(|s| s.to_string()).ok())
+    })
+}
+
+/// Run `f` with the authorizer, or get the configuration error.
+fn with_auth<T>(f: impl FnOnce(&mut Authorizer) -> T) -> Result<T, Error> {
+    STATE.with(|s| match &mut *s.borrow_mut() {
+        Some(Ok(a)) => Ok(f(a)),
+        Some(Err(e)) => Err(e.clone()),
+        None => Err(Error::Config {
+            binding: "(init)".into(),
+            problem: "the worker was not initialised".into(),
+        }),
+    })
+}
+
+fn level() -> LogLevel {
+    with_auth(|a| a.log_level()).unwrap_or(LogLevel::Warn)
+}
+
+/// Build the configuration from `env`. Returns the log level (0 off, 1 warn, 2 info).
+#[wasm_bindgen(js_name = edge_init)]
+pub fn init(env: JsValue) -> u8 {
+    console_error_panic_hook::set_once();
+    let env: Env = env.unchecked_into();
+    let built = load_config(&env).map(Authorizer::new);
+    if let Err(e) = &built {
+        console(&serde_json::json!({"event": "config", "error": e.to_string()}).to_string());
+    }
+    STATE.with(|s| *s.borrow_mut() = Some(built));
+    match level() {
+        LogLevel::Off => 0,
+        LogLevel::Warn => 1,
+        LogLevel::Info => 2,
+    }
+}
+
+/// Request headers the JS entry removes before forwarding (JSON array, read once).
+#[wasm_bindgen(js_name = edge_strip_headers)]
+pub fn strip_headers() -> String {
+    serde_json::json!({"strip": proxy::STRIP_REQUEST, "prefix": proxy::IDENTITY_PREFIX}).to_string()
+}
+
+fn config_failure(e: &Error) -> String {
+    let mut log = LogLine {
+        route: "any",
+        decision: "error",
+        status: e.status(),
+        reason: Some(e.reason()),
+        ..Default::default()
+    };
+    log.method.clear();
+    Decision::Reply {
+        reply: e.reply(&ChallengeContext::default()),
+        log,
+    }
+    .to_wire(LogLevel::Warn)
+}
+
+fn split_url(url: &str) -> Option<(String, Option<String>)> {
+    let u = url::Url::parse(url).ok()?;
+    Some((u.path().to_string(), u.query().map(str::to_string)))
+}
+
+/// Decide an MCP request without I/O. See [`Decision::to_wire`].
+#[wasm_bindgen(js_name = edge_fast)]
+pub fn fast(method: &str, url: &str, authorization: Option<String>, origin: Option<String>) -> String {
+    let Some((path, query)) = split_url(url) else {
+        return r#"{"x":1}"#.into();
+    };
+    let info = RequestInfo {
+        method,
+        path: &path,
+        query: query.as_deref(),
+        authorization: authorization.as_deref(),
+        origin: origin.as_deref(),
+    };
+    match with_auth(|a| (a.check(&info, now()), a.log_level())) {
+        Ok((d, level)) => d.to_wire(level),
+        Err(e) => config_failure(&e),
+    }
+}
+
+/// Decide an MCP request, doing the I/O [`fast`] could not.
+#[wasm_bindgen(js_name = edge_authorize)]
+pub async fn authorize(method: String, url: String, authorization: Option<String>, origin: Option<String>) -> String {
+    let Some((path, query)) = split_url(&url) else {
+        return r#"{"x":1}"#.into();
+    };
+    let info = RequestInfo {
+        method: &method,
+        path: &path,
+        query: query.as_deref(),
+        authorization: authorization.as_deref(),
+        origin: origin.as_deref(),
+    };
+    let level = level();
+    for _ in 0..3 {
+        let decision = match with_auth(|a| a.check(&info, now())) {
+            Ok(d) => d,
+            Err(e) => return config_failure(&e),
+        };
+        match decision {
+            Decision::NeedKeys => {
+                if let Err(e) = ensure_keys().await {
+                    console(&serde_json::json!({"event": "jwks", "error": e.to_string()}).to_string());
+                    if matches!(e, Error::Config { .. }) || !with_auth(|a| a.has_keys()).unwrap_or(false) {
+                        let d = with_auth(|a| a.refuse(router::Route::Mcp, &info, &e));
+                        return d.map(|d| d.to_wire(level)).unwrap_or_else(|e| config_failure(&e));
+                    }
+                }
+            }
+            Decision::Verify(pending) => {
+                let verified = verify(&pending).await;
+                let d = with_auth(|a| a.complete(&info, &pending, verified, now()));
+                return d.map(|d| d.to_wire(level)).unwrap_or_else(|e| config_failure(&e));
+            }
+            other => return other.to_wire(level),
+        }
+    }
+    let e = Error::KeysUnavailable("no usable key after refreshing".into());
+    with_auth(|a| a.refuse(router::Route::Mcp, &info, &e).to_wire(level)).unwrap_or_else(|e| config_failure(&e))
+}
+
+/// The answer when the origin could not be reached (502, JSON-RPC error body).
+#[wasm_bindgen(js_name = edge_origin_failure)]
+pub fn origin_failure(method: &str, url: &str, message: &str) -> String {
+    let path = split_url(url).map(|(p, _)| p).unwrap_or_default();
+    let info = RequestInfo {
+        method,
+        path: &path,
+        query: None,
+        authorization: None,
+        origin: None,
+    };
+    let e = Error::OriginUnreachable(message.chars().take(200).collect());
+    with_auth(|a| a.refuse(router::Route::Mcp, &info, &e).to_wire(a.log_level())).unwrap_or_else(|e| config_failure(&e))
+}
+
+// ---- single-flight fetches ---------------------------------------------------------
+
+fn err_js(e: Error) -> JsValue {
+    JsValue::from_str(&serde_json::to_string(&(e.status(), e.to_string(), matches!(e, Error::Config { .. }))).unwrap_or_default())
+}
+
+fn js_err(v: JsValue) -> Error {
+    let text = v.as_string().unwrap_or_default();
+    match serde_json::from_str::<(u16, String, bool)>(&text) {
+        Ok((_, msg, true)) => Error::Config {
+            binding: "ISSUER".into(),
+            problem: msg,
+        },
+        Ok((_, msg, false)) => Error::Upstream(msg),
+        Err(_) => Error::Upstream(text),
+    }
+}
+
+/// Run `make` once at a time per isolate: concurrent callers await the same promise.
+async fn single_flight<F>(slot: &'static std::thread::LocalKey<RefCell<Option<js_sys::Promise>>>, make: F) -> Result<(), Error>
+where
+    F: FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Error>>>>,
+{
+    let existing = slot.with(|s| s.borrow().clone());
+    let promise = match existing {
+        Some(p) => p,
+        None => {
+            let fut = make();
+            let p = future_to_promise(async move { fut.await.map(|_| JsValue::UNDEFINED).map_err(err_js) });
+            slot.with(|s| *s.borrow_mut() = Some(p.clone()));
+            p
+        }
+    };
+    let result = JsFuture::from(promise.clone()).await;
+    slot.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.as_ref().is_some_and(|p| js_sys::Object::is(p, &promise)) {
+            *s = None;
+        }
+    });
+    result.map(|_| ()).map_err(js_err)
+}
+
+async fn ensure_upstream() -> Result<(), Error> {
+    if with_auth(|a| a.upstream(now()).is_some())? {
+        return Ok(());
+    }
+    single_flight(&DISCOVERY_INFLIGHT, || Box::pin(discover())).await
+}
+
+async fn discover() -> Result<(), Error> {
+    let urls = with_auth(|a| metadata::discovery_urls(&a.cfg))?;
+    let mut tried = Vec::new();
+    for url in urls {
+        let (status, body) = fetch_bytes(Method::Get, url.as_str(), None, None).await?;
+        let accepted = with_auth(|a| metadata::accept_upstream(&a.cfg, &url, status, &body))??;
+        if let Some(up) = accepted {
+            with_auth(|a| a.install_upstream(up, now()))?;
+            return Ok(());
+        }
+        tried.push(url.to_string());
+    }
+    Err(Error::Upstream(format!("no authorization server metadata at {}", tried.join(", "))))
+}
+
+async fn ensure_keys() -> Result<(), Error> {
+    single_flight(&KEYS_INFLIGHT, || Box::pin(refresh_keys())).await
+}
+
+async fn refresh_keys() -> Result<(), Error> {
+    let url = match with_auth(|a| a.jwks_url())? {
+        Some(u) => u,
+        None => {
+            ensure_upstream().await?;
+            with_auth(|a| a.jwks_url())?.ok_or_else(|| Error::Upstream("the authorization server advertises no jwks_uri; set JWKS_URL".into()))?
+        }
+    };
+    let body = match fetch_bytes(Method::Get, &url, None, None).await {
+        Ok((200, body)) => Ok(body),
+        Ok((status, _)) => Err(Error::KeysUnavailable(format!("JWKS at {url} answered {status}"))),
+        Err(e) => Err(e),
+    };
+    let installed = with_auth(|a| a.install_keys(body.as_deref().map_err(Clone::clone), now()))?;
+    if installed.is_ok() {
+        CRYPTO_KEYS.with(|k| k.borrow_mut().clear());
+    }
+    installed
+}
+
+/// GET or POST `url`, reading the whole answer (bounded by the callers' own caps).
+async fn fetch_bytes(method: Method, url: &str, body: Option<Vec<u8>>, auth: Option<String>) -> Result<(u16, Vec<u8>), Error> {
+    let headers = Headers::new();
+    let _ = headers.set("accept", "application/json");
+    if body.is_some() {
+        let _ = headers.set("content-type", "application/json");
+    }
+    if let Some(a) = auth {
+        let _ = headers.set("authorization", &a);
+    }
+    let mut init = RequestInit::new();
+    init.with_method(method)
+        .with_headers(headers)
+        .with_redirect(RequestRedirect::Manual);
+    if let Some(b) = body {
+        init.with_body(Some(js_sys::Uint8Array::from(b.as_slice()).into()));
+    }
+    let request = Request::new_with_init(url, &init).map_err(|e| Error::Upstream(format!("bad upstream URL {url}: {e}")))?;
+    let mut response = Fetch::Request(request)
+        .send()
+        .await
+        .map_err(|e| Error::Upstream(format!("{url} unreachable: {e}")))?;
+    let status = response.status_code();
+    let bytes = response.bytes().await.map_err(|e| Error::Upstream(format!("{url}: {e}")))?;
+    Ok((status, bytes))
+}
+
+// ---- WebCrypto -----------------------------------------------------------------------
+
+fn subtle() -> Option<web_sys::SubtleCrypto> {
+    let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
+    global.crypto().ok().map(|c| c.subtle())
+}
+
+fn js_object(json: &str) -> js_sys::Object {
+    js_sys::JSON::parse(json).map(JsCast::unchecked_into).unwrap_or_default()
+}
+
+/// WebCrypto parameters for importing a key and for verifying with it.
+fn params(alg: Algorithm) -> (&'static str, &'static str) {
+    use Algorithm::*;
+    match alg {
+        RS256 => (r#"{"name":"RSASSA-PKCS1-v1_5","hash":"SHA-256"}"#, r#"{"name":"RSASSA-PKCS1-v1_5"}"#),
+        RS384 => (r#"{"name":"RSASSA-PKCS1-v1_5","hash":"SHA-384"}"#, r#"{"name":"RSASSA-PKCS1-v1_5"}"#),
+        RS512 => (r#"{"name":"RSASSA-PKCS1-v1_5","hash":"SHA-512"}"#, r#"{"name":"RSASSA-PKCS1-v1_5"}"#),
+        PS256 => (r#"{"name":"RSA-PSS","hash":"SHA-256"}"#, r#"{"name":"RSA-PSS","saltLength":32}"#),
+        PS384 => (r#"{"name":"RSA-PSS","hash":"SHA-384"}"#, r#"{"name":"RSA-PSS","saltLength":48}"#),
+        PS512 => (r#"{"name":"RSA-PSS","hash":"SHA-512"}"#, r#"{"name":"RSA-PSS","saltLength":64}"#),
+        ES256 => (r#"{"name":"ECDSA","namedCurve":"P-256"}"#, r#"{"name":"ECDSA","hash":"SHA-256"}"#),
+        ES384 => (r#"{"name":"ECDSA","namedCurve":"P-384"}"#, r#"{"name":"ECDSA","hash":"SHA-384"}"#),
+        EdDSA => (r#"{"name":"Ed25519"}"#, r#"{"name":"Ed25519"}"#),
+        // The allowlist admits no other algorithm.
+        _ => (r#"{"name":"unsupported"}"#, r#"{"name":"unsupported"}"#),
+    }
+}
+
+async fn crypto_key(pending: &Pending) -> Option<web_sys::CryptoKey> {
+    let id = format!("{:?}:{}", pending.alg, pending.key.public_jwk);
+    if let Some(k) = CRYPTO_KEYS.with(|m| m.borrow().get(&id).cloned()) {
+        return Some(k);
+    }
+    let (import, _) = params(pending.alg);
+    let usages = js_sys::Array::of1(&JsValue::from_str("verify"));
+    let promise = subtle()?
+        .import_key_with_object("jwk", &js_object(&pending.key.public_jwk.to_string()), &js_object(import), false, &usages)
+        .ok()?;
+    let key: web_sys::CryptoKey = JsFuture::from(promise).await.ok()?.unchecked_into();
+    CRYPTO_KEYS.with(|m| m.borrow_mut().insert(id, key.clone()));
+    Some(key)
+}
+
+/// Check a signature with the runtime's WebCrypto. Any failure is "does not verify".
+async fn verify(pending: &Pending) -> bool {
+    let Some(key) = crypto_key(pending).await else {
+        return false;
+    };
+    let (_, verify) = params(pending.alg);
+    let Some(subtle) = subtle() else { return false };
+    let signature = js_sys::Uint8Array::from(pending.signature.as_slice());
+    let data = js_sys::Uint8Array::from(pending.signing_input.as_bytes());
+    let Ok(promise) = subtle.verify_with_object_and_buffer_source_and_buffer_source(&js_object(verify), &key, &signature, &data) else {
+        return false;
+    };
+    matches!(JsFuture::from(promise).await.map(|v| v.as_bool()), Ok(Some(true)))
+}
+
+// ---- other routes ---------------------------------------------------------------------
+
+fn to_response(reply: &Reply) -> Response {
+    let headers = Headers::new();
+    for (n, v) in &reply.headers {
+        let _ = headers.append(n, v);
+    }
+    let response = if reply.body.is_empty() {
+        Response::empty()
+    } else {
+        Response::from_bytes(reply.body.clone().into_bytes())
+    };
+    response
+        .unwrap_or_else(|_| Response::empty().expect("an empty response"))
+        .with_status(reply.status)
+        .with_headers(headers)
+}
+
+/// Serve every route but an MCP request's forwarding.
+#[wasm_bindgen(js_name = edge_respond)]
+pub async fn respond(request: web_sys::Request) -> web_sys::Response {
+    let req = Request::from(request);
+    let method = req.method().to_string();
+    let url = req.url().ok();
+    let path = url.as_ref().map(|u| u.path().to_string()).unwrap_or_default();
+    let query = url.as_ref().and_then(|u| u.query().map(str::to_string));
+    let origin = req.headers().get("origin").ok().flatten();
+    let info = RequestInfo {
+        method: &method,
+        path: &path,
+        query: query.as_deref(),
+        authorization: None,
+        origin: origin.as_deref(),
+    };
+    let route = with_auth(|a| router::route(&a.cfg, &path)).unwrap_or(router::Route::NotFound);
+    let mut log = LogLine {
+        route: route.name(),
+        method: method.clone(),
+        path: path.clone(),
+        decision: "serve",
+        ..Default::default()
+    };
+    let result = match with_auth(|a| a.serve(&info)).and_then(|r| r) {
+        Ok(Serve::Reply(reply)) => Ok(to_response(&reply)),
+        Ok(Serve::AuthorizationServerMetadata) => as_metadata().await.map(|r| to_response(&r)),
+        Ok(Serve::Register) => register(req).await.map(|r| to_response(&r)),
+        Ok(Serve::Passthrough(target)) => {
+            log.decision = "proxy";
+            passthrough(&req, &target).await
+        }
+        Err(e) => Err(e),
+    };
+    let response = match result {
+        Ok(r) => r,
+        Err(e) => {
+            log.decision = if e.status() >= 500 { "error" } else { "deny" };
+            log.reason = Some(e.reason());
+            let ctx = with_auth(|a| a.challenge_context()).unwrap_or_default();
+            to_response(&e.reply(&ctx))
+        }
+    };
+    log.status = response.status_code();
+    let lvl = level();
+    if lvl == LogLevel::Info || (lvl == LogLevel::Warn && log.is_warning()) {
+        console(&log.to_json());
+    }
+    response.into()
+}
+
+async fn as_metadata() -> Result<Reply, Error> {
+    ensure_upstream().await?;
+    with_auth(|a| {
+        a.upstream(now())
+            .map(|u| a.as_metadata_reply(u))
+            .ok_or_else(|| Error::Upstream("metadata expired while serving".into()))
+    })?
+}
+
+async fn register(mut req: Request) -> Result<Reply, Error> {
+    let declared: Option<usize> = req.headers().get("content-length").ok().flatten().and_then(|v| v.parse().ok());
+    if declared.is_some_and(|n| n > registration::MAX_BODY) {
+        return Err(Error::InvalidClientMetadata(format!("registration request larger than {} bytes", registration::MAX_BODY)));
+    }
+    let body = req.bytes().await.map_err(|_| Error::InvalidClientMetadata("the request body could not be read".into()))?;
+    let request = registration::validate_request(&body)?;
+    let endpoint = match with_auth(|a| a.cfg.registration_url.clone())? {
+        Some(u) => u.to_string(),
+        None => {
+            ensure_upstream().await?;
+            with_auth(|a| a.upstream(now()).and_then(|u| u.registration_endpoint.clone()))?
+                .ok_or_else(|| Error::Upstream("the authorization server has no registration endpoint; set REGISTRATION_URL".into()))?
+                .to_string()
+        }
+    };
+    let auth = req.headers().get("authorization").ok().flatten();
+    let (status, answer) = fetch_bytes(Method::Post, &endpoint, Some(body), auth).await?;
+    if (200..300).contains(&status) {
+        registration::clean_answer(&request, &answer)
+    } else {
+        Err(registration::upstream_error(status, &answer))
+    }
+}
+
+async fn passthrough(req: &Request, target: &str) -> Result<Response, Error> {
+    let headers = Headers::new();
+    for (name, value) in req.headers().entries() {
+        // The authorization server needs the client's own credentials (token requests).
+        if !proxy::STRIP_REQUEST.contains(&name.as_str()) || name == "authorization" {
+            let _ = headers.append(&name, &value);
+        }
+    }
+    if let Ok(u) = req.url() {
+        let _ = headers.set("x-forwarded-host", u.host_str().unwrap_or_default());
+        let _ = headers.set("x-forwarded-proto", u.scheme());
+    }
+    let mut init = RequestInit::new();
+    init.with_method(req.method())
+        .with_headers(headers)
+        .with_redirect(RequestRedirect::Manual)
+        .with_body(req.inner().body().map(JsValue::from));
+    let upstream = Request::new_with_init(target, &init).map_err(|e| Error::Upstream(format!("bad pass-through URL: {e}")))?;
+    Fetch::Request(upstream)
+        .send()
+        .await
+        .map_err(|e| Error::Upstream(format!("authorization server unreachable: {e}")))
+}
