@@ -324,6 +324,25 @@ impl Config {
     }
 }
 
+impl Config {
+    /// In the single-host layout (the issuer on the worker's host, `AS_URL` elsewhere)
+    /// the worker is the authorization server's reverse proxy: its own upstream
+    /// fetches carry `X-Forwarded-Host` and `X-Forwarded-Proto` naming the issuer's
+    /// host, so a server that builds URLs from the request (oidc-provider behind a
+    /// proxy) advertises public endpoints.
+    pub fn forwarded_headers(&self) -> Option<(String, String)> {
+        if self.as_url.origin() == self.issuer_url.origin() {
+            return None;
+        }
+        let host = self.issuer_url.host_str()?;
+        let host = match self.issuer_url.port() {
+            Some(p) => format!("{host}:{p}"),
+            None => host.to_string(),
+        };
+        Some((host, self.issuer_url.scheme().to_string()))
+    }
+}
+
 /// True when `path` equals `prefix` or lies below it (`/mcp` matches `/mcp` and
 /// `/mcp/x`, not `/mcpx`). A prefix ending in `/` matches anything under it.
 pub fn path_matches(path: &str, prefix: &str) -> bool {
@@ -440,6 +459,14 @@ pub(crate) mod tests {
         assert_eq!(c.rebase_upstream(&jwks).as_str(), "http://127.0.0.1:9100/oidc/jwks?x=1");
         let elsewhere = Url::parse("https://keys.example/jwks").unwrap();
         assert_eq!(c.rebase_upstream(&elsewhere), elsewhere);
+    }
+
+    #[test]
+    fn forwarded_headers_only_in_the_single_host_layout() {
+        assert_eq!(config().forwarded_headers(), Some(("mcp.example.com".into(), "https".into())));
+        let mut v = base();
+        v.retain(|(k, _)| *k != "AS_URL");
+        assert_eq!(Config::build(vars(&v)).unwrap().forwarded_headers(), None);
     }
 
     #[test]

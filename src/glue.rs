@@ -289,6 +289,10 @@ async fn fetch_bytes(method: Method, url: &str, body: Option<Vec<u8>>, auth: Opt
     if let Some(a) = auth {
         let _ = headers.set("authorization", &a);
     }
+    if let Ok(Some((host, proto))) = with_auth(|a| a.cfg.forwarded_headers()) {
+        let _ = headers.set("x-forwarded-host", &host);
+        let _ = headers.set("x-forwarded-proto", &proto);
+    }
     let mut init = RequestInit::new();
     init.with_method(method)
         .with_headers(headers)
@@ -477,7 +481,11 @@ async fn passthrough(req: &Request, target: &str) -> Result<Response, Error> {
         }
     }
     if let Ok(u) = req.url() {
-        let _ = headers.set("x-forwarded-host", u.host_str().unwrap_or_default());
+        let host = match u.port() {
+            Some(p) => format!("{}:{p}", u.host_str().unwrap_or_default()),
+            None => u.host_str().unwrap_or_default().to_string(),
+        };
+        let _ = headers.set("x-forwarded-host", &host);
         let _ = headers.set("x-forwarded-proto", u.scheme());
     }
     let mut init = RequestInit::new();

@@ -1,0 +1,151 @@
+// The end-to-end rig: starts real peers and the real worker (wrangler dev, running the
+// wasm build in workerd) on loopback ports of their own, and stops them.
+import { spawn, execFileSync } from "node:child_process";
+import net from "node:net";
+import { fileURLToPath } from "node:url";
+import path from "node:path";
+import * as jose from "jose";
+
+export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
+const children = new Set();
+
+export async function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.unref();
+    s.on("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Build the wasm once, before any worker starts (wrangler's own build is then a no-op). */
+export function buildWorker() {
+  execFileSync("bash", [path.join(root, "scripts/build.sh")], { stdio: "inherit", cwd: root });
+}
+
+/** Spawn a process; its output is kept in `proc.output` for assertions and failures. */
+export function start(name, command, args, env = {}) {
+  const proc = spawn(command, args, {
+    cwd: root,
+    env: { ...process.env, WRANGLER_SEND_METRICS: "false", NO_COLOR: "1", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+    detached: true,
+  });
+  proc.output = "";
+  proc.label = name;
+  const keep = (d) => {
+    proc.output += d.toString();
+    if (proc.output.length > 2_000_000) proc.output = proc.output.slice(-1_000_000);
+  };
+  proc.stdout.on("data", keep);
+  proc.stderr.on("data", keep);
+  children.add(proc);
+  proc.on("exit", () => children.delete(proc));
+  return proc;
+}
+
+export async function waitFor(url, proc, timeoutMs = 60_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (proc && proc.exitCode !== null) throw new Error(`${proc.label} exited early:\n${proc.output}`);
+    try {
+      await fetch(url, { signal: AbortSignal.timeout(2000) });
+      return;
+    } catch {
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+  throw new Error(`${url} did not come up in ${timeoutMs} ms${proc ? `:\n${proc.output}` : ""}`);
+}
+
+export async function stopAll() {
+  for (const p of children) {
+    try {
+      process.kill(-p.pid, "SIGTERM");
+    } catch {}
+  }
+  await new Promise((r) => setTimeout(r, 300));
+  for (const p of children) {
+    try {
+      process.kill(-p.pid, "SIGKILL");
+    } catch {}
+  }
+}
+
+/** Signing keys for the authorization server: RSA, P-256 and Ed25519, private JWKs. */
+export async function makeKeys() {
+  const out = { keys: [], private: {} };
+  for (const [kid, alg, opts] of [
+    ["rs1", "RS256", { modulusLength: 2048 }],
+    ["es1", "ES256", {}],
+    ["ed1", "EdDSA", { crv: "Ed25519" }],
+  ]) {
+    const { privateKey } = await jose.generateKeyPair(alg, { ...opts, extractable: true });
+    const jwk = { ...(await jose.exportJWK(privateKey)), kid, alg, use: "sig" };
+    out.keys.push(jwk);
+    out.private[alg] = { key: privateKey, kid };
+  }
+  return out;
+}
+
+export async function startAuthorizationServer({ port, issuer, keys, tokenAlg = "RS256", ttl = 3600 }) {
+  const proc = start("authorization-server", process.execPath, ["tests/e2e/peers/authorization-server.mjs"], {
+    AS_PORT: String(port),
+    AS_ISSUER: issuer,
+    AS_KEYS: JSON.stringify({ keys: keys.keys }),
+    AS_TOKEN_ALG: tokenAlg,
+    AS_TOKEN_TTL: String(ttl),
+  });
+  const mount = new URL(issuer).pathname.replace(/\/$/, "");
+  await waitFor(`http://127.0.0.1:${port}${mount}/.well-known/openid-configuration`, proc);
+  return proc;
+}
+
+export async function startProbeOrigin(port) {
+  const proc = start("probe-origin", process.execPath, ["tests/e2e/peers/probe-origin.mjs"], { ORIGIN_PORT: String(port) });
+  await waitFor(`http://127.0.0.1:${port}/mcp/stream-log`, proc);
+  return proc;
+}
+
+export async function startEverythingOrigin(port) {
+  const bin = path.join(root, "node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+  const proc = start("server-everything", process.execPath, [bin, "streamableHttp"], { PORT: String(port) });
+  await waitFor(`http://127.0.0.1:${port}/`, proc);
+  return proc;
+}
+
+export async function startHydraRegistration({ port, backend }) {
+  const proc = start("hydra-registration", process.execPath, ["tests/e2e/peers/hydra-registration.mjs"], {
+    HYDRA_PORT: String(port),
+    HYDRA_BACKEND: backend,
+  });
+  await waitFor(`http://127.0.0.1:${port}/stats`, proc);
+  return proc;
+}
+
+/** The worker under `wrangler dev` (workerd), configured through --var bindings. */
+export async function startWorker({ port, vars }) {
+  const inspector = await freePort();
+  const args = [
+    path.join(root, "node_modules/wrangler/bin/wrangler.js"),
+    "dev",
+    "--ip", "127.0.0.1",
+    "--port", String(port),
+    "--inspector-port", String(inspector),
+    "--show-interactive-dev-session=false",
+    "--persist-to", path.join(root, ".wrangler/test-state", String(port)),
+  ];
+  for (const [k, v] of Object.entries(vars)) args.push("--var", `${k}:${v}`);
+  const proc = start(`worker:${port}`, process.execPath, args);
+  await waitFor(`http://127.0.0.1:${port}/.well-known/oauth-protected-resource`, proc, 120_000);
+  return proc;
+}
+
+/** Sign an access token with one of the authorization server's keys (for shape and negative cases). */
+export async function signToken(keys, alg, claims, header = {}) {
+  const { key, kid } = keys.private[alg];
+  return new jose.SignJWT(claims).setProtectedHeader({ alg, kid, typ: "at+jwt", ...header }).sign(key);
+}
