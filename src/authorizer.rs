@@ -63,7 +63,10 @@ pub enum Decision {
         cors: Vec<(&'static str, String)>,
         log: LogLine,
     },
-    Reply { reply: Reply, log: LogLine },
+    Reply {
+        reply: Reply,
+        log: LogLine,
+    },
     /// Fetch the JWKS (and discovery, if needed), then decide again.
     NeedKeys,
     Verify(Box<Pending>),
@@ -136,7 +139,12 @@ impl Authorizer {
                 reply.headers.push((n.to_string(), v));
             }
         }
-        let mut log = log_line(route, req, if err.status() >= 500 { "error" } else { "deny" }, reply.status);
+        let mut log = log_line(
+            route,
+            req,
+            if err.status() >= 500 { "error" } else { "deny" },
+            reply.status,
+        );
         log.reason = Some(err.reason());
         Decision::Reply { reply, log }
     }
@@ -181,14 +189,24 @@ impl Authorizer {
                 claims: jwt.claims,
                 hash,
             }))),
-            Lookup::UnknownKid if jwks::can_refresh(now, self.last_key_attempt) => Ok(Decision::NeedKeys),
-            Lookup::UnknownKid => Err(Error::InvalidToken("the token's kid is not among the authorization server's keys".into())),
+            Lookup::UnknownKid if jwks::can_refresh(now, self.last_key_attempt) => {
+                Ok(Decision::NeedKeys)
+            }
+            Lookup::UnknownKid => Err(Error::InvalidToken(
+                "the token's kid is not among the authorization server's keys".into(),
+            )),
         }
     }
 
     fn need_keys(&self, now: i64) -> Result<Decision, Error> {
-        if self.keys.is_none() && self.last_key_attempt.is_some_and(|t| now - t < FAILED_FETCH_BACKOFF_SECONDS) {
-            return Err(Error::KeysUnavailable("the JWKS could not be fetched".into()));
+        if self.keys.is_none()
+            && self
+                .last_key_attempt
+                .is_some_and(|t| now - t < FAILED_FETCH_BACKOFF_SECONDS)
+        {
+            return Err(Error::KeysUnavailable(
+                "the JWKS could not be fetched".into(),
+            ));
         }
         Ok(Decision::NeedKeys)
     }
@@ -198,7 +216,9 @@ impl Authorizer {
     pub fn keys_due(&self, now: i64) -> bool {
         match (self.keys.as_ref(), self.keys_fetched_at) {
             (None, _) | (_, None) => true,
-            (Some(_), Some(at)) => now - at >= jwks::TTL_SECONDS && jwks::can_refresh(now, self.last_key_attempt),
+            (Some(_), Some(at)) => {
+                now - at >= jwks::TTL_SECONDS && jwks::can_refresh(now, self.last_key_attempt)
+            }
         }
     }
 
@@ -226,14 +246,23 @@ impl Authorizer {
     }
 
     /// Finish a token whose signature the glue checked.
-    pub fn complete(&mut self, req: &RequestInfo<'_>, pending: &Pending, verified: bool, now: i64) -> Decision {
+    pub fn complete(
+        &mut self,
+        req: &RequestInfo<'_>,
+        pending: &Pending,
+        verified: bool,
+        now: i64,
+    ) -> Decision {
         let result = if verified {
             token::check_claims(&pending.claims, pending.key.kid.as_deref(), &self.cfg, now)
         } else {
-            Err(Error::InvalidToken("the token's signature does not verify".into()))
+            Err(Error::InvalidToken(
+                "the token's signature does not verify".into(),
+            ))
         };
         match result.and_then(|p| {
-            self.cache.insert(pending.hash, p.clone(), now, self.cfg.leeway);
+            self.cache
+                .insert(pending.hash, p.clone(), now, self.cfg.leeway);
             self.admit(req, &p)
         }) {
             Ok(d) => d,
@@ -267,7 +296,11 @@ impl Authorizer {
             .jwks_url
             .as_ref()
             .map(|u| u.to_string())
-            .or_else(|| self.upstream.as_ref().and_then(|(u, _)| u.jwks_uri.as_ref().map(|u| u.to_string())))
+            .or_else(|| {
+                self.upstream
+                    .as_ref()
+                    .and_then(|(u, _)| u.jwks_uri.as_ref().map(|u| u.to_string()))
+            })
     }
 
     pub fn upstream(&self, now: i64) -> Option<&Upstream> {
@@ -289,7 +322,9 @@ impl Authorizer {
         if req.method == "OPTIONS" && route != Route::Passthrough && route != Route::NotFound {
             return match route {
                 Route::Mcp => match req.origin {
-                    Some(o) if !self.cfg.origin_allowed(o) => Err(Error::OriginNotAllowed(o.to_string())),
+                    Some(o) if !self.cfg.origin_allowed(o) => {
+                        Err(Error::OriginNotAllowed(o.to_string()))
+                    }
                     o => Ok(Serve::Reply(
                         Reply::empty(204)
                             .with_header("access-control-allow-origin", o.unwrap_or("*"))
@@ -303,14 +338,18 @@ impl Authorizer {
                 _ => Ok(Serve::Reply(
                     open_cors(Reply::empty(204))
                         .with_header("access-control-allow-methods", route.allow())
-                        .with_header("access-control-allow-headers", "Authorization, Content-Type, MCP-Protocol-Version")
+                        .with_header(
+                            "access-control-allow-headers",
+                            "Authorization, Content-Type, MCP-Protocol-Version",
+                        )
                         .with_header("access-control-max-age", "86400"),
                 )),
             };
         }
         match route {
             Route::ProtectedResourceMetadata => Ok(Serve::Reply(open_cors(
-                Reply::json(200, &metadata::protected_resource(&self.cfg)).with_header("cache-control", "public, max-age=3600"),
+                Reply::json(200, &metadata::protected_resource(&self.cfg))
+                    .with_header("cache-control", "public, max-age=3600"),
             ))),
             Route::AuthorizationServerMetadata => Ok(Serve::AuthorizationServerMetadata),
             Route::Register => Ok(Serve::Register),
@@ -341,16 +380,21 @@ impl Decision {
     /// is needed, `{"x": 1}` for routes the Rust handler serves.
     pub fn to_wire(&self, level: LogLevel) -> String {
         let log = |l: &LogLine| {
-            if level == LogLevel::Off || (level == LogLevel::Warn && !l.is_warning() && l.status != 0) {
+            if level == LogLevel::Off
+                || (level == LogLevel::Warn && !l.is_warning() && l.status != 0)
+            {
                 serde_json::Value::Null
             } else {
                 serde_json::to_value(l).unwrap_or_default()
             }
         };
         match self {
-            Decision::Forward { target, headers, cors, log: l } => {
-                json!({"f": target, "h": headers, "c": cors, "l": log(l)}).to_string()
-            }
+            Decision::Forward {
+                target,
+                headers,
+                cors,
+                log: l,
+            } => json!({"f": target, "h": headers, "c": cors, "l": log(l)}).to_string(),
             Decision::Reply { reply, log: l } => json!({"r": reply, "l": log(l)}).to_string(),
             Decision::NeedKeys | Decision::Verify(_) => r#"{"p":1}"#.to_string(),
             Decision::NotMcp => r#"{"x":1}"#.to_string(),
@@ -386,7 +430,9 @@ mod tests {
     fn no_token_is_a_bare_401_challenge() {
         let mut a = Authorizer::new(config());
         let d = a.check(&req(None, None), 1000);
-        let Decision::Reply { reply, log } = &d else { panic!() };
+        let Decision::Reply { reply, log } = &d else {
+            panic!()
+        };
         assert_eq!(reply.status, 401);
         assert!(!reply.header("www-authenticate").unwrap().contains("error="));
         assert_eq!(log.decision, "deny");
@@ -395,7 +441,10 @@ mod tests {
     #[test]
     fn bad_origin_is_403_before_anything_else() {
         let mut a = Authorizer::new(config());
-        assert_eq!(status(&a.check(&req(Some("Bearer x.y.z"), Some("https://evil.example")), 0)), 403);
+        assert_eq!(
+            status(&a.check(&req(Some("Bearer x.y.z"), Some("https://evil.example")), 0)),
+            403
+        );
     }
 
     #[test]
@@ -420,11 +469,19 @@ mod tests {
         let h = URL_SAFE_NO_PAD.encode(r#"{"alg":"RS256","kid":"k"}"#);
         let p = URL_SAFE_NO_PAD.encode(r#"{"exp":1}"#);
         let t = format!("Bearer {h}.{p}.c2ln");
-        assert!(matches!(a.check(&req(Some(&t), None), 0), Decision::NeedKeys));
+        assert!(matches!(
+            a.check(&req(Some(&t), None), 0),
+            Decision::NeedKeys
+        ));
         // A failed fetch with no keys: 503 for a while, not a fetch per request.
-        assert!(a.install_keys(Err(Error::KeysUnavailable("down".into())), 0).is_err());
+        assert!(a
+            .install_keys(Err(Error::KeysUnavailable("down".into())), 0)
+            .is_err());
         assert_eq!(status(&a.check(&req(Some(&t), None), 1)), 503);
-        assert!(matches!(a.check(&req(Some(&t), None), 10), Decision::NeedKeys));
+        assert!(matches!(
+            a.check(&req(Some(&t), None), 10),
+            Decision::NeedKeys
+        ));
     }
 
     #[test]
@@ -433,12 +490,19 @@ mod tests {
         let mut r = req(None, None);
         r.method = "GET";
         r.path = "/.well-known/oauth-protected-resource/mcp";
-        let Ok(Serve::Reply(reply)) = a.serve(&r) else { panic!() };
+        let Ok(Serve::Reply(reply)) = a.serve(&r) else {
+            panic!()
+        };
         assert_eq!(reply.status, 200);
         assert_eq!(reply.header("access-control-allow-origin"), Some("*"));
         r.path = "/oidc/auth";
         r.query = Some("a=1");
-        assert_eq!(a.serve(&r), Ok(Serve::Passthrough("http://127.0.0.1:9100/oidc/auth?a=1".into())));
+        assert_eq!(
+            a.serve(&r),
+            Ok(Serve::Passthrough(
+                "http://127.0.0.1:9100/oidc/auth?a=1".into()
+            ))
+        );
         r.path = "/nope";
         assert_eq!(a.serve(&r), Err(Error::NotFound));
         r.path = "/register";
@@ -447,7 +511,10 @@ mod tests {
         assert!(matches!(a.serve(&r), Ok(Serve::Reply(rep)) if rep.status == 204));
         r.path = "/mcp";
         r.origin = Some("https://evil.example");
-        assert_eq!(a.serve(&r), Err(Error::OriginNotAllowed("https://evil.example".into())));
+        assert_eq!(
+            a.serve(&r),
+            Err(Error::OriginNotAllowed("https://evil.example".into()))
+        );
     }
 
     #[test]

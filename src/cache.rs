@@ -51,7 +51,10 @@ impl TokenCache {
     pub fn get(&mut self, key: &TokenHash, now: i64, leeway: i64) -> Option<&Principal> {
         let live = match self.entries.get(key) {
             None => return None,
-            Some(p) => now <= p.exp.saturating_add(leeway) && p.nbf.is_none_or(|n| now.saturating_add(leeway) >= n),
+            Some(p) => {
+                now <= p.exp.saturating_add(leeway)
+                    && p.nbf.is_none_or(|n| now.saturating_add(leeway) >= n)
+            }
         };
         if !live {
             self.entries.remove(key);
@@ -62,7 +65,8 @@ impl TokenCache {
 
     pub fn insert(&mut self, key: TokenHash, principal: Principal, now: i64, leeway: i64) {
         if self.entries.len() >= self.capacity {
-            self.entries.retain(|_, p| now <= p.exp.saturating_add(leeway));
+            self.entries
+                .retain(|_, p| now <= p.exp.saturating_add(leeway));
             let entries = &self.entries;
             self.order.retain(|k| entries.contains_key(k));
             while self.entries.len() >= self.capacity {
@@ -86,7 +90,8 @@ impl TokenCache {
 
     /// Drop entries whose signing key is no longer in the set.
     pub fn retain_keys(&mut self, keys: &KeySet) {
-        self.entries.retain(|_, p| keys.contains_kid(p.kid.as_deref()));
+        self.entries
+            .retain(|_, p| keys.contains_kid(p.kid.as_deref()));
         let entries = &self.entries;
         self.order.retain(|k| entries.contains_key(k));
     }
@@ -128,7 +133,10 @@ mod tests {
         c.insert(hash("y"), principal(1000, "a"), 0, 0);
         c.insert(hash("z"), principal(1000, "a"), 50, 0);
         assert_eq!(c.len(), 3);
-        assert!(c.get(&hash("x"), 50, 0).is_some(), "expired entry went first");
+        assert!(
+            c.get(&hash("x"), 50, 0).is_some(),
+            "expired entry went first"
+        );
         c.insert(hash("w"), principal(1000, "a"), 50, 0);
         assert_eq!(c.len(), 3);
         assert!(c.get(&hash("x"), 50, 0).is_none(), "then the oldest");

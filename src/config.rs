@@ -117,15 +117,22 @@ fn words(value: Option<String>) -> Vec<String> {
 }
 
 fn http_url(binding: &str, value: &str) -> Result<Url, Error> {
-    let url = Url::parse(value).map_err(|e| problem(binding, format!("not a URL ({e}): {value:?}")))?;
+    let url =
+        Url::parse(value).map_err(|e| problem(binding, format!("not a URL ({e}): {value:?}")))?;
     if url.scheme() != "https" && url.scheme() != "http" {
-        return Err(problem(binding, format!("must be http or https, got {:?}", url.scheme())));
+        return Err(problem(
+            binding,
+            format!("must be http or https, got {:?}", url.scheme()),
+        ));
     }
     if url.fragment().is_some() {
         return Err(problem(binding, "must not have a #fragment"));
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(problem(binding, "must not carry credentials; use a secret binding"));
+        return Err(problem(
+            binding,
+            "must not carry credentials; use a secret binding",
+        ));
     }
     Ok(url)
 }
@@ -139,8 +146,13 @@ impl Config {
     /// Parse and validate every binding. `lookup` returns a binding's value; empty
     /// strings count as absent.
     pub fn build(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, Error> {
-        let get = |name: &str| lookup(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
-        let required = |name: &str| get(name).ok_or_else(|| problem(name, "is required but not set"));
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let required =
+            |name: &str| get(name).ok_or_else(|| problem(name, "is required but not set"));
 
         let origin_url = http_url("ORIGIN_URL", &required("ORIGIN_URL")?)?;
         if origin_url.query().is_some() {
@@ -170,7 +182,10 @@ impl Config {
         let as_passthrough = words(get("AS_PASSTHROUGH"));
         for prefix in &as_passthrough {
             if !prefix.starts_with('/') || prefix == "/" {
-                return Err(problem("AS_PASSTHROUGH", format!("prefix {prefix:?} must start with / and not be / alone")));
+                return Err(problem(
+                    "AS_PASSTHROUGH",
+                    format!("prefix {prefix:?} must start with / and not be / alone"),
+                ));
             }
             if path_matches(&protected_path, prefix) || path_matches(prefix, &protected_path) {
                 return Err(problem(
@@ -180,7 +195,9 @@ impl Config {
             }
         }
 
-        let jwks_url = get("JWKS_URL").map(|v| http_url("JWKS_URL", &v)).transpose()?;
+        let jwks_url = get("JWKS_URL")
+            .map(|v| http_url("JWKS_URL", &v))
+            .transpose()?;
         let registration_url = get("REGISTRATION_URL")
             .map(|v| http_url("REGISTRATION_URL", &v))
             .transpose()?;
@@ -192,17 +209,32 @@ impl Config {
 
         let scopes_supported = words(get("SCOPES_SUPPORTED"));
         let required_scopes = words(get("REQUIRED_SCOPES"));
-        for (binding, list) in [("SCOPES_SUPPORTED", &scopes_supported), ("REQUIRED_SCOPES", &required_scopes)] {
+        for (binding, list) in [
+            ("SCOPES_SUPPORTED", &scopes_supported),
+            ("REQUIRED_SCOPES", &required_scopes),
+        ] {
             if list.iter().any(|s| s == "offline_access") {
-                return Err(problem(binding, "must not name offline_access (MCP 2026-07-28)"));
+                return Err(problem(
+                    binding,
+                    "must not name offline_access (MCP 2026-07-28)",
+                ));
             }
             if let Some(bad) = list.iter().find(|s| s.contains(['"', '\\'])) {
-                return Err(problem(binding, format!("scope {bad:?} has a quote or backslash")));
+                return Err(problem(
+                    binding,
+                    format!("scope {bad:?} has a quote or backslash"),
+                ));
             }
         }
         if !scopes_supported.is_empty() {
-            if let Some(s) = required_scopes.iter().find(|s| !scopes_supported.contains(s)) {
-                return Err(problem("REQUIRED_SCOPES", format!("{s:?} is not in SCOPES_SUPPORTED")));
+            if let Some(s) = required_scopes
+                .iter()
+                .find(|s| !scopes_supported.contains(s))
+            {
+                return Err(problem(
+                    "REQUIRED_SCOPES",
+                    format!("{s:?} is not in SCOPES_SUPPORTED"),
+                ));
             }
         }
 
@@ -216,7 +248,10 @@ impl Config {
             let url = http_url("ALLOWED_ORIGINS", &o)?;
             let serialized = origin_of(&url);
             if serialized != o.trim_end_matches('/') {
-                return Err(problem("ALLOWED_ORIGINS", format!("{o:?} is not an origin (scheme://host[:port])")));
+                return Err(problem(
+                    "ALLOWED_ORIGINS",
+                    format!("{o:?} is not an origin (scheme://host[:port])"),
+                ));
             }
             allowed_origins.push(serialized);
         }
@@ -231,9 +266,9 @@ impl Config {
             Some(v) => {
                 let mut algs = Vec::new();
                 for name in v.split_whitespace() {
-                    let alg: Algorithm = name
-                        .parse()
-                        .map_err(|_| problem("ALGORITHMS", format!("unknown algorithm {name:?}")))?;
+                    let alg: Algorithm = name.parse().map_err(|_| {
+                        problem("ALGORITHMS", format!("unknown algorithm {name:?}"))
+                    })?;
                     if !SUPPORTED_ALGORITHMS.contains(&alg) {
                         return Err(problem("ALGORITHMS", format!("{name} is not an asymmetric signature algorithm this worker accepts")));
                     }
@@ -247,20 +282,34 @@ impl Config {
             None => 60,
             Some(v) => match v.parse::<i64>() {
                 Ok(n) if (0..=300).contains(&n) => n,
-                _ => return Err(problem("CLOCK_LEEWAY_SECONDS", format!("must be a whole number from 0 to 300, got {v:?}"))),
+                _ => {
+                    return Err(problem(
+                        "CLOCK_LEEWAY_SECONDS",
+                        format!("must be a whole number from 0 to 300, got {v:?}"),
+                    ))
+                }
             },
         };
 
         let registration_path = get("REGISTRATION_PATH").unwrap_or_else(|| "/register".into());
-        if !registration_path.starts_with('/') || path_matches(&registration_path, &protected_path) {
-            return Err(problem("REGISTRATION_PATH", "must start with / and lie outside the protected path"));
+        if !registration_path.starts_with('/') || path_matches(&registration_path, &protected_path)
+        {
+            return Err(problem(
+                "REGISTRATION_PATH",
+                "must start with / and lie outside the protected path",
+            ));
         }
 
         let log_level = match get("LOG_LEVEL").as_deref() {
             None | Some("info") => LogLevel::Info,
             Some("warn") => LogLevel::Warn,
             Some("off") => LogLevel::Off,
-            Some(other) => return Err(problem("LOG_LEVEL", format!("must be info, warn or off, got {other:?}"))),
+            Some(other) => {
+                return Err(problem(
+                    "LOG_LEVEL",
+                    format!("must be info, warn or off, got {other:?}"),
+                ))
+            }
         };
 
         Ok(Config {
@@ -295,8 +344,16 @@ impl Config {
 
     /// The path-suffixed PRM URL for the resource (RFC 9728 §3.1).
     pub fn resource_metadata_url(&self) -> String {
-        let path = if self.protected_path == "/" { "" } else { self.protected_path.as_str() };
-        format!("{}/.well-known/oauth-protected-resource{}", self.public_origin(), path)
+        let path = if self.protected_path == "/" {
+            ""
+        } else {
+            self.protected_path.as_str()
+        };
+        format!(
+            "{}/.well-known/oauth-protected-resource{}",
+            self.public_origin(),
+            path
+        )
     }
 
     /// The worker's registration endpoint, as advertised in AS metadata.
@@ -358,7 +415,10 @@ pub(crate) mod tests {
     use std::collections::HashMap;
 
     pub fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |k| map.get(k).cloned()
     }
 
@@ -399,8 +459,14 @@ pub(crate) mod tests {
         let c = config();
         assert_eq!(c.protected_path, "/mcp");
         assert_eq!(c.audiences, vec!["https://mcp.example.com/mcp"]);
-        assert_eq!(c.resource_metadata_url(), "https://mcp.example.com/.well-known/oauth-protected-resource/mcp");
-        assert_eq!(c.registration_endpoint(), "https://mcp.example.com/register");
+        assert_eq!(
+            c.resource_metadata_url(),
+            "https://mcp.example.com/.well-known/oauth-protected-resource/mcp"
+        );
+        assert_eq!(
+            c.registration_endpoint(),
+            "https://mcp.example.com/register"
+        );
         assert!(c.origin_allowed("https://mcp.example.com"));
         assert!(!c.origin_allowed("https://evil.example"));
         assert_eq!(c.algorithms, DEFAULT_ALGORITHMS);
@@ -444,7 +510,14 @@ pub(crate) mod tests {
 
     #[test]
     fn audience_and_origins_lists() {
-        let c = with(&[("AUDIENCE", "a b"), ("ALLOWED_ORIGINS", "https://app.example http://localhost:6274")]).unwrap();
+        let c = with(&[
+            ("AUDIENCE", "a b"),
+            (
+                "ALLOWED_ORIGINS",
+                "https://app.example http://localhost:6274",
+            ),
+        ])
+        .unwrap();
         assert_eq!(c.audiences, vec!["a", "b"]);
         assert!(c.origin_allowed("http://localhost:6274"));
         assert!(!c.origin_allowed("http://localhost:6275"));
@@ -456,14 +529,20 @@ pub(crate) mod tests {
     fn upstream_urls_on_the_issuer_host_are_rebased_to_as_url() {
         let c = config();
         let jwks = Url::parse("https://mcp.example.com/oidc/jwks?x=1").unwrap();
-        assert_eq!(c.rebase_upstream(&jwks).as_str(), "http://127.0.0.1:9100/oidc/jwks?x=1");
+        assert_eq!(
+            c.rebase_upstream(&jwks).as_str(),
+            "http://127.0.0.1:9100/oidc/jwks?x=1"
+        );
         let elsewhere = Url::parse("https://keys.example/jwks").unwrap();
         assert_eq!(c.rebase_upstream(&elsewhere), elsewhere);
     }
 
     #[test]
     fn forwarded_headers_only_in_the_single_host_layout() {
-        assert_eq!(config().forwarded_headers(), Some(("mcp.example.com".into(), "https".into())));
+        assert_eq!(
+            config().forwarded_headers(),
+            Some(("mcp.example.com".into(), "https".into()))
+        );
         let mut v = base();
         v.retain(|(k, _)| *k != "AS_URL");
         assert_eq!(Config::build(vars(&v)).unwrap().forwarded_headers(), None);

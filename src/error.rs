@@ -71,7 +71,10 @@ pub struct ChallengeContext {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Error {
     /// A binding is missing or malformed. The worker answers 500 for every request.
-    Config { binding: String, problem: String },
+    Config {
+        binding: String,
+        problem: String,
+    },
     /// No bearer token in the `Authorization` header.
     MissingToken,
     /// A token was sent and is not acceptable (malformed, forged, expired, wrong audience...).
@@ -79,11 +82,16 @@ pub enum Error {
     /// The request itself is malformed (several credentials, a mangled header).
     InvalidRequest(String),
     /// The token is valid but lacks scopes; `needed` lists every scope the request needs.
-    InsufficientScope { needed: Vec<String>, missing: Vec<String> },
+    InsufficientScope {
+        needed: Vec<String>,
+        missing: Vec<String>,
+    },
     /// A browser `Origin` that is not allowed on the MCP endpoint.
     OriginNotAllowed(String),
     NotFound,
-    MethodNotAllowed { allow: &'static str },
+    MethodNotAllowed {
+        allow: &'static str,
+    },
     PayloadTooLarge(usize),
     /// RFC 7591 §3.2.2.
     InvalidRedirectUri(String),
@@ -91,7 +99,11 @@ pub enum Error {
     InvalidClientMetadata(String),
     /// The upstream registration endpoint refused the request (4xx): its status and
     /// RFC 7591 error code and description are kept.
-    UpstreamRejected { status: u16, error: String, description: Option<String> },
+    UpstreamRejected {
+        status: u16,
+        error: String,
+        description: Option<String>,
+    },
     /// The authorization server could not be used (unreachable, 5xx, unusable answer).
     Upstream(String),
     /// The JWKS could not be obtained, so no token can be checked: 503, never an allow.
@@ -336,7 +348,10 @@ mod tests {
     #[test]
     fn quoting_cannot_break_the_header() {
         let h = bearer_challenge(Some("invalid_token"), Some("a\"b\\c\r\nd\u{e9}"), &[], "");
-        assert_eq!(h, r#"Bearer error="invalid_token", error_description="a\"b\\c  d?""#);
+        assert_eq!(
+            h,
+            r#"Bearer error="invalid_token", error_description="a\"b\\c  d?""#
+        );
     }
 
     #[test]

@@ -24,6 +24,7 @@ use crate::router;
 use jsonwebtoken::Algorithm;
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
@@ -33,8 +34,8 @@ thread_local! {
     static STATE: RefCell<Option<Result<Authorizer, Error>>> = const { RefCell::new(None) };
     /// WebCrypto keys imported from the current JWKS, by JWK and algorithm.
     static CRYPTO_KEYS: RefCell<HashMap<String, web_sys::CryptoKey>> = RefCell::new(HashMap::new());
-    static KEYS_INFLIGHT: RefCell<Option<js_sys::Promise>> = const { RefCell::new(None) };
-    static DISCOVERY_INFLIGHT: RefCell<Option<js_sys::Promise>> = const { RefCell::new(None) };
+    static KEYS_INFLIGHT: RefCell<Option<Flight>> = const { RefCell::new(None) };
+    static DISCOVERY_INFLIGHT: RefCell<Option<Flight>> = const { RefCell::new(None) };
 }
 
 fn now() -> i64 {
@@ -117,7 +118,12 @@ fn split_url(url: &str) -> Option<(String, Option<String>)> {
 
 /// Decide an MCP request without I/O. See [`Decision::to_wire`].
 #[wasm_bindgen(js_name = edge_fast)]
-pub fn fast(method: &str, url: &str, authorization: Option<String>, origin: Option<String>) -> String {
+pub fn fast(
+    method: &str,
+    url: &str,
+    authorization: Option<String>,
+    origin: Option<String>,
+) -> String {
     let Some((path, query)) = split_url(url) else {
         return r#"{"x":1}"#.into();
     };
@@ -136,7 +142,12 @@ pub fn fast(method: &str, url: &str, authorization: Option<String>, origin: Opti
 
 /// Decide an MCP request, doing the I/O [`fast`] could not.
 #[wasm_bindgen(js_name = edge_authorize)]
-pub async fn authorize(method: String, url: String, authorization: Option<String>, origin: Option<String>) -> String {
+pub async fn authorize(
+    method: String,
+    url: String,
+    authorization: Option<String>,
+    origin: Option<String>,
+) -> String {
     let Some((path, query)) = split_url(&url) else {
         return r#"{"x":1}"#.into();
     };
@@ -156,23 +167,32 @@ pub async fn authorize(method: String, url: String, authorization: Option<String
         match decision {
             Decision::NeedKeys => {
                 if let Err(e) = ensure_keys().await {
-                    console(&serde_json::json!({"event": "jwks", "error": e.to_string()}).to_string());
-                    if matches!(e, Error::Config { .. }) || !with_auth(|a| a.has_keys()).unwrap_or(false) {
+                    console(
+                        &serde_json::json!({"event": "jwks", "error": e.to_string()}).to_string(),
+                    );
+                    if matches!(e, Error::Config { .. })
+                        || !with_auth(|a| a.has_keys()).unwrap_or(false)
+                    {
                         let d = with_auth(|a| a.refuse(router::Route::Mcp, &info, &e));
-                        return d.map(|d| d.to_wire(level)).unwrap_or_else(|e| config_failure(&e));
+                        return d
+                            .map(|d| d.to_wire(level))
+                            .unwrap_or_else(|e| config_failure(&e));
                     }
                 }
             }
             Decision::Verify(pending) => {
                 let verified = verify(&pending).await;
                 let d = with_auth(|a| a.complete(&info, &pending, verified, now()));
-                return d.map(|d| d.to_wire(level)).unwrap_or_else(|e| config_failure(&e));
+                return d
+                    .map(|d| d.to_wire(level))
+                    .unwrap_or_else(|e| config_failure(&e));
             }
             other => return other.to_wire(level),
         }
     }
     let e = Error::KeysUnavailable("no usable key after refreshing".into());
-    with_auth(|a| a.refuse(router::Route::Mcp, &info, &e).to_wire(level)).unwrap_or_else(|e| config_failure(&e))
+    with_auth(|a| a.refuse(router::Route::Mcp, &info, &e).to_wire(level))
+        .unwrap_or_else(|e| config_failure(&e))
 }
 
 /// The answer when the origin could not be reached (502, JSON-RPC error body).
@@ -187,50 +207,58 @@ pub fn origin_failure(method: &str, url: &str, message: &str) -> String {
         origin: None,
     };
     let e = Error::OriginUnreachable(message.chars().take(200).collect());
-    with_auth(|a| a.refuse(router::Route::Mcp, &info, &e).to_wire(a.log_level())).unwrap_or_else(|e| config_failure(&e))
+    with_auth(|a| {
+        a.refuse(router::Route::Mcp, &info, &e)
+            .to_wire(a.log_level())
+    })
+    .unwrap_or_else(|e| config_failure(&e))
 }
 
 // ---- single-flight fetches ---------------------------------------------------------
 
-fn err_js(e: Error) -> JsValue {
-    JsValue::from_str(&serde_json::to_string(&(e.status(), e.to_string(), matches!(e, Error::Config { .. }))).unwrap_or_default())
-}
-
-fn js_err(v: JsValue) -> Error {
-    let text = v.as_string().unwrap_or_default();
-    match serde_json::from_str::<(u16, String, bool)>(&text) {
-        Ok((_, msg, true)) => Error::Config {
-            binding: "ISSUER".into(),
-            problem: msg,
-        },
-        Ok((_, msg, false)) => Error::Upstream(msg),
-        Err(_) => Error::Upstream(text),
-    }
-}
+/// One in-flight fetch per kind: its promise, and where its error lands (kept as an
+/// [`Error`], so every waiter answers with the same status).
+type Flight = (js_sys::Promise, Rc<RefCell<Option<Error>>>);
 
 /// Run `make` once at a time per isolate: concurrent callers await the same promise.
-async fn single_flight<F>(slot: &'static std::thread::LocalKey<RefCell<Option<js_sys::Promise>>>, make: F) -> Result<(), Error>
+async fn single_flight<F>(
+    slot: &'static std::thread::LocalKey<RefCell<Option<Flight>>>,
+    make: F,
+) -> Result<(), Error>
 where
     F: FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Error>>>>,
 {
     let existing = slot.with(|s| s.borrow().clone());
-    let promise = match existing {
-        Some(p) => p,
+    let (promise, outcome) = match existing {
+        Some(flight) => flight,
         None => {
             let fut = make();
-            let p = future_to_promise(async move { fut.await.map(|_| JsValue::UNDEFINED).map_err(err_js) });
-            slot.with(|s| *s.borrow_mut() = Some(p.clone()));
-            p
+            let outcome: Rc<RefCell<Option<Error>>> = Rc::new(RefCell::new(None));
+            let sink = outcome.clone();
+            let p = future_to_promise(async move {
+                if let Err(e) = fut.await {
+                    *sink.borrow_mut() = Some(e);
+                }
+                Ok(JsValue::UNDEFINED)
+            });
+            slot.with(|s| *s.borrow_mut() = Some((p.clone(), outcome.clone())));
+            (p, outcome)
         }
     };
-    let result = JsFuture::from(promise.clone()).await;
+    let _ = JsFuture::from(promise.clone()).await;
     slot.with(|s| {
         let mut s = s.borrow_mut();
-        if s.as_ref().is_some_and(|p| js_sys::Object::is(p, &promise)) {
+        if s.as_ref()
+            .is_some_and(|(p, _)| js_sys::Object::is(p, &promise))
+        {
             *s = None;
         }
     });
-    result.map(|_| ()).map_err(js_err)
+    let error = outcome.borrow().clone();
+    match error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 async fn ensure_upstream() -> Result<(), Error> {
@@ -252,7 +280,10 @@ async fn discover() -> Result<(), Error> {
         }
         tried.push(url.to_string());
     }
-    Err(Error::Upstream(format!("no authorization server metadata at {}", tried.join(", "))))
+    Err(Error::Upstream(format!(
+        "no authorization server metadata at {}",
+        tried.join(", ")
+    )))
 }
 
 async fn ensure_keys() -> Result<(), Error> {
@@ -264,12 +295,18 @@ async fn refresh_keys() -> Result<(), Error> {
         Some(u) => u,
         None => {
             ensure_upstream().await?;
-            with_auth(|a| a.jwks_url())?.ok_or_else(|| Error::Upstream("the authorization server advertises no jwks_uri; set JWKS_URL".into()))?
+            with_auth(|a| a.jwks_url())?.ok_or_else(|| {
+                Error::Upstream(
+                    "the authorization server advertises no jwks_uri; set JWKS_URL".into(),
+                )
+            })?
         }
     };
     let body = match fetch_bytes(Method::Get, &url, None, None).await {
         Ok((200, body)) => Ok(body),
-        Ok((status, _)) => Err(Error::KeysUnavailable(format!("JWKS at {url} answered {status}"))),
+        Ok((status, _)) => Err(Error::KeysUnavailable(format!(
+            "JWKS at {url} answered {status}"
+        ))),
         Err(e) => Err(e),
     };
     let installed = with_auth(|a| a.install_keys(body.as_deref().map_err(Clone::clone), now()))?;
@@ -280,7 +317,12 @@ async fn refresh_keys() -> Result<(), Error> {
 }
 
 /// GET or POST `url`, reading the whole answer (bounded by the callers' own caps).
-async fn fetch_bytes(method: Method, url: &str, body: Option<Vec<u8>>, auth: Option<String>) -> Result<(u16, Vec<u8>), Error> {
+async fn fetch_bytes(
+    method: Method,
+    url: &str,
+    body: Option<Vec<u8>>,
+    auth: Option<String>,
+) -> Result<(u16, Vec<u8>), Error> {
     let headers = Headers::new();
     let _ = headers.set("accept", "application/json");
     if body.is_some() {
@@ -300,13 +342,17 @@ async fn fetch_bytes(method: Method, url: &str, body: Option<Vec<u8>>, auth: Opt
     if let Some(b) = body {
         init.with_body(Some(js_sys::Uint8Array::from(b.as_slice()).into()));
     }
-    let request = Request::new_with_init(url, &init).map_err(|e| Error::Upstream(format!("bad upstream URL {url}: {e}")))?;
+    let request = Request::new_with_init(url, &init)
+        .map_err(|e| Error::Upstream(format!("bad upstream URL {url}: {e}")))?;
     let mut response = Fetch::Request(request)
         .send()
         .await
         .map_err(|e| Error::Upstream(format!("{url} unreachable: {e}")))?;
     let status = response.status_code();
-    let bytes = response.bytes().await.map_err(|e| Error::Upstream(format!("{url}: {e}")))?;
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| Error::Upstream(format!("{url}: {e}")))?;
     Ok((status, bytes))
 }
 
@@ -318,21 +364,47 @@ fn subtle() -> Option<web_sys::SubtleCrypto> {
 }
 
 fn js_object(json: &str) -> js_sys::Object {
-    js_sys::JSON::parse(json).map(JsCast::unchecked_into).unwrap_or_default()
+    js_sys::JSON::parse(json)
+        .map(JsCast::unchecked_into)
+        .unwrap_or_default()
 }
 
 /// WebCrypto parameters for importing a key and for verifying with it.
 fn params(alg: Algorithm) -> (&'static str, &'static str) {
     use Algorithm::*;
     match alg {
-        RS256 => (r#"{"name":"RSASSA-PKCS1-v1_5","hash":"SHA-256"}"#, r#"{"name":"RSASSA-PKCS1-v1_5"}"#),
-        RS384 => (r#"{"name":"RSASSA-PKCS1-v1_5","hash":"SHA-384"}"#, r#"{"name":"RSASSA-PKCS1-v1_5"}"#),
-        RS512 => (r#"{"name":"RSASSA-PKCS1-v1_5","hash":"SHA-512"}"#, r#"{"name":"RSASSA-PKCS1-v1_5"}"#),
-        PS256 => (r#"{"name":"RSA-PSS","hash":"SHA-256"}"#, r#"{"name":"RSA-PSS","saltLength":32}"#),
-        PS384 => (r#"{"name":"RSA-PSS","hash":"SHA-384"}"#, r#"{"name":"RSA-PSS","saltLength":48}"#),
-        PS512 => (r#"{"name":"RSA-PSS","hash":"SHA-512"}"#, r#"{"name":"RSA-PSS","saltLength":64}"#),
-        ES256 => (r#"{"name":"ECDSA","namedCurve":"P-256"}"#, r#"{"name":"ECDSA","hash":"SHA-256"}"#),
-        ES384 => (r#"{"name":"ECDSA","namedCurve":"P-384"}"#, r#"{"name":"ECDSA","hash":"SHA-384"}"#),
+        RS256 => (
+            r#"{"name":"RSASSA-PKCS1-v1_5","hash":"SHA-256"}"#,
+            r#"{"name":"RSASSA-PKCS1-v1_5"}"#,
+        ),
+        RS384 => (
+            r#"{"name":"RSASSA-PKCS1-v1_5","hash":"SHA-384"}"#,
+            r#"{"name":"RSASSA-PKCS1-v1_5"}"#,
+        ),
+        RS512 => (
+            r#"{"name":"RSASSA-PKCS1-v1_5","hash":"SHA-512"}"#,
+            r#"{"name":"RSASSA-PKCS1-v1_5"}"#,
+        ),
+        PS256 => (
+            r#"{"name":"RSA-PSS","hash":"SHA-256"}"#,
+            r#"{"name":"RSA-PSS","saltLength":32}"#,
+        ),
+        PS384 => (
+            r#"{"name":"RSA-PSS","hash":"SHA-384"}"#,
+            r#"{"name":"RSA-PSS","saltLength":48}"#,
+        ),
+        PS512 => (
+            r#"{"name":"RSA-PSS","hash":"SHA-512"}"#,
+            r#"{"name":"RSA-PSS","saltLength":64}"#,
+        ),
+        ES256 => (
+            r#"{"name":"ECDSA","namedCurve":"P-256"}"#,
+            r#"{"name":"ECDSA","hash":"SHA-256"}"#,
+        ),
+        ES384 => (
+            r#"{"name":"ECDSA","namedCurve":"P-384"}"#,
+            r#"{"name":"ECDSA","hash":"SHA-384"}"#,
+        ),
         EdDSA => (r#"{"name":"Ed25519"}"#, r#"{"name":"Ed25519"}"#),
         // The allowlist admits no other algorithm.
         _ => (r#"{"name":"unsupported"}"#, r#"{"name":"unsupported"}"#),
@@ -347,7 +419,13 @@ async fn crypto_key(pending: &Pending) -> Option<web_sys::CryptoKey> {
     let (import, _) = params(pending.alg);
     let usages = js_sys::Array::of1(&JsValue::from_str("verify"));
     let promise = subtle()?
-        .import_key_with_object("jwk", &js_object(&pending.key.public_jwk.to_string()), &js_object(import), false, &usages)
+        .import_key_with_object(
+            "jwk",
+            &js_object(&pending.key.public_jwk.to_string()),
+            &js_object(import),
+            false,
+            &usages,
+        )
         .ok()?;
     let key: web_sys::CryptoKey = JsFuture::from(promise).await.ok()?.unchecked_into();
     CRYPTO_KEYS.with(|m| m.borrow_mut().insert(id, key.clone()));
@@ -363,10 +441,18 @@ async fn verify(pending: &Pending) -> bool {
     let Some(subtle) = subtle() else { return false };
     let signature = js_sys::Uint8Array::from(pending.signature.as_slice());
     let data = js_sys::Uint8Array::from(pending.signing_input.as_bytes());
-    let Ok(promise) = subtle.verify_with_object_and_buffer_source_and_buffer_source(&js_object(verify), &key, &signature, &data) else {
+    let Ok(promise) = subtle.verify_with_object_and_buffer_source_and_buffer_source(
+        &js_object(verify),
+        &key,
+        &signature,
+        &data,
+    ) else {
         return false;
     };
-    matches!(JsFuture::from(promise).await.map(|v| v.as_bool()), Ok(Some(true)))
+    matches!(
+        JsFuture::from(promise).await.map(|v| v.as_bool()),
+        Ok(Some(true))
+    )
 }
 
 // ---- other routes ---------------------------------------------------------------------
@@ -393,7 +479,10 @@ pub async fn respond(request: web_sys::Request) -> web_sys::Response {
     let req = Request::from(request);
     let method = req.method().to_string();
     let url = req.url().ok();
-    let path = url.as_ref().map(|u| u.path().to_string()).unwrap_or_default();
+    let path = url
+        .as_ref()
+        .map(|u| u.path().to_string())
+        .unwrap_or_default();
     let query = url.as_ref().and_then(|u| u.query().map(str::to_string));
     let origin = req.headers().get("origin").ok().flatten();
     let info = RequestInfo {
@@ -448,19 +537,38 @@ async fn as_metadata() -> Result<Reply, Error> {
 }
 
 async fn register(mut req: Request) -> Result<Reply, Error> {
-    let declared: Option<usize> = req.headers().get("content-length").ok().flatten().and_then(|v| v.parse().ok());
+    let declared: Option<usize> = req
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.parse().ok());
     if declared.is_some_and(|n| n > registration::MAX_BODY) {
-        return Err(Error::InvalidClientMetadata(format!("registration request larger than {} bytes", registration::MAX_BODY)));
+        return Err(Error::InvalidClientMetadata(format!(
+            "registration request larger than {} bytes",
+            registration::MAX_BODY
+        )));
     }
-    let body = req.bytes().await.map_err(|_| Error::InvalidClientMetadata("the request body could not be read".into()))?;
+    let body = req
+        .bytes()
+        .await
+        .map_err(|_| Error::InvalidClientMetadata("the request body could not be read".into()))?;
     let request = registration::validate_request(&body)?;
     let endpoint = match with_auth(|a| a.cfg.registration_url.clone())? {
         Some(u) => u.to_string(),
         None => {
             ensure_upstream().await?;
-            with_auth(|a| a.upstream(now()).and_then(|u| u.registration_endpoint.clone()))?
-                .ok_or_else(|| Error::Upstream("the authorization server has no registration endpoint; set REGISTRATION_URL".into()))?
-                .to_string()
+            with_auth(|a| {
+                a.upstream(now())
+                    .and_then(|u| u.registration_endpoint.clone())
+            })?
+            .ok_or_else(|| {
+                Error::Upstream(
+                    "the authorization server has no registration endpoint; set REGISTRATION_URL"
+                        .into(),
+                )
+            })?
+            .to_string()
         }
     };
     let auth = req.headers().get("authorization").ok().flatten();
@@ -493,7 +601,8 @@ async fn passthrough(req: &Request, target: &str) -> Result<Response, Error> {
         .with_headers(headers)
         .with_redirect(RequestRedirect::Manual)
         .with_body(req.inner().body().map(JsValue::from));
-    let upstream = Request::new_with_init(target, &init).map_err(|e| Error::Upstream(format!("bad pass-through URL: {e}")))?;
+    let upstream = Request::new_with_init(target, &init)
+        .map_err(|e| Error::Upstream(format!("bad pass-through URL: {e}")))?;
     Fetch::Request(upstream)
         .send()
         .await

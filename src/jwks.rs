@@ -72,18 +72,31 @@ pub enum Lookup<'a> {
 }
 
 fn public_members(kty: &str, obj: &Map<String, Value>) -> Option<(Family, Value)> {
-    let s = |name: &str| obj.get(name).and_then(Value::as_str).filter(|v| !v.is_empty());
+    let s = |name: &str| {
+        obj.get(name)
+            .and_then(Value::as_str)
+            .filter(|v| !v.is_empty())
+    };
     match kty {
-        "RSA" => Some((Family::Rsa, json!({"kty": "RSA", "n": s("n")?, "e": s("e")?}))),
+        "RSA" => Some((
+            Family::Rsa,
+            json!({"kty": "RSA", "n": s("n")?, "e": s("e")?}),
+        )),
         "EC" => {
             let family = match s("crv")? {
                 "P-256" => Family::EcP256,
                 "P-384" => Family::EcP384,
                 _ => return None,
             };
-            Some((family, json!({"kty": "EC", "crv": s("crv")?, "x": s("x")?, "y": s("y")?})))
+            Some((
+                family,
+                json!({"kty": "EC", "crv": s("crv")?, "x": s("x")?, "y": s("y")?}),
+            ))
         }
-        "OKP" if s("crv")? == "Ed25519" => Some((Family::Ed25519, json!({"kty": "OKP", "crv": "Ed25519", "x": s("x")?}))),
+        "OKP" if s("crv")? == "Ed25519" => Some((
+            Family::Ed25519,
+            json!({"kty": "OKP", "crv": "Ed25519", "x": s("x")?}),
+        )),
         _ => None,
     }
 }
@@ -99,10 +112,12 @@ impl KeySet {
     /// Parse a JWKS document, keeping the keys usable with `algorithms`.
     pub fn parse(body: &[u8], algorithms: &[Algorithm]) -> Result<KeySet, Error> {
         if body.len() > MAX_JWKS_BYTES {
-            return Err(Error::KeysUnavailable(format!("JWKS larger than {MAX_JWKS_BYTES} bytes")));
+            return Err(Error::KeysUnavailable(format!(
+                "JWKS larger than {MAX_JWKS_BYTES} bytes"
+            )));
         }
-        let doc: Map<String, Value> =
-            serde_json::from_slice(body).map_err(|e| Error::KeysUnavailable(format!("JWKS is not a JSON object: {e}")))?;
+        let doc: Map<String, Value> = serde_json::from_slice(body)
+            .map_err(|e| Error::KeysUnavailable(format!("JWKS is not a JSON object: {e}")))?;
         let Some(Value::Array(raw)) = doc.get("keys") else {
             return Err(Error::KeysUnavailable("JWKS has no keys array".into()));
         };
@@ -121,13 +136,20 @@ impl KeySet {
                 }
             }
             if let Some(ops) = obj.get("key_ops") {
-                if !ops.as_array().is_some_and(|a| a.iter().any(|o| o == "verify")) {
-                    set.skipped.push(format!("{} has no verify key_op", describe(&kid)));
+                if !ops
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|o| o == "verify"))
+                {
+                    set.skipped
+                        .push(format!("{} has no verify key_op", describe(&kid)));
                     continue;
                 }
             }
             let Some((family, public_jwk)) = public_members(kty, obj) else {
-                set.skipped.push(format!("{} has unsupported or incomplete kty {kty:?}", describe(&kid)));
+                set.skipped.push(format!(
+                    "{} has unsupported or incomplete kty {kty:?}",
+                    describe(&kid)
+                ));
                 continue;
             };
             let alg = match obj.get("alg").and_then(Value::as_str) {
@@ -135,16 +157,25 @@ impl KeySet {
                 Some(name) => match name.parse::<Algorithm>() {
                     Ok(a) if algorithms.contains(&a) && family.fits(a) => Some(a),
                     _ => {
-                        set.skipped.push(format!("{} has alg {name} which is not allowed for it", describe(&kid)));
+                        set.skipped.push(format!(
+                            "{} has alg {name} which is not allowed for it",
+                            describe(&kid)
+                        ));
                         continue;
                     }
                 },
             };
             if alg.is_none() && !algorithms.iter().any(|a| family.fits(*a)) {
-                set.skipped.push(format!("{} fits no allowed algorithm", describe(&kid)));
+                set.skipped
+                    .push(format!("{} fits no allowed algorithm", describe(&kid)));
                 continue;
             }
-            set.keys.push(Key { kid, family, alg, public_jwk });
+            set.keys.push(Key {
+                kid,
+                family,
+                alg,
+                public_jwk,
+            });
         }
         if set.keys.is_empty() {
             return Err(Error::KeysUnavailable(format!(
@@ -160,20 +191,30 @@ impl KeySet {
     pub fn lookup(&self, kid: Option<&str>, alg: Algorithm) -> Result<Lookup<'_>, Error> {
         match kid {
             Some(kid) => {
-                let mut named = self.keys.iter().filter(|k| k.kid.as_deref() == Some(kid)).peekable();
+                let mut named = self
+                    .keys
+                    .iter()
+                    .filter(|k| k.kid.as_deref() == Some(kid))
+                    .peekable();
                 if named.peek().is_none() {
                     return Ok(Lookup::UnknownKid);
                 }
                 named
                     .find(|k| k.fits(alg))
                     .map(Lookup::Found)
-                    .ok_or_else(|| Error::InvalidToken(format!("the token's alg {alg:?} does not match its signing key")))
+                    .ok_or_else(|| {
+                        Error::InvalidToken(format!(
+                            "the token's alg {alg:?} does not match its signing key"
+                        ))
+                    })
             }
             None => {
                 let mut fitting = self.keys.iter().filter(|k| k.fits(alg));
                 match (fitting.next(), fitting.next()) {
                     (Some(k), None) => Ok(Lookup::Found(k)),
-                    (None, _) => Err(Error::InvalidToken(format!("no signing key fits alg {alg:?}"))),
+                    (None, _) => Err(Error::InvalidToken(format!(
+                        "no signing key fits alg {alg:?}"
+                    ))),
                     (Some(_), Some(_)) => Err(Error::InvalidToken(
                         "the token has no kid and the authorization server has several keys".into(),
                     )),
@@ -203,12 +244,17 @@ mod tests {
 
     fn rsa(kid: &str, extra: Value) -> Value {
         let mut k = json!({"kty": "RSA", "kid": kid, "n": RSA_N, "e": "AQAB"});
-        k.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        k.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
         k
     }
 
     fn set(keys: Vec<Value>) -> Result<KeySet, Error> {
-        KeySet::parse(json!({"keys": keys}).to_string().as_bytes(), &[RS256, ES256, EdDSA])
+        KeySet::parse(
+            json!({"keys": keys}).to_string().as_bytes(),
+            &[RS256, ES256, EdDSA],
+        )
     }
 
     #[test]
@@ -231,13 +277,19 @@ mod tests {
     #[test]
     fn private_members_are_not_kept() {
         let s = set(vec![rsa("k", json!({"d": "private", "p": "x"}))]).unwrap();
-        assert_eq!(s.keys[0].public_jwk, json!({"kty": "RSA", "n": RSA_N, "e": "AQAB"}));
+        assert_eq!(
+            s.keys[0].public_jwk,
+            json!({"kty": "RSA", "n": RSA_N, "e": "AQAB"})
+        );
     }
 
     #[test]
     fn a_set_with_only_enc_keys_is_an_error_that_says_why() {
         let err = set(vec![rsa("enc", json!({"use": "enc"}))]).unwrap_err();
-        assert!(matches!(&err, Error::KeysUnavailable(m) if m.contains("use \"enc\"")), "{err:?}");
+        assert!(
+            matches!(&err, Error::KeysUnavailable(m) if m.contains("use \"enc\"")),
+            "{err:?}"
+        );
         assert!(KeySet::parse(b"{\"keys\": 1}", &[RS256]).is_err());
         assert!(KeySet::parse(b"<html>", &[RS256]).is_err());
     }
@@ -249,9 +301,14 @@ mod tests {
             json!({"kty": "EC", "kid": "e", "crv": "P-256", "x": "x", "y": "y"}),
         ])
         .unwrap();
-        assert!(matches!(s.lookup(Some("a"), RS256), Ok(Lookup::Found(k)) if k.kid.as_deref() == Some("a")));
+        assert!(
+            matches!(s.lookup(Some("a"), RS256), Ok(Lookup::Found(k)) if k.kid.as_deref() == Some("a"))
+        );
         assert_eq!(s.lookup(Some("zzz"), RS256), Ok(Lookup::UnknownKid));
-        assert!(s.lookup(Some("a"), ES256).is_err(), "alg must match the key family");
+        assert!(
+            s.lookup(Some("a"), ES256).is_err(),
+            "alg must match the key family"
+        );
         assert!(s.lookup(None, RS256).is_ok(), "one RSA key: no kid needed");
         let two = set(vec![rsa("a", json!({})), rsa("b", json!({}))]).unwrap();
         assert!(two.lookup(None, RS256).is_err(), "several keys: kid needed");

@@ -69,12 +69,19 @@ pub struct Upstream {
 
 /// Check one discovery answer. `Ok(None)` means "not here, try the next URL" (404 and
 /// similar); errors are answers that must not be used.
-pub fn accept_upstream(cfg: &Config, url: &Url, status: u16, body: &[u8]) -> Result<Option<Upstream>, Error> {
+pub fn accept_upstream(
+    cfg: &Config,
+    url: &Url,
+    status: u16,
+    body: &[u8],
+) -> Result<Option<Upstream>, Error> {
     if matches!(status, 404 | 405 | 410) {
         return Ok(None);
     }
     if !(200..300).contains(&status) {
-        return Err(Error::Upstream(format!("metadata at {url} answered {status}")));
+        return Err(Error::Upstream(format!(
+            "metadata at {url} answered {status}"
+        )));
     }
     let doc: Map<String, Value> = serde_json::from_slice(body)
         .map_err(|e| Error::Upstream(format!("metadata at {url} is not a JSON object: {e}")))?;
@@ -122,7 +129,10 @@ pub fn accept_upstream(cfg: &Config, url: &Url, status: u16, body: &[u8]) -> Res
 pub fn patch(cfg: &Config, upstream: &Upstream) -> Value {
     let mut doc = upstream.document.clone();
     if upstream.registration_endpoint.is_some() {
-        doc.insert("registration_endpoint".into(), json!(cfg.registration_endpoint()));
+        doc.insert(
+            "registration_endpoint".into(),
+            json!(cfg.registration_endpoint()),
+        );
     }
     let mut methods: Vec<Value> = match doc.get("code_challenge_methods_supported") {
         Some(Value::Array(a)) => a.clone(),
@@ -131,7 +141,10 @@ pub fn patch(cfg: &Config, upstream: &Upstream) -> Value {
     if !methods.iter().any(|m| m == "S256") {
         methods.push(json!("S256"));
     }
-    doc.insert("code_challenge_methods_supported".into(), Value::Array(methods));
+    doc.insert(
+        "code_challenge_methods_supported".into(),
+        Value::Array(methods),
+    );
     Value::Object(doc)
 }
 
@@ -156,7 +169,10 @@ mod tests {
     fn prm_document() {
         let doc = protected_resource(&config());
         assert_eq!(doc["resource"], "https://mcp.example.com/mcp");
-        assert_eq!(doc["authorization_servers"], json!(["https://mcp.example.com/oidc"]));
+        assert_eq!(
+            doc["authorization_servers"],
+            json!(["https://mcp.example.com/oidc"])
+        );
         assert_eq!(doc["bearer_methods_supported"], json!(["header"]));
         assert_eq!(doc["scopes_supported"], json!(["mcp:tools", "mcp:admin"]));
         assert!(doc.get("resource_name").is_none());
@@ -164,7 +180,10 @@ mod tests {
 
     #[test]
     fn discovery_order_for_an_issuer_with_a_path() {
-        let urls: Vec<String> = discovery_urls(&config()).iter().map(|u| u.to_string()).collect();
+        let urls: Vec<String> = discovery_urls(&config())
+            .iter()
+            .map(|u| u.to_string())
+            .collect();
         assert_eq!(
             urls,
             [
@@ -196,14 +215,36 @@ mod tests {
         let c = config();
         let url = Url::parse("http://127.0.0.1:9100/x").unwrap();
         let body = upstream_doc().to_string();
-        let up = accept_upstream(&c, &url, 200, body.as_bytes()).unwrap().unwrap();
-        assert_eq!(up.jwks_uri.unwrap().as_str(), "http://127.0.0.1:9100/oidc/jwks");
-        assert_eq!(up.registration_endpoint.as_ref().unwrap().as_str(), "http://127.0.0.1:9100/oidc/reg");
-        let served = patch(&c, &accept_upstream(&c, &url, 200, body.as_bytes()).unwrap().unwrap());
+        let up = accept_upstream(&c, &url, 200, body.as_bytes())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            up.jwks_uri.unwrap().as_str(),
+            "http://127.0.0.1:9100/oidc/jwks"
+        );
+        assert_eq!(
+            up.registration_endpoint.as_ref().unwrap().as_str(),
+            "http://127.0.0.1:9100/oidc/reg"
+        );
+        let served = patch(
+            &c,
+            &accept_upstream(&c, &url, 200, body.as_bytes())
+                .unwrap()
+                .unwrap(),
+        );
         assert_eq!(served["issuer"], "https://mcp.example.com/oidc");
-        assert_eq!(served["registration_endpoint"], "https://mcp.example.com/register");
-        assert_eq!(served["code_challenge_methods_supported"], json!(["plain", "S256"]));
-        assert_eq!(served["token_endpoint"], "https://mcp.example.com/oidc/token");
+        assert_eq!(
+            served["registration_endpoint"],
+            "https://mcp.example.com/register"
+        );
+        assert_eq!(
+            served["code_challenge_methods_supported"],
+            json!(["plain", "S256"])
+        );
+        assert_eq!(
+            served["token_endpoint"],
+            "https://mcp.example.com/oidc/token"
+        );
     }
 
     #[test]
@@ -212,7 +253,9 @@ mod tests {
         let mut doc = upstream_doc();
         doc.as_object_mut().unwrap().remove("registration_endpoint");
         let url = Url::parse("http://x/").unwrap();
-        let up = accept_upstream(&c, &url, 200, doc.to_string().as_bytes()).unwrap().unwrap();
+        let up = accept_upstream(&c, &url, 200, doc.to_string().as_bytes())
+            .unwrap()
+            .unwrap();
         assert!(patch(&c, &up).get("registration_endpoint").is_none());
     }
 
@@ -236,9 +279,21 @@ mod tests {
         let c = config();
         let url = Url::parse("http://x/").unwrap();
         assert_eq!(accept_upstream(&c, &url, 404, b"").unwrap(), None);
-        assert!(matches!(accept_upstream(&c, &url, 500, b""), Err(Error::Upstream(_))));
-        assert!(matches!(accept_upstream(&c, &url, 200, b"<html>"), Err(Error::Upstream(_))));
-        assert!(matches!(accept_upstream(&c, &url, 200, b"[1]"), Err(Error::Upstream(_))));
-        assert!(matches!(accept_upstream(&c, &url, 200, b"{}"), Err(Error::Upstream(_))));
+        assert!(matches!(
+            accept_upstream(&c, &url, 500, b""),
+            Err(Error::Upstream(_))
+        ));
+        assert!(matches!(
+            accept_upstream(&c, &url, 200, b"<html>"),
+            Err(Error::Upstream(_))
+        ));
+        assert!(matches!(
+            accept_upstream(&c, &url, 200, b"[1]"),
+            Err(Error::Upstream(_))
+        ));
+        assert!(matches!(
+            accept_upstream(&c, &url, 200, b"{}"),
+            Err(Error::Upstream(_))
+        ));
     }
 }

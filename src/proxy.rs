@@ -92,12 +92,18 @@ mod tests {
     fn target_keeps_path_and_query() {
         let c = config();
         assert_eq!(target(&c, "/mcp", None), "http://127.0.0.1:9000/mcp");
-        assert_eq!(target(&c, "/mcp/x", Some("a=1&b=2")), "http://127.0.0.1:9000/mcp/x?a=1&b=2");
+        assert_eq!(
+            target(&c, "/mcp/x", Some("a=1&b=2")),
+            "http://127.0.0.1:9000/mcp/x?a=1&b=2"
+        );
     }
 
     #[test]
     fn identity_values_cannot_inject() {
-        assert_eq!(header_value("user\r\nx-auth-subject: admin"), "user%0D%0Ax-auth-subject: admin");
+        assert_eq!(
+            header_value("user\r\nx-auth-subject: admin"),
+            "user%0D%0Ax-auth-subject: admin"
+        );
         assert_eq!(header_value("jos\u{e9}"), "jos%C3%A9");
         assert_eq!(header_value("100%"), "100%25");
         let p = Principal {
@@ -110,7 +116,11 @@ mod tests {
         };
         assert_eq!(
             identity_headers(&p),
-            vec![(SUBJECT, "u1".to_string()), (CLIENT_ID, "c1".to_string()), (SCOPES, "a b".to_string())]
+            vec![
+                (SUBJECT, "u1".to_string()),
+                (CLIENT_ID, "c1".to_string()),
+                (SCOPES, "a b".to_string())
+            ]
         );
     }
 

@@ -29,7 +29,8 @@ fn is_loopback(url: &Url) -> bool {
 }
 
 fn check_redirect_uri(raw: &str) -> Result<(), Error> {
-    let url = Url::parse(raw).map_err(|e| Error::InvalidRedirectUri(format!("{raw:?} is not an absolute URI: {e}")))?;
+    let url = Url::parse(raw)
+        .map_err(|e| Error::InvalidRedirectUri(format!("{raw:?} is not an absolute URI: {e}")))?;
     if url.fragment().is_some() || raw.contains('#') {
         return Err(Error::InvalidRedirectUri(format!("{raw:?} has a fragment")));
     }
@@ -46,12 +47,16 @@ fn check_redirect_uri(raw: &str) -> Result<(), Error> {
 /// Validate a registration request body. Returns the parsed object.
 pub fn validate_request(body: &[u8]) -> Result<Map<String, Value>, Error> {
     if body.len() > MAX_BODY {
-        return Err(Error::InvalidClientMetadata(format!("registration request larger than {MAX_BODY} bytes")));
+        return Err(Error::InvalidClientMetadata(format!(
+            "registration request larger than {MAX_BODY} bytes"
+        )));
     }
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| Error::InvalidClientMetadata(format!("request body is not JSON: {e}")))?;
     let Value::Object(map) = value else {
-        return Err(Error::InvalidClientMetadata("request body must be a JSON object".into()));
+        return Err(Error::InvalidClientMetadata(
+            "request body must be a JSON object".into(),
+        ));
     };
     match map.get("redirect_uris") {
         None => {}
@@ -61,24 +66,43 @@ pub fn validate_request(body: &[u8]) -> Result<Map<String, Value>, Error> {
             }
             for uri in uris {
                 let Some(s) = uri.as_str() else {
-                    return Err(Error::InvalidRedirectUri("redirect_uris must hold strings".into()));
+                    return Err(Error::InvalidRedirectUri(
+                        "redirect_uris must hold strings".into(),
+                    ));
                 };
                 check_redirect_uri(s)?;
             }
         }
-        Some(_) => return Err(Error::InvalidRedirectUri("redirect_uris must be an array".into())),
+        Some(_) => {
+            return Err(Error::InvalidRedirectUri(
+                "redirect_uris must be an array".into(),
+            ))
+        }
     }
     for name in ["grant_types", "response_types", "contacts"] {
         if let Some(v) = map.get(name) {
             if !v.as_array().is_some_and(|a| a.iter().all(Value::is_string)) {
-                return Err(Error::InvalidClientMetadata(format!("{name} must be an array of strings")));
+                return Err(Error::InvalidClientMetadata(format!(
+                    "{name} must be an array of strings"
+                )));
             }
         }
     }
-    for name in ["client_name", "scope", "token_endpoint_auth_method", "client_uri", "logo_uri", "tos_uri", "policy_uri", "jwks_uri"] {
+    for name in [
+        "client_name",
+        "scope",
+        "token_endpoint_auth_method",
+        "client_uri",
+        "logo_uri",
+        "tos_uri",
+        "policy_uri",
+        "jwks_uri",
+    ] {
         if let Some(v) = map.get(name) {
             if !v.is_string() {
-                return Err(Error::InvalidClientMetadata(format!("{name} must be a string")));
+                return Err(Error::InvalidClientMetadata(format!(
+                    "{name} must be a string"
+                )));
             }
         }
     }
@@ -92,11 +116,15 @@ pub fn clean_answer(request: &Map<String, Value>, body: &[u8]) -> Result<Reply, 
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| Error::Upstream(format!("registration answer is not JSON: {e}")))?;
     let Value::Object(mut map) = value else {
-        return Err(Error::Upstream("registration answer is not a JSON object".into()));
+        return Err(Error::Upstream(
+            "registration answer is not a JSON object".into(),
+        ));
     };
     map.retain(|_, v| !(v.is_null() || v.as_str() == Some("")));
     if !map.get("client_id").is_some_and(Value::is_string) {
-        return Err(Error::Upstream("registration answer has no client_id".into()));
+        return Err(Error::Upstream(
+            "registration answer has no client_id".into(),
+        ));
     }
     if !map.contains_key("redirect_uris") {
         if let Some(uris) = request.get("redirect_uris") {
@@ -104,12 +132,19 @@ pub fn clean_answer(request: &Map<String, Value>, body: &[u8]) -> Result<Reply, 
         }
     }
     // RFC 7591 §2 defaults, made explicit.
-    map.entry("grant_types").or_insert_with(|| json!(["authorization_code"]));
-    map.entry("response_types").or_insert_with(|| json!(["code"]));
+    map.entry("grant_types")
+        .or_insert_with(|| json!(["authorization_code"]));
+    map.entry("response_types")
+        .or_insert_with(|| json!(["code"]));
     // RFC 7591 §2 says `client_secret_basic`, but a client the upstream issued no
     // secret to cannot use it: say `none` then, which is what the upstream granted.
-    let method = if map.contains_key("client_secret") { "client_secret_basic" } else { "none" };
-    map.entry("token_endpoint_auth_method").or_insert_with(|| json!(method));
+    let method = if map.contains_key("client_secret") {
+        "client_secret_basic"
+    } else {
+        "none"
+    };
+    map.entry("token_endpoint_auth_method")
+        .or_insert_with(|| json!(method));
     Ok(Reply::json(201, &Value::Object(map)).with_header("cache-control", "no-store"))
 }
 
@@ -129,8 +164,16 @@ pub fn upstream_error(status: u16, body: &[u8]) -> Error {
             .and_then(|m| m.get("error_description"))
             .and_then(Value::as_str)
             .map(str::to_string)
-            .or_else(|| Some(format!("the authorization server refused the registration ({status})")));
-        return Error::UpstreamRejected { status, error: code, description };
+            .or_else(|| {
+                Some(format!(
+                    "the authorization server refused the registration ({status})"
+                ))
+            });
+        return Error::UpstreamRejected {
+            status,
+            error: code,
+            description,
+        };
     }
     Error::Upstream(format!("registration endpoint answered {status}"))
 }
@@ -142,12 +185,20 @@ mod tests {
     const HYDRA: &str = include_str!("../tests/fixtures/hydra-register-response.json");
 
     fn req() -> Map<String, Value> {
-        validate_request(br#"{"redirect_uris":["http://127.0.0.1:9876/callback"],"client_name":"t"}"#).unwrap()
+        validate_request(
+            br#"{"redirect_uris":["http://127.0.0.1:9876/callback"],"client_name":"t"}"#,
+        )
+        .unwrap()
     }
 
     #[test]
     fn accepts_https_and_loopback_redirects() {
-        for uri in ["https://app.example/cb", "http://127.0.0.1:1/cb", "http://localhost/cb", "http://[::1]:8/cb"] {
+        for uri in [
+            "https://app.example/cb",
+            "http://127.0.0.1:1/cb",
+            "http://localhost/cb",
+            "http://[::1]:8/cb",
+        ] {
             let body = json!({"redirect_uris": [uri]}).to_string();
             assert!(validate_request(body.as_bytes()).is_ok(), "{uri}");
         }
@@ -155,7 +206,13 @@ mod tests {
 
     #[test]
     fn refuses_bad_redirects_with_invalid_redirect_uri() {
-        for uri in ["http://app.example/cb", "https://app.example/cb#x", "javascript:alert(1)", "/relative", "ftp://x/"] {
+        for uri in [
+            "http://app.example/cb",
+            "https://app.example/cb#x",
+            "javascript:alert(1)",
+            "/relative",
+            "ftp://x/",
+        ] {
             let body = json!({"redirect_uris": [uri]}).to_string();
             let err = validate_request(body.as_bytes()).unwrap_err();
             assert_eq!(err.code(), "invalid_redirect_uri", "{uri}");
@@ -168,11 +225,23 @@ mod tests {
 
     #[test]
     fn refuses_non_objects_and_oversized_bodies() {
-        for body in [&b"[]"[..], b"nope", b"\"x\"", b"{\"grant_types\":\"code\"}", b"{\"client_name\":5}"] {
-            assert_eq!(validate_request(body).unwrap_err().code(), "invalid_client_metadata");
+        for body in [
+            &b"[]"[..],
+            b"nope",
+            b"\"x\"",
+            b"{\"grant_types\":\"code\"}",
+            b"{\"client_name\":5}",
+        ] {
+            assert_eq!(
+                validate_request(body).unwrap_err().code(),
+                "invalid_client_metadata"
+            );
         }
         let big = vec![b' '; MAX_BODY + 1];
-        assert_eq!(validate_request(&big).unwrap_err().code(), "invalid_client_metadata");
+        assert_eq!(
+            validate_request(&big).unwrap_err().code(),
+            "invalid_client_metadata"
+        );
     }
 
     #[test]
@@ -188,7 +257,10 @@ mod tests {
         assert!(!v.contains_key("contacts"));
         assert_eq!(v["client_id"], "5f0a5c5e-8a7e-4a54-9d3e-3f3a3c1b2d11");
         assert_eq!(v["token_endpoint_auth_method"], "none");
-        assert_eq!(v["grant_types"], json!(["authorization_code", "refresh_token"]));
+        assert_eq!(
+            v["grant_types"],
+            json!(["authorization_code", "refresh_token"])
+        );
         assert_eq!(v["registration_access_token"], "ory_at_x");
     }
 
@@ -196,7 +268,10 @@ mod tests {
     fn defaults_are_filled_and_redirects_restored() {
         let reply = clean_answer(&req(), br#"{"client_id":"c1","redirect_uris":null}"#).unwrap();
         let v: Value = serde_json::from_str(&reply.body).unwrap();
-        assert_eq!(v["redirect_uris"], json!(["http://127.0.0.1:9876/callback"]));
+        assert_eq!(
+            v["redirect_uris"],
+            json!(["http://127.0.0.1:9876/callback"])
+        );
         assert_eq!(v["grant_types"], json!(["authorization_code"]));
         assert_eq!(v["response_types"], json!(["code"]));
         assert_eq!(v["token_endpoint_auth_method"], "none");
@@ -208,13 +283,19 @@ mod tests {
     #[test]
     fn unusable_answers_are_upstream_errors() {
         for body in [&b"<html>"[..], b"[]", b"{}", b"{\"client_id\":\"\"}"] {
-            assert!(matches!(clean_answer(&req(), body), Err(Error::Upstream(_))));
+            assert!(matches!(
+                clean_answer(&req(), body),
+                Err(Error::Upstream(_))
+            ));
         }
     }
 
     #[test]
     fn upstream_errors_keep_4xx_and_hide_5xx() {
-        let e = upstream_error(400, br#"{"error":"invalid_redirect_uri","error_description":"nope"}"#);
+        let e = upstream_error(
+            400,
+            br#"{"error":"invalid_redirect_uri","error_description":"nope"}"#,
+        );
         assert_eq!(e.status(), 400);
         assert_eq!(e.code(), "invalid_redirect_uri");
         let e = upstream_error(403, b"<html>forbidden</html>");

@@ -44,7 +44,9 @@ impl Route {
     /// Methods a route accepts, for 405 and CORS preflights.
     pub fn allow(self) -> &'static str {
         match self {
-            Route::ProtectedResourceMetadata | Route::AuthorizationServerMetadata => "GET, HEAD, OPTIONS",
+            Route::ProtectedResourceMetadata | Route::AuthorizationServerMetadata => {
+                "GET, HEAD, OPTIONS"
+            }
             Route::Register => "POST, OPTIONS",
             Route::Mcp => "GET, POST, DELETE, OPTIONS",
             Route::Passthrough | Route::NotFound => "",
@@ -65,7 +67,9 @@ impl Route {
         if ok {
             Ok(())
         } else {
-            Err(Error::MethodNotAllowed { allow: self.allow() })
+            Err(Error::MethodNotAllowed {
+                allow: self.allow(),
+            })
         }
     }
 }
@@ -76,7 +80,11 @@ fn issuer_path(cfg: &Config) -> &str {
 }
 
 pub fn route(cfg: &Config, path: &str) -> Route {
-    let resource_path = if cfg.protected_path == "/" { "" } else { cfg.protected_path.as_str() };
+    let resource_path = if cfg.protected_path == "/" {
+        ""
+    } else {
+        cfg.protected_path.as_str()
+    };
     if path == PRM || path == format!("{PRM}{resource_path}") {
         return Route::ProtectedResourceMetadata;
     }
@@ -84,7 +92,9 @@ pub fn route(cfg: &Config, path: &str) -> Route {
     if path == OAUTH_AS
         || path == OIDC
         || (!ip.is_empty()
-            && (path == format!("{OAUTH_AS}{ip}") || path == format!("{OIDC}{ip}") || path == format!("{ip}{OIDC}")))
+            && (path == format!("{OAUTH_AS}{ip}")
+                || path == format!("{OIDC}{ip}")
+                || path == format!("{ip}{OIDC}")))
     {
         return Route::AuthorizationServerMetadata;
     }
@@ -109,14 +119,38 @@ mod tests {
     fn routes_follow_the_table() {
         let c = config();
         let cases = [
-            ("/.well-known/oauth-protected-resource", Route::ProtectedResourceMetadata),
-            ("/.well-known/oauth-protected-resource/mcp", Route::ProtectedResourceMetadata),
-            ("/.well-known/oauth-protected-resource/other", Route::NotFound),
-            ("/.well-known/oauth-authorization-server", Route::AuthorizationServerMetadata),
-            ("/.well-known/oauth-authorization-server/oidc", Route::AuthorizationServerMetadata),
-            ("/.well-known/openid-configuration/oidc", Route::AuthorizationServerMetadata),
-            ("/oidc/.well-known/openid-configuration", Route::AuthorizationServerMetadata),
-            ("/.well-known/openid-configuration", Route::AuthorizationServerMetadata),
+            (
+                "/.well-known/oauth-protected-resource",
+                Route::ProtectedResourceMetadata,
+            ),
+            (
+                "/.well-known/oauth-protected-resource/mcp",
+                Route::ProtectedResourceMetadata,
+            ),
+            (
+                "/.well-known/oauth-protected-resource/other",
+                Route::NotFound,
+            ),
+            (
+                "/.well-known/oauth-authorization-server",
+                Route::AuthorizationServerMetadata,
+            ),
+            (
+                "/.well-known/oauth-authorization-server/oidc",
+                Route::AuthorizationServerMetadata,
+            ),
+            (
+                "/.well-known/openid-configuration/oidc",
+                Route::AuthorizationServerMetadata,
+            ),
+            (
+                "/oidc/.well-known/openid-configuration",
+                Route::AuthorizationServerMetadata,
+            ),
+            (
+                "/.well-known/openid-configuration",
+                Route::AuthorizationServerMetadata,
+            ),
             ("/register", Route::Register),
             ("/mcp", Route::Mcp),
             ("/mcp/sub", Route::Mcp),
@@ -136,10 +170,14 @@ mod tests {
         assert!(Route::Mcp.check_method("DELETE").is_ok());
         assert_eq!(
             Route::Mcp.check_method("PUT"),
-            Err(Error::MethodNotAllowed { allow: "GET, POST, DELETE, OPTIONS" })
+            Err(Error::MethodNotAllowed {
+                allow: "GET, POST, DELETE, OPTIONS"
+            })
         );
         assert!(Route::Register.check_method("GET").is_err());
-        assert!(Route::ProtectedResourceMetadata.check_method("POST").is_err());
+        assert!(Route::ProtectedResourceMetadata
+            .check_method("POST")
+            .is_err());
         assert!(Route::Passthrough.check_method("PATCH").is_ok());
     }
 }

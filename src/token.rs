@@ -104,13 +104,19 @@ pub fn bearer(authorization: Option<&str>) -> Result<&str, Error> {
     }
     let token = rest.trim_start_matches(' ');
     if token.is_empty() {
-        return Err(Error::InvalidRequest("the Authorization header has no bearer token".into()));
+        return Err(Error::InvalidRequest(
+            "the Authorization header has no bearer token".into(),
+        ));
     }
     if token.contains([',', ' ', '\t']) {
-        return Err(Error::InvalidRequest("send exactly one bearer token in one Authorization header".into()));
+        return Err(Error::InvalidRequest(
+            "send exactly one bearer token in one Authorization header".into(),
+        ));
     }
     if token.len() > MAX_TOKEN_BYTES {
-        return Err(Error::InvalidToken(format!("token longer than {MAX_TOKEN_BYTES} bytes")));
+        return Err(Error::InvalidToken(format!(
+            "token longer than {MAX_TOKEN_BYTES} bytes"
+        )));
     }
     Ok(token)
 }
@@ -124,14 +130,23 @@ fn b64(segment: &str, what: &str) -> Result<Vec<u8>, Error> {
 /// Split and decode a JWT, and check its header against the allowlist.
 pub fn parse<'a>(token: &'a str, algorithms: &[Algorithm]) -> Result<Jwt<'a>, Error> {
     if token.len() > MAX_TOKEN_BYTES {
-        return Err(Error::InvalidToken(format!("token longer than {MAX_TOKEN_BYTES} bytes")));
+        return Err(Error::InvalidToken(format!(
+            "token longer than {MAX_TOKEN_BYTES} bytes"
+        )));
     }
-    if !token.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) {
-        return Err(Error::InvalidToken("the token has characters outside base64url".into()));
+    if !token
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
+        return Err(Error::InvalidToken(
+            "the token has characters outside base64url".into(),
+        ));
     }
     let segments = token.split('.').count();
     if segments == 5 {
-        return Err(Error::InvalidToken("encrypted (JWE) access tokens are not supported; the worker needs signed JWTs".into()));
+        return Err(Error::InvalidToken(
+            "encrypted (JWE) access tokens are not supported; the worker needs signed JWTs".into(),
+        ));
     }
     if segments != 3 {
         return Err(Error::InvalidToken(format!(
@@ -141,7 +156,9 @@ pub fn parse<'a>(token: &'a str, algorithms: &[Algorithm]) -> Result<Jwt<'a>, Er
     let (signing_input, signature_b64) = token.rsplit_once('.').expect("three segments");
     let (header_b64, payload_b64) = signing_input.split_once('.').expect("three segments");
     if header_b64.is_empty() || payload_b64.is_empty() || signature_b64.is_empty() {
-        return Err(Error::InvalidToken("the token has an empty segment (unsigned tokens are refused)".into()));
+        return Err(Error::InvalidToken(
+            "the token has an empty segment (unsigned tokens are refused)".into(),
+        ));
     }
     let header: Header = serde_json::from_slice(&b64(header_b64, "header")?)
         .map_err(|e| Error::InvalidToken(format!("the token header is not valid JSON: {e}")))?;
@@ -150,9 +167,17 @@ pub fn parse<'a>(token: &'a str, algorithms: &[Algorithm]) -> Result<Jwt<'a>, Er
         .parse()
         .ok()
         .filter(|a| algorithms.contains(a))
-        .ok_or_else(|| Error::InvalidToken(format!("alg {:?} is not accepted (accepted: {})", header.alg, names(algorithms))))?;
+        .ok_or_else(|| {
+            Error::InvalidToken(format!(
+                "alg {:?} is not accepted (accepted: {})",
+                header.alg,
+                names(algorithms)
+            ))
+        })?;
     if header.crit.is_some() {
-        return Err(Error::InvalidToken("the token header has crit extensions the worker does not understand".into()));
+        return Err(Error::InvalidToken(
+            "the token header has crit extensions the worker does not understand".into(),
+        ));
     }
     let claims: Claims = serde_json::from_slice(&b64(payload_b64, "payload")?)
         .map_err(|e| Error::InvalidToken(format!("the token claims are not valid: {e}")))?;
@@ -168,11 +193,20 @@ pub fn parse<'a>(token: &'a str, algorithms: &[Algorithm]) -> Result<Jwt<'a>, Er
 }
 
 fn names(algorithms: &[Algorithm]) -> String {
-    algorithms.iter().map(|a| format!("{a:?}")).collect::<Vec<_>>().join(" ")
+    algorithms
+        .iter()
+        .map(|a| format!("{a:?}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Check the claims of a token whose signature has been verified.
-pub fn check_claims(claims: &Claims, kid: Option<&str>, cfg: &Config, now: i64) -> Result<Principal, Error> {
+pub fn check_claims(
+    claims: &Claims,
+    kid: Option<&str>,
+    cfg: &Config,
+    now: i64,
+) -> Result<Principal, Error> {
     match claims.iss.as_deref() {
         Some(iss) if iss == cfg.issuer => {}
         Some(iss) => {
@@ -192,18 +226,29 @@ pub fn check_claims(claims: &Claims, kid: Option<&str>, cfg: &Config, now: i64) 
     if now > exp.saturating_add(leeway) {
         return Err(Error::InvalidToken("the token has expired".into()));
     }
-    let nbf = claims.nbf.filter(|n| n.is_finite()).map(|n| n.floor() as i64);
+    let nbf = claims
+        .nbf
+        .filter(|n| n.is_finite())
+        .map(|n| n.floor() as i64);
     if let Some(nbf) = nbf {
         if now.saturating_add(leeway) < nbf {
-            return Err(Error::InvalidToken("the token is not valid yet (nbf)".into()));
+            return Err(Error::InvalidToken(
+                "the token is not valid yet (nbf)".into(),
+            ));
         }
     }
     if let Some(iat) = claims.iat.filter(|i| i.is_finite()) {
         if (iat.floor() as i64) > now.saturating_add(leeway) {
-            return Err(Error::InvalidToken("the token was issued in the future (iat)".into()));
+            return Err(Error::InvalidToken(
+                "the token was issued in the future (iat)".into(),
+            ));
         }
     }
-    let aud = claims.aud.as_ref().map(OneOrMany::values).unwrap_or_default();
+    let aud = claims
+        .aud
+        .as_ref()
+        .map(OneOrMany::values)
+        .unwrap_or_default();
     if aud.is_empty() {
         return Err(Error::InvalidToken(format!(
             "the token has no audience; the authorization server must bind it to {} (RFC 8707 resource parameter; on Hydra, allow and request the audience)",
@@ -239,7 +284,11 @@ pub fn check_claims(claims: &Claims, kid: Option<&str>, cfg: &Config, now: i64) 
 
 /// Scopes among `needed` that `principal` lacks.
 pub fn missing_scopes(principal: &Principal, needed: &[String]) -> Vec<String> {
-    needed.iter().filter(|s| !principal.scopes.contains(s)).cloned().collect()
+    needed
+        .iter()
+        .filter(|s| !principal.scopes.contains(s))
+        .cloned()
+        .collect()
 }
 
 /// Verify a JWT's signature with jsonwebtoken's pure-Rust backend (host builds).
@@ -247,10 +296,18 @@ pub fn missing_scopes(principal: &Principal, needed: &[String]) -> Vec<String> {
 pub fn verify_native(jwt: &Jwt<'_>, key: &crate::jwks::Key) -> Result<(), Error> {
     let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(key.public_jwk.clone())
         .map_err(|e| Error::KeysUnavailable(format!("unusable key: {e}")))?;
-    let decoding = jsonwebtoken::DecodingKey::from_jwk(&jwk).map_err(|e| Error::KeysUnavailable(format!("unusable key: {e}")))?;
-    match jsonwebtoken::crypto::verify(jwt.signature_b64, jwt.signing_input.as_bytes(), &decoding, jwt.alg) {
+    let decoding = jsonwebtoken::DecodingKey::from_jwk(&jwk)
+        .map_err(|e| Error::KeysUnavailable(format!("unusable key: {e}")))?;
+    match jsonwebtoken::crypto::verify(
+        jwt.signature_b64,
+        jwt.signing_input.as_bytes(),
+        &decoding,
+        jwt.alg,
+    ) {
         Ok(true) => Ok(()),
-        _ => Err(Error::InvalidToken("the token's signature does not verify".into())),
+        _ => Err(Error::InvalidToken(
+            "the token's signature does not verify".into(),
+        )),
     }
 }
 
@@ -282,8 +339,14 @@ mod tests {
         assert_eq!(bearer(Some("Basic dXNlcjpwdw==")), Err(Error::MissingToken));
         assert_eq!(bearer(Some("Bearer abc")), Ok("abc"));
         assert_eq!(bearer(Some("bearer   abc")), Ok("abc"));
-        assert!(matches!(bearer(Some("Bearer")), Err(Error::InvalidRequest(_))));
-        assert!(matches!(bearer(Some("Bearer a, Bearer b")), Err(Error::InvalidRequest(_))));
+        assert!(matches!(
+            bearer(Some("Bearer")),
+            Err(Error::InvalidRequest(_))
+        ));
+        assert!(matches!(
+            bearer(Some("Bearer a, Bearer b")),
+            Err(Error::InvalidRequest(_))
+        ));
         let huge = format!("Bearer {}", "a".repeat(MAX_TOKEN_BYTES + 1));
         assert!(matches!(bearer(Some(&huge)), Err(Error::InvalidToken(_))));
     }
@@ -304,12 +367,19 @@ mod tests {
             unsigned(json!({"alg": "ES256"}), good_claims()),
             unsigned(json!({"alg": "RS256", "crit": ["exp"]}), good_claims()),
             unsigned(json!({"kid": "k"}), good_claims()),
-            format!("{}.{}.c2ln", URL_SAFE_NO_PAD.encode(r#"{"alg":"RS256","alg":"none"}"#), enc(&good_claims())),
+            format!(
+                "{}.{}.c2ln",
+                URL_SAFE_NO_PAD.encode(r#"{"alg":"RS256","alg":"none"}"#),
+                enc(&good_claims())
+            ),
             unsigned(ok_header.clone(), json!({"exp": "tomorrow"})),
             format!("{}.bm90IGpzb24.c2ln", enc(&ok_header)),
         ];
         for t in &cases {
-            assert!(matches!(parse(t, &algs), Err(Error::InvalidToken(_))), "{t}");
+            assert!(
+                matches!(parse(t, &algs), Err(Error::InvalidToken(_))),
+                "{t}"
+            );
         }
         let jwe = parse("a.b.c.d.e", &algs).unwrap_err();
         assert!(jwe.to_string().contains("JWE"));
@@ -317,7 +387,10 @@ mod tests {
 
     #[test]
     fn parses_a_well_formed_token_and_ignores_key_url_headers() {
-        let t = unsigned(json!({"alg": "RS256", "kid": "k", "jku": "https://evil/jwks", "x5u": "https://evil", "typ": "at+jwt"}), good_claims());
+        let t = unsigned(
+            json!({"alg": "RS256", "kid": "k", "jku": "https://evil/jwks", "x5u": "https://evil", "typ": "at+jwt"}),
+            good_claims(),
+        );
         let jwt = parse(&t, &[Algorithm::RS256]).unwrap();
         assert_eq!(jwt.alg, Algorithm::RS256);
         assert_eq!(jwt.header.kid.as_deref(), Some("k"));
@@ -343,10 +416,21 @@ mod tests {
                 }
             }
             let err = check_claims(&claims(c), None, &cfg, now).unwrap_err();
-            assert!(matches!(&err, Error::InvalidToken(d) if d.contains(needle)), "{err:?} lacks {needle}");
+            assert!(
+                matches!(&err, Error::InvalidToken(d) if d.contains(needle)),
+                "{err:?} lacks {needle}"
+            );
         };
-        refuse(json!({"iss": "https://mcp.example.com/oidc/"}), 1000, "issuer");
-        refuse(json!({"iss": "HTTPS://mcp.example.com/oidc"}), 1000, "issuer");
+        refuse(
+            json!({"iss": "https://mcp.example.com/oidc/"}),
+            1000,
+            "issuer",
+        );
+        refuse(
+            json!({"iss": "HTTPS://mcp.example.com/oidc"}),
+            1000,
+            "issuer",
+        );
         refuse(json!({"iss": null}), 1000, "no iss");
         refuse(json!({"exp": null}), 1000, "exp");
         refuse(json!({}), 2061, "expired");
@@ -354,7 +438,11 @@ mod tests {
         refuse(json!({"iat": 5000}), 1000, "future");
         refuse(json!({"aud": null}), 1000, "no audience");
         refuse(json!({"aud": []}), 1000, "no audience");
-        refuse(json!({"aud": "https://other.example/mcp"}), 1000, "does not include");
+        refuse(
+            json!({"aud": "https://other.example/mcp"}),
+            1000,
+            "does not include",
+        );
         refuse(json!({"aud": ["account"]}), 1000, "does not include");
         // Within the leeway both ways.
         assert!(check_claims(&claims(good_claims()), None, &cfg, 2059).is_ok());
@@ -378,6 +466,9 @@ mod tests {
     fn missing_scopes_are_listed() {
         let p = check_claims(&claims(good_claims()), None, &config(), 1000).unwrap();
         assert!(missing_scopes(&p, &["mcp:tools".into()]).is_empty());
-        assert_eq!(missing_scopes(&p, &["mcp:tools".into(), "mcp:admin".into()]), vec!["mcp:admin"]);
+        assert_eq!(
+            missing_scopes(&p, &["mcp:tools".into(), "mcp:admin".into()]),
+            vec!["mcp:admin"]
+        );
     }
 }

@@ -91,6 +91,11 @@ export async function makeKeys() {
   return out;
 }
 
+/** The public half of makeKeys()'s set, as an authorization server publishes it. */
+export function publicJwks(keys) {
+  return { keys: keys.keys.map(({ d, p, q, dp, dq, qi, ...pub }) => pub) };
+}
+
 export async function startAuthorizationServer({ port, issuer, keys, tokenAlg = "RS256", ttl = 3600 }) {
   const proc = start("authorization-server", process.execPath, ["tests/e2e/peers/authorization-server.mjs"], {
     AS_PORT: String(port),
@@ -127,7 +132,7 @@ export async function startHydraRegistration({ port, backend }) {
 }
 
 /** The worker under `wrangler dev` (workerd), configured through --var bindings. */
-export async function startWorker({ port, vars }) {
+export async function startWorker({ port, vars, env }) {
   const inspector = await freePort();
   const args = [
     path.join(root, "node_modules/wrangler/bin/wrangler.js"),
@@ -138,6 +143,7 @@ export async function startWorker({ port, vars }) {
     "--show-interactive-dev-session=false",
     "--persist-to", path.join(root, ".wrangler/test-state", String(port)),
   ];
+  if (env) args.push("--env", env);
   for (const [k, v] of Object.entries(vars)) args.push("--var", `${k}:${v}`);
   const proc = start(`worker:${port}`, process.execPath, args);
   await waitFor(`http://127.0.0.1:${port}/.well-known/oauth-protected-resource`, proc, 120_000);

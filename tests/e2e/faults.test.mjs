@@ -1,0 +1,102 @@
+// Configuration and upstream failures, end to end in workerd: a missing binding,
+// an authorization server whose metadata names another issuer, a JWKS endpoint that
+// fails, and an origin that cannot be reached. The upstream here is a small server
+// in this test process, so each fault can be switched on and off.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import http from "node:http";
+import * as rig from "./lib/rig.mjs";
+
+let base, broken, keys, upstream, jwksFails = true, jwksHits = 0;
+
+before(async () => {
+  rig.buildWorker();
+  keys = await rig.makeKeys();
+  const publicJwks = rig.publicJwks(keys);
+  const upPort = await rig.freePort();
+  upstream = http.createServer((req, res) => {
+    if (req.url === "/jwks") {
+      jwksHits++;
+      if (jwksFails) return res.writeHead(500).end("down");
+      return res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(publicJwks));
+    }
+    if (req.url === "/.well-known/oauth-authorization-server/issuer") {
+      return res
+        .writeHead(200, { "content-type": "application/json" })
+        .end(JSON.stringify({ issuer: `http://127.0.0.1:${upPort}/other-issuer`, authorization_endpoint: "x", token_endpoint: "y" }));
+    }
+    res.writeHead(404).end();
+  });
+  await new Promise((r) => upstream.listen(upPort, "127.0.0.1", r));
+  const [wPort, bPort, deadPort] = [await rig.freePort(), await rig.freePort(), await rig.freePort()];
+  base = `http://127.0.0.1:${wPort}`;
+  broken = `http://127.0.0.1:${bPort}`;
+  await Promise.all([
+    rig.startWorker({
+      port: wPort,
+      vars: {
+        ORIGIN_URL: `http://127.0.0.1:${deadPort}`,
+        RESOURCE_URL: `${base}/mcp`,
+        ISSUER: `http://127.0.0.1:${upPort}/issuer`,
+        JWKS_URL: `http://127.0.0.1:${upPort}/jwks`,
+      },
+    }),
+    rig.startWorker({
+      port: bPort,
+      vars: { ORIGIN_URL: "http://127.0.0.1:1", RESOURCE_URL: `${broken}/mcp`, ISSUER: "not a url" },
+    }),
+  ]);
+});
+
+after(async () => {
+  upstream?.close();
+  await rig.stopAll();
+});
+
+async function token() {
+  const now = Math.floor(Date.now() / 1000);
+  const iss = (await (await fetch(`${base}/.well-known/oauth-protected-resource`)).json()).authorization_servers[0];
+  return rig.signToken(keys, "RS256", { iss, sub: "u", aud: `${base}/mcp`, exp: now + 600 });
+}
+
+test("a malformed binding answers 500 naming it, on every route", async () => {
+  for (const path of ["/mcp", "/.well-known/oauth-protected-resource", "/register"]) {
+    const res = await fetch(`${broken}${path}`, { method: "POST" });
+    assert.equal(res.status, 500, path);
+    const body = await res.json();
+    assert.equal(body.binding, "ISSUER");
+    assert.match(body.error_description, /ISSUER/);
+  }
+});
+
+test("JWKS down with no keys yet: 503 with Retry-After, never an allow", async () => {
+  const t = await token();
+  const res = await fetch(`${base}/mcp`, { method: "POST", headers: { authorization: `Bearer ${t}` }, body: "{}" });
+  assert.equal(res.status, 503);
+  assert.ok(Number(res.headers.get("retry-after")) > 0);
+  assert.equal((await res.json()).error, "temporarily_unavailable");
+  const hits = jwksHits;
+  const again = await fetch(`${base}/mcp`, { method: "POST", headers: { authorization: `Bearer ${t}` }, body: "{}" });
+  assert.equal(again.status, 503);
+  assert.equal(jwksHits, hits, "a failed fetch is not retried on every request");
+});
+
+test("an unreachable origin gives 502 with a JSON-RPC error", async () => {
+  jwksFails = false;
+  await new Promise((r) => setTimeout(r, 5200)); // the failed-fetch backoff
+  const t = await token();
+  const res = await fetch(`${base}/mcp`, { method: "POST", headers: { authorization: `Bearer ${t}`, "content-type": "application/json" }, body: "{}" });
+  const body = await res.json();
+  assert.equal(res.status, 502, JSON.stringify(body));
+  assert.equal(body.jsonrpc, "2.0");
+  assert.equal(body.error.code, -32603);
+  assert.match(body.error.message, /origin unreachable/);
+});
+
+test("metadata naming another issuer is a configuration error that says so", async () => {
+  const res = await fetch(`${base}/.well-known/oauth-authorization-server/issuer`);
+  const body = await res.json();
+  assert.equal(res.status, 500, JSON.stringify(body));
+  assert.equal(body.binding, "ISSUER");
+  assert.match(body.error_description, /other-issuer/);
+});
