@@ -3,6 +3,7 @@
 // it received, and a Hydra-shaped registration upstream (REGISTRATION_URL).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
+import http from "node:http";
 import * as jose from "jose";
 import { OAuthClientInformationFullSchema } from "@modelcontextprotocol/sdk/shared/auth.js";
 import * as rig from "./lib/rig.mjs";
@@ -243,6 +244,22 @@ test("forwarding: no token passthrough, identity headers replaced, session heade
   assert.equal(seen.headers["mcp-protocol-version"], "2025-11-25");
   assert.equal(seen.headers["last-event-id"], "ev-9");
   assert.equal(seen.body, JSON.stringify({ jsonrpc: "2.0", id: 1, method: "tools/list" }));
+  // Hop-by-hop headers, sent raw (fetch would refuse some of them).
+  const raw = await new Promise((resolve, reject) => {
+    const req = http.request(`${base}/mcp/echo`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${t}`, "proxy-authorization": "Basic c2VjcmV0", te: "trailers", connection: "keep-alive, x-hop", "x-hop": "1", "content-type": "application/json" },
+    }, (res) => {
+      let data = "";
+      res.on("data", (c) => (data += c));
+      res.on("end", () => resolve(JSON.parse(data)));
+    });
+    req.on("error", reject);
+    req.end("{}");
+  });
+  assert.equal(raw.headers["proxy-authorization"], undefined);
+  assert.equal(raw.headers.te, undefined);
+  assert.equal(raw.headers.authorization, undefined);
   const del = await mcp("/mcp/echo", { token: t, method: "DELETE" });
   assert.equal((await del.json()).method, "DELETE");
 });

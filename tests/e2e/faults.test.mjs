@@ -8,6 +8,7 @@ import http from "node:http";
 import * as rig from "./lib/rig.mjs";
 
 let base, broken, keys, upstream, jwksFails = true, jwksHits = 0;
+let registration = { status: 400, body: '{"error":"invalid_client_metadata","error_description":"grant not allowed"}' };
 
 before(async () => {
   rig.buildWorker();
@@ -19,6 +20,10 @@ before(async () => {
       jwksHits++;
       if (jwksFails) return res.writeHead(500).end("down");
       return res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(publicJwks));
+    }
+    if (req.url === "/register") {
+      if (registration.status === 0) return req.socket.destroy();
+      return res.writeHead(registration.status, { "content-type": "application/json" }).end(registration.body);
     }
     if (req.url === "/.well-known/oauth-authorization-server/issuer") {
       return res
@@ -39,6 +44,7 @@ before(async () => {
         RESOURCE_URL: `${base}/mcp`,
         ISSUER: `http://127.0.0.1:${upPort}/issuer`,
         JWKS_URL: `http://127.0.0.1:${upPort}/jwks`,
+        REGISTRATION_URL: `http://127.0.0.1:${upPort}/register`,
       },
     }),
     rig.startWorker({
@@ -99,4 +105,31 @@ test("metadata naming another issuer is a configuration error that says so", asy
   assert.equal(res.status, 500, JSON.stringify(body));
   assert.equal(body.binding, "ISSUER");
   assert.match(body.error_description, /other-issuer/);
+});
+
+test("registration upstream failures: 4xx keeps its status and code, 5xx and silence are 502", async () => {
+  const register = () =>
+    fetch(`${base}/register`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ redirect_uris: ["http://127.0.0.1:5555/cb"] }),
+    });
+  let res = await register();
+  assert.equal(res.status, 400);
+  assert.deepEqual(await res.json(), { error: "invalid_client_metadata", error_description: "grant not allowed" });
+  registration = { status: 403, body: "<html>nope</html>" };
+  res = await register();
+  assert.equal(res.status, 403);
+  assert.equal((await res.json()).error, "invalid_client_metadata");
+  registration = { status: 503, body: "busy" };
+  res = await register();
+  assert.equal(res.status, 502);
+  assert.equal((await res.json()).error, "server_error");
+  registration = { status: 201, body: "<html>not json</html>" };
+  res = await register();
+  assert.equal(res.status, 502);
+  registration = { status: 0 };
+  res = await register();
+  assert.equal(res.status, 502);
+  assert.equal((await res.json()).error, "server_error");
 });
