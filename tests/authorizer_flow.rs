@@ -12,7 +12,11 @@ use serde_json::{json, Value};
 const NOW: i64 = 1_800_000_000;
 
 fn key(name: &str, alg: Algorithm) -> EncodingKey {
-    let pem = std::fs::read(format!("{}/tests/fixtures/keys/{name}.pem", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let pem = std::fs::read(format!(
+        "{}/tests/fixtures/keys/{name}.pem",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
     match alg {
         Algorithm::RS256 | Algorithm::PS256 => EncodingKey::from_rsa_pem(&pem).unwrap(),
         Algorithm::ES256 => EncodingKey::from_ec_pem(&pem).unwrap(),
@@ -40,7 +44,12 @@ fn config() -> Config {
         ("REQUIRED_SCOPES", "mcp:tools"),
         ("ALGORITHMS", "RS256 PS256 ES256 EdDSA"),
     ];
-    Config::build(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())).unwrap()
+    Config::build(|k| {
+        vars.iter()
+            .find(|(n, _)| *n == k)
+            .map(|(_, v)| v.to_string())
+    })
+    .unwrap()
 }
 
 fn claims(extra: Value) -> Value {
@@ -53,7 +62,9 @@ fn claims(extra: Value) -> Value {
         "iat": NOW,
         "exp": NOW + 600,
     });
-    c.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    c.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
     c
 }
 
@@ -121,7 +132,12 @@ fn accepts_each_algorithm_and_forwards_the_identity() {
         let t = sign(name, alg, kid, &claims(json!({})));
         let (d, fetches, verifies) = decide(&mut a, &t, &keys, NOW);
         assert_eq!((fetches, verifies), (1, 1), "{alg:?}");
-        let Decision::Forward { target, headers, .. } = d else { panic!("{alg:?}: {d:?}") };
+        let Decision::Forward {
+            target, headers, ..
+        } = d
+        else {
+            panic!("{alg:?}: {d:?}")
+        };
         assert_eq!(target, "http://127.0.0.1:9000/mcp");
         assert!(headers.contains(&("x-auth-subject", "user-1".into())));
         assert!(headers.contains(&("x-auth-client-id", "client-1".into())));
@@ -145,12 +161,45 @@ fn a_repeated_token_skips_keys_and_signature() {
 fn forged_and_confused_tokens_are_refused() {
     let keys = all_keys();
     let cases = [
-        ("signed by another key under a known kid", sign("other-rsa", Algorithm::RS256, "rs1", &claims(json!({})))),
-        ("RSA key used with PS256", sign("rsa", Algorithm::PS256, "es1", &claims(json!({})))),
-        ("unknown kid", sign("other-rsa", Algorithm::RS256, "nope", &claims(json!({})))),
-        ("wrong issuer", sign("rsa", Algorithm::RS256, "rs1", &claims(json!({"iss": "https://auth.example.com"})))),
-        ("wrong audience", sign("rsa", Algorithm::RS256, "rs1", &claims(json!({"aud": ["account"]})))),
-        ("expired", sign("rsa", Algorithm::RS256, "rs1", &claims(json!({"exp": NOW - 3600})))),
+        (
+            "signed by another key under a known kid",
+            sign("other-rsa", Algorithm::RS256, "rs1", &claims(json!({}))),
+        ),
+        (
+            "RSA key used with PS256",
+            sign("rsa", Algorithm::PS256, "es1", &claims(json!({}))),
+        ),
+        (
+            "unknown kid",
+            sign("other-rsa", Algorithm::RS256, "nope", &claims(json!({}))),
+        ),
+        (
+            "wrong issuer",
+            sign(
+                "rsa",
+                Algorithm::RS256,
+                "rs1",
+                &claims(json!({"iss": "https://auth.example.com"})),
+            ),
+        ),
+        (
+            "wrong audience",
+            sign(
+                "rsa",
+                Algorithm::RS256,
+                "rs1",
+                &claims(json!({"aud": ["account"]})),
+            ),
+        ),
+        (
+            "expired",
+            sign(
+                "rsa",
+                Algorithm::RS256,
+                "rs1",
+                &claims(json!({"exp": NOW - 3600})),
+            ),
+        ),
     ];
     for (name, t) in cases {
         let mut a = Authorizer::new(config());
@@ -158,7 +207,12 @@ fn forged_and_confused_tokens_are_refused() {
         assert_eq!(status(&d), 401, "{name}");
     }
     // A payload altered after signing.
-    let t = sign("rsa", Algorithm::RS256, "rs1", &claims(json!({"scope": "mcp:read"})));
+    let t = sign(
+        "rsa",
+        Algorithm::RS256,
+        "rs1",
+        &claims(json!({"scope": "mcp:read"})),
+    );
     let mut parts: Vec<&str> = t.split('.').collect();
     let forged = base64_payload(&claims(json!({})));
     parts[1] = &forged;
@@ -175,11 +229,21 @@ fn base64_payload(v: &Value) -> String {
 #[test]
 fn insufficient_scope_is_403_after_a_valid_signature() {
     let mut a = Authorizer::new(config());
-    let t = sign("ec", Algorithm::ES256, "es1", &claims(json!({"scope": "mcp:read"})));
+    let t = sign(
+        "ec",
+        Algorithm::ES256,
+        "es1",
+        &claims(json!({"scope": "mcp:read"})),
+    );
     let (d, ..) = decide(&mut a, &t, &all_keys(), NOW);
-    let Decision::Reply { reply, .. } = d else { panic!() };
+    let Decision::Reply { reply, .. } = d else {
+        panic!()
+    };
     assert_eq!(reply.status, 403);
-    assert!(reply.header("www-authenticate").unwrap().contains(r#"error="insufficient_scope""#));
+    assert!(reply
+        .header("www-authenticate")
+        .unwrap()
+        .contains(r#"error="insufficient_scope""#));
 }
 
 #[test]
@@ -204,13 +268,26 @@ fn unknown_kid_refreshes_at_most_once_per_interval() {
     decide(&mut a, &good, &all_keys(), NOW);
     let mut fetches_total = 0;
     for i in 0..20 {
-        let t = sign("other-rsa", Algorithm::RS256, &format!("made-up-{i}"), &claims(json!({})));
+        let t = sign(
+            "other-rsa",
+            Algorithm::RS256,
+            &format!("made-up-{i}"),
+            &claims(json!({})),
+        );
         let (d, fetches, _) = decide(&mut a, &t, &all_keys(), NOW + 1);
         assert_eq!(status(&d), 401);
         fetches_total += fetches;
     }
-    assert_eq!(fetches_total, 0, "the set was fetched less than the refresh interval ago");
-    let t = sign("other-rsa", Algorithm::RS256, "made-up-late", &claims(json!({})));
+    assert_eq!(
+        fetches_total, 0,
+        "the set was fetched less than the refresh interval ago"
+    );
+    let t = sign(
+        "other-rsa",
+        Algorithm::RS256,
+        "made-up-late",
+        &claims(json!({})),
+    );
     let (_, fetches, _) = decide(&mut a, &t, &all_keys(), NOW + 31);
     assert_eq!(fetches, 1);
 }
