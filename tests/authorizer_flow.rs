@@ -1,3 +1,4 @@
+#![cfg(not(target_arch = "wasm32"))]
 //! The authorizer's whole decision on the host, with real signatures: tokens signed
 //! by jsonwebtoken from PEM keys, checked by the pure-Rust backend the way the
 //! worker checks them with WebCrypto (same key selection, same claims).
