@@ -161,7 +161,7 @@ pub fn parse<'a>(token: &'a str, algorithms: &[Algorithm]) -> Result<Jwt<'a>, Er
         ));
     }
     let header: Header = serde_json::from_slice(&b64(header_b64, "header")?)
-        .map_err(|e| Error::InvalidToken(format!("the token header is not valid JSON: {e}")))?;
+        .map_err(|e| shape_error("header", &e))?;
     let alg: Algorithm = header
         .alg
         .parse()
@@ -180,7 +180,7 @@ pub fn parse<'a>(token: &'a str, algorithms: &[Algorithm]) -> Result<Jwt<'a>, Er
         ));
     }
     let claims: Claims = serde_json::from_slice(&b64(payload_b64, "payload")?)
-        .map_err(|e| Error::InvalidToken(format!("the token claims are not valid: {e}")))?;
+        .map_err(|e| shape_error("claims", &e))?;
     let signature = b64(signature_b64, "signature")?;
     Ok(Jwt {
         header,
@@ -190,6 +190,17 @@ pub fn parse<'a>(token: &'a str, algorithms: &[Algorithm]) -> Result<Jwt<'a>, Er
         signature,
         claims,
     })
+}
+
+/// Describe a header or claims set that does not parse, without quoting any of its
+/// content (serde's messages quote values, and those come from the token).
+fn shape_error(what: &str, e: &serde_json::Error) -> Error {
+    use serde_json::error::Category;
+    let kind = match e.classify() {
+        Category::Data => "has a missing, duplicate or wrongly typed member",
+        Category::Syntax | Category::Eof | Category::Io => "is not valid JSON",
+    };
+    Error::InvalidToken(format!("the token {what} {kind} (column {})", e.column()))
 }
 
 fn names(algorithms: &[Algorithm]) -> String {
@@ -383,6 +394,11 @@ mod tests {
         }
         let jwe = parse("a.b.c.d.e", &algs).unwrap_err();
         assert!(jwe.to_string().contains("JWE"));
+        // Claim values never reach the description.
+        let t = unsigned(ok_header.clone(), json!({"exp": "c3VwZXItc2VjcmV0"}));
+        let err = parse(&t, &algs).unwrap_err().to_string();
+        assert!(err.contains("wrongly typed"), "{err}");
+        assert!(!err.contains("c3VwZXItc2VjcmV0"), "{err}");
     }
 
     #[test]
