@@ -271,17 +271,22 @@ test("SSE streams pass through unbuffered", async () => {
   assert.equal(res.status, 200);
   assert.match(res.headers.get("content-type"), /text\/event-stream/);
   const reader = res.body.getReader();
-  const first = await reader.read();
+  const decoder = new TextDecoder();
+  let text = "";
+  while (!text.includes("\n\n")) {
+    const { value, done } = await reader.read();
+    assert.ok(!done, "the stream ended before its first event");
+    text += decoder.decode(value, { stream: true });
+  }
   const firstAt = Date.now();
-  assert.match(new TextDecoder().decode(first.value), /data: \{"i":0\}/);
+  assert.match(text, /^id: 0\nevent: message\ndata: \{"i":0\}\n\n/);
   const { lastStreamFinishedAt } = await (await fetch(`http://127.0.0.1:${originPort}/mcp/stream-log`)).json();
   assert.ok(lastStreamFinishedAt < started, "the origin has not finished this stream yet");
   assert.ok(firstAt - started < 1500, `first event after ${firstAt - started} ms`);
-  let text = new TextDecoder().decode(first.value);
   for (;;) {
     const { value, done } = await reader.read();
     if (done) break;
-    text += new TextDecoder().decode(value);
+    text += decoder.decode(value, { stream: true });
   }
   assert.equal((text.match(/^data: /gm) || []).length, 6);
 });
