@@ -278,11 +278,9 @@ test("SSE streams pass through unbuffered", async () => {
     assert.ok(!done, "the stream ended before its first event");
     text += decoder.decode(value, { stream: true });
   }
-  const firstAt = Date.now();
   assert.match(text, /^id: 0\nevent: message\ndata: \{"i":0\}\n\n/);
   const { lastStreamFinishedAt } = await (await fetch(`http://127.0.0.1:${originPort}/mcp/stream-log`)).json();
   assert.ok(lastStreamFinishedAt < started, "the origin has not finished this stream yet");
-  assert.ok(firstAt - started < 1500, `first event after ${firstAt - started} ms`);
   for (;;) {
     const { value, done } = await reader.read();
     if (done) break;
