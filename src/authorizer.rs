@@ -15,7 +15,7 @@
 //! Other routes go through [`Authorizer::serve`], which answers what needs no I/O
 //! and names the I/O the rest needs ([`Serve`]).
 
-use crate::cache::{self, TokenCache, TokenHash};
+use crate::cache::{self, Refusal, TokenCache, TokenHash};
 use crate::config::{Config, LogLevel};
 use crate::error::{ChallengeContext, Error, Reply};
 use crate::jwks::{self, Key, KeySet, Lookup};
@@ -31,6 +31,9 @@ use serde_json::json;
 pub const TOKEN_CACHE_CAPACITY: usize = 4096;
 /// How long discovered authorization-server metadata is used.
 pub const METADATA_TTL_SECONDS: i64 = 300;
+/// How many forged tokens (bad signatures) one isolate remembers, and for how long.
+pub const REFUSAL_CACHE_CAPACITY: usize = 1024;
+pub const REFUSAL_SECONDS: i64 = 60;
 /// After a failed JWKS fetch with no keys at all, wait this long before trying again.
 pub const FAILED_FETCH_BACKOFF_SECONDS: i64 = 5;
 
@@ -94,6 +97,11 @@ pub struct Authorizer {
     last_key_attempt: Option<i64>,
     upstream: Option<(Upstream, i64)>,
     cache: TokenCache,
+    refused: TokenCache<Refusal>,
+}
+
+fn bad_signature() -> Error {
+    Error::InvalidToken("the token's signature does not verify".into())
 }
 
 fn log_line(route: Route, req: &RequestInfo<'_>, decision: &'static str, status: u16) -> LogLine {
@@ -116,6 +124,7 @@ impl Authorizer {
             last_key_attempt: None,
             upstream: None,
             cache: TokenCache::new(TOKEN_CACHE_CAPACITY),
+            refused: TokenCache::new(REFUSAL_CACHE_CAPACITY),
         }
     }
 
@@ -175,6 +184,9 @@ impl Authorizer {
             let p = p.clone();
             return self.admit(req, &p);
         }
+        if self.refused.get(&hash, now, 0).is_some() {
+            return Err(bad_signature());
+        }
         let jwt = token::parse(token, &self.cfg.algorithms)?;
         if self.keys_due(now) {
             return self.need_keys(now);
@@ -229,6 +241,7 @@ impl Authorizer {
         match set {
             Ok(set) => {
                 self.cache.retain_keys(&set);
+                self.refused.retain_keys(&set);
                 self.keys = Some(set);
                 self.keys_fetched_at = Some(now);
                 Ok(())
@@ -256,9 +269,12 @@ impl Authorizer {
         let result = if verified {
             token::check_claims(&pending.claims, pending.key.kid.as_deref(), &self.cfg, now)
         } else {
-            Err(Error::InvalidToken(
-                "the token's signature does not verify".into(),
-            ))
+            let refusal = Refusal {
+                until: now.saturating_add(REFUSAL_SECONDS),
+                kid: pending.key.kid.clone(),
+            };
+            self.refused.insert(pending.hash, refusal, now, 0);
+            Err(bad_signature())
         };
         match result.and_then(|p| {
             self.cache

@@ -6,10 +6,44 @@
 //!   claims that do not depend on time (issuer, audience, signature) were checked when
 //!   it was stored, and scopes are checked on every request.
 //! * Entries are dropped when their signing key leaves the JWKS ([`TokenCache::retain_keys`]).
-//! * At [`TokenCache::capacity`] entries, expired ones are swept and then the oldest go.
+//! * At [`TokenCache::capacity`] entries the oldest goes; expired entries are swept
+//!   every `capacity` inserts. Both are amortised O(1) per request.
 
 use crate::jwks::KeySet;
 use crate::token::Principal;
+
+/// What a cache entry must tell: whether it is still usable, and which key made it.
+pub trait Entry {
+    fn live(&self, now: i64, leeway: i64) -> bool;
+    fn kid(&self) -> Option<&str>;
+}
+
+impl Entry for Principal {
+    fn live(&self, now: i64, leeway: i64) -> bool {
+        now <= self.exp.saturating_add(leeway)
+            && self.nbf.is_none_or(|n| now.saturating_add(leeway) >= n)
+    }
+    fn kid(&self) -> Option<&str> {
+        self.kid.as_deref()
+    }
+}
+
+/// A token whose signature did not verify, remembered briefly so the same forged
+/// bytes sent again cost no signature check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub until: i64,
+    pub kid: Option<String>,
+}
+
+impl Entry for Refusal {
+    fn live(&self, now: i64, _leeway: i64) -> bool {
+        now < self.until
+    }
+    fn kid(&self) -> Option<&str> {
+        self.kid.as_deref()
+    }
+}
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, VecDeque};
 
@@ -20,18 +54,21 @@ pub fn hash(token: &str) -> TokenHash {
 }
 
 #[derive(Debug)]
-pub struct TokenCache {
-    entries: HashMap<TokenHash, Principal>,
+pub struct TokenCache<V: Entry = Principal> {
+    entries: HashMap<TokenHash, V>,
+    /// Insertion order, oldest first; may hold keys already removed (lazy deletion).
     order: VecDeque<TokenHash>,
     capacity: usize,
+    inserts_since_sweep: usize,
 }
 
-impl TokenCache {
-    pub fn new(capacity: usize) -> TokenCache {
+impl<V: Entry> TokenCache<V> {
+    pub fn new(capacity: usize) -> TokenCache<V> {
         TokenCache {
             entries: HashMap::new(),
             order: VecDeque::new(),
             capacity: capacity.max(1),
+            inserts_since_sweep: 0,
         }
     }
 
@@ -47,14 +84,11 @@ impl TokenCache {
         self.entries.is_empty()
     }
 
-    /// The principal for a token seen before, if it is still within its lifetime.
-    pub fn get(&mut self, key: &TokenHash, now: i64, leeway: i64) -> Option<&Principal> {
+    /// The entry for a token seen before, if it is still live.
+    pub fn get(&mut self, key: &TokenHash, now: i64, leeway: i64) -> Option<&V> {
         let live = match self.entries.get(key) {
             None => return None,
-            Some(p) => {
-                now <= p.exp.saturating_add(leeway)
-                    && p.nbf.is_none_or(|n| now.saturating_add(leeway) >= n)
-            }
+            Some(p) => p.live(now, leeway),
         };
         if !live {
             self.entries.remove(key);
@@ -63,35 +97,34 @@ impl TokenCache {
         self.entries.get(key)
     }
 
-    pub fn insert(&mut self, key: TokenHash, principal: Principal, now: i64, leeway: i64) {
-        if self.entries.len() >= self.capacity {
-            self.entries
-                .retain(|_, p| now <= p.exp.saturating_add(leeway));
+    /// Store a validated token. O(1) amortised: at capacity the oldest live entry
+    /// goes (the order queue is cleaned lazily), and expired entries are swept once
+    /// per `capacity` inserts, not on every insert.
+    pub fn insert(&mut self, key: TokenHash, entry: V, now: i64, leeway: i64) {
+        self.inserts_since_sweep += 1;
+        if self.inserts_since_sweep >= self.capacity {
+            self.inserts_since_sweep = 0;
+            self.entries.retain(|_, p| p.live(now, leeway));
             let entries = &self.entries;
             self.order.retain(|k| entries.contains_key(k));
-            while self.entries.len() >= self.capacity {
-                match self.order.pop_front() {
-                    Some(old) => {
-                        self.entries.remove(&old);
-                    }
-                    None => break,
+        }
+        while self.entries.len() >= self.capacity && !self.entries.contains_key(&key) {
+            match self.order.pop_front() {
+                // A key already removed (expired, or gone with its JWKS key) is skipped.
+                Some(old) => {
+                    self.entries.remove(&old);
                 }
+                None => break,
             }
         }
-        if self.entries.insert(key, principal).is_none() {
+        if self.entries.insert(key, entry).is_none() {
             self.order.push_back(key);
-        }
-        // Keep the order queue from growing past the entries it tracks.
-        if self.order.len() > 2 * self.capacity {
-            let entries = &self.entries;
-            self.order.retain(|k| entries.contains_key(k));
         }
     }
 
     /// Drop entries whose signing key is no longer in the set.
     pub fn retain_keys(&mut self, keys: &KeySet) {
-        self.entries
-            .retain(|_, p| keys.contains_kid(p.kid.as_deref()));
+        self.entries.retain(|_, p| keys.contains_kid(p.kid()));
         let entries = &self.entries;
         self.order.retain(|k| entries.contains_key(k));
     }
@@ -126,25 +159,60 @@ mod tests {
     }
 
     #[test]
-    fn bounded_with_expired_swept_first_then_oldest() {
+    fn bounded_oldest_first_and_expired_swept_periodically() {
         let mut c = TokenCache::new(3);
-        c.insert(hash("old"), principal(10, "a"), 0, 0);
         c.insert(hash("x"), principal(1000, "a"), 0, 0);
         c.insert(hash("y"), principal(1000, "a"), 0, 0);
-        c.insert(hash("z"), principal(1000, "a"), 50, 0);
+        c.insert(hash("z"), principal(1000, "a"), 0, 0);
+        c.insert(hash("w"), principal(1000, "a"), 0, 0);
         assert_eq!(c.len(), 3);
-        assert!(
-            c.get(&hash("x"), 50, 0).is_some(),
-            "expired entry went first"
-        );
-        c.insert(hash("w"), principal(1000, "a"), 50, 0);
-        assert_eq!(c.len(), 3);
-        assert!(c.get(&hash("x"), 50, 0).is_none(), "then the oldest");
+        assert!(c.get(&hash("x"), 50, 0).is_none(), "the oldest went");
+        assert!(c.get(&hash("w"), 50, 0).is_some());
         for i in 0..100 {
             c.insert(hash(&i.to_string()), principal(1000, "a"), 50, 0);
         }
         assert_eq!(c.len(), 3);
-        assert!(c.order.len() <= 6);
+        assert!(
+            c.order.len() <= 2 * 3 + 1,
+            "the order queue stays bounded: {}",
+            c.order.len()
+        );
+        // Expired entries do not survive a sweep even if never looked up.
+        let mut c = TokenCache::new(4);
+        c.insert(hash("old1"), principal(10, "a"), 0, 0);
+        c.insert(hash("old2"), principal(10, "a"), 0, 0);
+        c.insert(hash("new1"), principal(1000, "a"), 100, 0);
+        c.insert(hash("new2"), principal(1000, "a"), 100, 0);
+        assert_eq!(c.len(), 2, "the fourth insert swept the expired two");
+    }
+
+    #[test]
+    fn reinserting_a_key_does_not_evict_others() {
+        let mut c = TokenCache::new(2);
+        c.insert(hash("a"), principal(1000, "a"), 0, 0);
+        c.insert(hash("b"), principal(1000, "a"), 0, 0);
+        c.insert(hash("b"), principal(1000, "a"), 0, 0);
+        assert!(c.get(&hash("a"), 1, 0).is_some());
+        assert!(c.get(&hash("b"), 1, 0).is_some());
+    }
+
+    #[test]
+    fn refusals_last_until_their_deadline() {
+        let mut c: TokenCache<Refusal> = TokenCache::new(2);
+        c.insert(
+            hash("forged"),
+            Refusal {
+                until: 60,
+                kid: None,
+            },
+            0,
+            0,
+        );
+        assert!(c.get(&hash("forged"), 59, 300).is_some());
+        assert!(
+            c.get(&hash("forged"), 60, 300).is_none(),
+            "no leeway on refusals"
+        );
     }
 
     #[test]

@@ -228,6 +228,22 @@ fn base64_payload(v: &Value) -> String {
 }
 
 #[test]
+fn a_forged_token_sent_again_costs_no_signature_check() {
+    let mut a = Authorizer::new(config());
+    let forged = sign("other-rsa", Algorithm::RS256, "rs1", &claims(json!({})));
+    let (d, _, verifies) = decide(&mut a, &forged, &all_keys(), NOW);
+    assert_eq!((status(&d), verifies), (401, 1));
+    let (d, _, verifies) = decide(&mut a, &forged, &all_keys(), NOW + 5);
+    assert_eq!(
+        (status(&d), verifies),
+        (401, 0),
+        "refused from the refusal cache"
+    );
+    let (_, _, verifies) = decide(&mut a, &forged, &all_keys(), NOW + 61);
+    assert_eq!(verifies, 1, "refusals are remembered for a minute only");
+}
+
+#[test]
 fn insufficient_scope_is_403_after_a_valid_signature() {
     let mut a = Authorizer::new(config());
     let t = sign(

@@ -1,0 +1,290 @@
+// The benchmark: the cost of authorization at the edge, side by side, in one run, on
+// loopback, under workerd itself (wrangler dev's proxy caps throughput near 1,000
+// req/s, so it is not used here). Prints one table per run.
+//
+//   node tests/bench/run.mjs [--requests 8000] [--concurrency 16,64] [--rounds 3] [--log-level warn]
+//
+// Every cell runs once per round, the rounds interleaved, and the table shows the
+// median of the rounds (a single run on two shared cores moves by 20% or more).
+//
+// Variants, all against the same origin (tests/bench/origin.mjs):
+//   direct          wrk straight to the origin
+//   js-passthrough  a JS worker that forwards, no auth (the runtime's floor)
+//   rs-passthrough  a workers-rs worker that forwards, no auth (the toolchain's floor)
+//   jose            a complete JS authorizer on jose (tests/bench/jose-authorizer)
+//   edge-reused     mcp-edge-auth, 4 long-lived tokens reused (what MCP clients do)
+//   edge-fresh      mcp-edge-auth, every request a token never seen before
+//   jose-fresh      the jose authorizer with the same fresh tokens
+//   edge-invalid    mcp-edge-auth refusing tokens whose signature was altered
+// Needs wrk (Debian package; installed here if missing and apt-get is available).
+import { spawn, execFileSync } from "node:child_process";
+import { mkdirSync, writeFileSync, readdirSync, readFileSync, statSync, existsSync } from "node:fs";
+import { gzipSync } from "node:zlib";
+import path from "node:path";
+import os from "node:os";
+import * as jose from "jose";
+import { root, freePort, start, waitFor, stopAll } from "../e2e/lib/rig.mjs";
+
+const arg = (name, dflt) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? process.argv[i + 1] : dflt;
+};
+const REQUESTS = Number(arg("requests", 8000));
+const ROUNDS = Number(arg("rounds", 3));
+const LEVELS = arg("concurrency", "16,64").split(",").map(Number);
+const WARMUP = 2000;
+const LOG_LEVEL = arg("log-level", "warn");
+const out = path.join(root, "target/bench");
+mkdirSync(out, { recursive: true });
+const sh = (cmd, args, opts = {}) => execFileSync(cmd, args, { cwd: root, stdio: ["ignore", "pipe", "inherit"], ...opts }).toString();
+
+function ensureWrk() {
+  try {
+    sh("wrk", ["--version"], { stdio: "ignore" });
+  } catch (e) {
+    if (e.code !== "ENOENT" && e.status !== undefined) return; // wrk --version exits 1
+    console.error("bench: installing wrk (apt-get)");
+    execFileSync("bash", ["-c", "apt-get install -y -qq wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk >/dev/null)"], { stdio: "inherit" });
+  }
+}
+
+function build() {
+  console.error("bench: building the worker and the workers-rs pass-through");
+  execFileSync("bash", ["scripts/build.sh"], { cwd: root, stdio: "inherit" });
+  execFileSync("cargo", ["build", "--quiet", "--release", "--target", "wasm32-unknown-unknown", "--manifest-path", "tests/bench/passthrough-rs/Cargo.toml", "--target-dir", "target"], { cwd: root, stdio: "inherit" });
+  const wasm = "target/wasm32-unknown-unknown/release/bench_passthrough_rs.wasm";
+  execFileSync("wasm-bindgen", ["--target", "web", "--out-dir", "target/bench-passthrough", "--no-typescript", wasm], { cwd: root, stdio: "inherit" });
+  execFileSync("node_modules/binaryen/bin/wasm-opt", ["-Oz", "--enable-bulk-memory", "--enable-nontrapping-float-to-int", "--enable-sign-ext", "--enable-reference-types", "--enable-multivalue", "--enable-mutable-globals", "target/bench-passthrough/bench_passthrough_rs_bg.wasm", "-o", "target/bench-passthrough/bench_passthrough_rs_bg.wasm"], { cwd: root, stdio: "inherit" });
+}
+
+/** Bundle a worker as `wrangler deploy` would, and list its modules. */
+function bundle(name, config) {
+  const dir = path.join(out, "bundles", name);
+  execFileSync(process.execPath, [path.join(root, "node_modules/wrangler/bin/wrangler.js"), "deploy", "--dry-run", "--outdir", dir, "--config", config, "--env", ""], {
+    cwd: root,
+    stdio: ["ignore", "ignore", "inherit"],
+    env: { ...process.env, WRANGLER_SEND_METRICS: "false" },
+  });
+  const modules = readdirSync(dir).filter((f) => f.endsWith(".js") || f.endsWith(".wasm"));
+  // The main module (the bundled entry) first, then the wasm it imports.
+  modules.sort((a, b) => Number(a.endsWith(".wasm")) - Number(b.endsWith(".wasm")) || a.localeCompare(b));
+  return { dir, modules };
+}
+
+function sizes(b) {
+  let raw = 0, gz = 0, wasmRaw = 0, wasmGz = 0, jsRaw = 0, jsGz = 0;
+  for (const m of b.modules) {
+    const data = readFileSync(path.join(b.dir, m));
+    const g = gzipSync(data, { level: 9 }).length;
+    raw += data.length;
+    gz += g;
+    if (m.endsWith(".wasm")) { wasmRaw += data.length; wasmGz += g; } else { jsRaw += data.length; jsGz += g; }
+  }
+  return { raw, gz, wasmRaw, wasmGz, jsRaw, jsGz };
+}
+
+const camel = (id) => id.replace(/-(.)/g, (_, c) => c.toUpperCase());
+
+function capnpWorker(id, b, bindings) {
+  const mods = b.modules
+    .map((m) => (m.endsWith(".wasm") ? `(name = "${m}", wasm = embed "bundles/${id}/${m}")` : `(name = "${m}", esModule = embed "bundles/${id}/${m}")`))
+    .join(",\n      ");
+  const binds = Object.entries(bindings).map(([k, v]) => `(name = "${k}", text = ${JSON.stringify(v)})`).join(",\n      ");
+  return `const ${camel(id)} :Workerd.Worker = (
+    modules = [
+      ${mods}
+    ],
+    bindings = [
+      ${binds}
+    ],
+    compatibilityDate = "2026-04-20",
+    globalOutbound = "net",
+  );`;
+}
+
+/** Run wrk until every thread has its answers; the rate is requests over that time. */
+function wrk(port, { mode, tokensFile, connections, requests }) {
+  const threads = 2;
+  return new Promise((resolve, reject) => {
+    const started = process.hrtime.bigint();
+    let elapsed = null;
+    let outText = "";
+    let doneThreads = 0;
+    const p = spawn("wrk", ["-t", String(threads), "-c", String(connections), "-d", "300s", "--timeout", "10s", "-s", path.join(root, "tests/bench/load.lua"), `http://127.0.0.1:${port}/mcp`], {
+      env: { ...process.env, BENCH_MODE: mode, BENCH_TOKENS: tokensFile || "", BENCH_REQUESTS: String(requests), BENCH_THREADS: String(threads) },
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    p.stdout.on("data", (d) => {
+      outText += d.toString();
+      const count = (outText.match(/thread-done/g) || []).length;
+      if (count > doneThreads) {
+        doneThreads = count;
+        if (doneThreads === threads && elapsed === null) {
+          elapsed = Number(process.hrtime.bigint() - started) / 1e9;
+          p.kill("SIGINT");
+        }
+      }
+    });
+    p.on("error", reject);
+    p.on("exit", () => {
+      const line = outText.trim().split("\n").filter((l) => l.startsWith("{")).pop();
+      if (!line || elapsed === null) return reject(new Error(`wrk did not finish: ${outText}`));
+      const r = JSON.parse(line);
+      r.seconds = elapsed;
+      r.rps = r.requests / elapsed;
+      resolve(r);
+    });
+  });
+}
+
+async function main() {
+  ensureWrk();
+  build();
+  const bundles = {
+    edge: bundle("edge", "wrangler.toml"),
+    "rs-passthrough": bundle("rs-passthrough", "tests/bench/passthrough-rs/wrangler.toml"),
+    "js-passthrough": bundle("js-passthrough", "tests/bench/js-passthrough/wrangler.toml"),
+    jose: bundle("jose", "tests/bench/jose-authorizer/wrangler.toml"),
+  };
+
+  // Keys and tokens.
+  const { privateKey, publicKey } = await jose.generateKeyPair("RS256", { extractable: true });
+  const pub = { ...(await jose.exportJWK(publicKey)), kid: "bench-1", alg: "RS256", use: "sig" };
+  const [originPort, upPort] = [await freePort(), await freePort()];
+  const ports = { edge: await freePort(), "rs-passthrough": await freePort(), "js-passthrough": await freePort(), jose: await freePort() };
+  const issuer = `http://127.0.0.1:${upPort}`;
+  const resource = `http://127.0.0.1:${ports.edge}/mcp`;
+  const joseResource = `http://127.0.0.1:${ports.jose}/mcp`;
+  const now = Math.floor(Date.now() / 1000);
+  const sign = (aud, i) =>
+    new jose.SignJWT({ iss: issuer, sub: `user-${i}`, aud: [resource, joseResource], client_id: "bench", scope: "mcp:tools", iat: now, exp: now + 7200, jti: `t-${i}` })
+      .setProtectedHeader({ alg: "RS256", kid: "bench-1", typ: "at+jwt" })
+      .sign(privateKey);
+  console.error("bench: signing tokens");
+  const reused = await Promise.all([0, 1, 2, 3].map((i) => sign(resource, i)));
+  const freshCount = (REQUESTS + 50) * LEVELS.length * ROUNDS;
+  const fresh = [];
+  for (let i = 0; i < freshCount; i++) fresh.push(await sign(resource, 1000 + i));
+  const invalid = reused.map((t) => {
+    const [h, p, s] = t.split(".");
+    return `${h}.${p}.${s.slice(0, 10)}${s[10] === "A" ? "B" : "A"}${s.slice(11)}`;
+  });
+  const files = { reused: path.join(out, "reused.txt"), fresh: path.join(out, "fresh.txt"), invalid: path.join(out, "invalid.txt") };
+  writeFileSync(files.reused, reused.join("\n") + "\n");
+  writeFileSync(files.invalid, invalid.join("\n") + "\n");
+
+  // Peers.
+  start("bench-origin", process.execPath, ["tests/bench/origin.mjs"], { ORIGIN_PORT: String(originPort) });
+  start("bench-upstream", process.execPath, ["tests/bench/upstream.mjs"], { UPSTREAM_PORT: String(upPort), UPSTREAM_JWKS: JSON.stringify({ keys: [pub] }) });
+  await waitFor(`http://127.0.0.1:${originPort}/`);
+  await waitFor(`http://127.0.0.1:${upPort}/stats`);
+
+  const origin = `http://127.0.0.1:${originPort}`;
+  const config = `using Workerd = import "/workerd/workerd.capnp";
+const config :Workerd.Config = (
+  services = [
+    (name = "edge", worker = .edge),
+    (name = "rs-passthrough", worker = .rsPassthrough),
+    (name = "js-passthrough", worker = .jsPassthrough),
+    (name = "jose", worker = .jose),
+    (name = "net", network = (allow = ["public", "private", "local"], tlsOptions = (trustBrowserCas = true))),
+  ],
+  sockets = [
+${Object.entries(ports).map(([n, p]) => `    (name = "${n}", address = "127.0.0.1:${p}", http = (), service = "${n}"),`).join("\n")}
+  ],
+);
+${capnpWorker("edge", bundles.edge, { ORIGIN_URL: origin, RESOURCE_URL: resource, ISSUER: issuer, REQUIRED_SCOPES: "mcp:tools", SCOPES_SUPPORTED: "mcp:tools", LOG_LEVEL: LOG_LEVEL })}
+${capnpWorker("rs-passthrough", bundles["rs-passthrough"], { ORIGIN_URL: origin })}
+${capnpWorker("js-passthrough", bundles["js-passthrough"], { ORIGIN_URL: origin })}
+${capnpWorker("jose", bundles.jose, { ORIGIN_URL: origin, RESOURCE_URL: joseResource, ISSUER: issuer, JWKS_URL: `${issuer}/jwks-jose`, REQUIRED_SCOPES: "mcp:tools" })}
+`;
+  writeFileSync(path.join(out, "workerd.capnp"), config);
+  const t0 = Date.now();
+  const workerd = start("workerd", path.join(root, "node_modules/.bin/workerd"), ["serve", path.join(out, "workerd.capnp")], {});
+  await waitFor(`http://127.0.0.1:${ports.edge}/.well-known/oauth-protected-resource`, workerd);
+  const startup = Date.now() - t0;
+  const probe = await fetch(`http://127.0.0.1:${ports.edge}/mcp`, { method: "POST", headers: { authorization: `Bearer ${reused[0]}` }, body: "{}" });
+  if (probe.status !== 200) throw new Error(`edge refused a valid token: ${probe.status} ${await probe.text()}\n${workerd.output}`);
+  const joseProbe = await fetch(`http://127.0.0.1:${ports.jose}/mcp`, { method: "POST", headers: { authorization: `Bearer ${reused[0]}` }, body: "{}" });
+  if (joseProbe.status !== 200) throw new Error(`jose refused a valid token: ${joseProbe.status} ${await joseProbe.text()}`);
+
+  const variants = [
+    ["direct", originPort, "none", null],
+    ["js-passthrough", ports["js-passthrough"], "none", null],
+    ["rs-passthrough", ports["rs-passthrough"], "none", null],
+    ["jose", ports.jose, "cycle", files.reused],
+    ["edge-reused", ports.edge, "cycle", files.reused],
+    ["jose-fresh", ports.jose, "fresh", files.fresh],
+    ["edge-fresh", ports.edge, "fresh", files.fresh],
+    ["edge-invalid", ports.edge, "cycle", files.invalid],
+    ["jose-invalid", ports.jose, "cycle", files.invalid],
+  ];
+  const runs = [];
+  let freshOffset = 0;
+  for (let round = 1; round <= ROUNDS; round++) {
+    for (const c of LEVELS) {
+      // edge-fresh and jose-fresh share a slice no run has sent before (they are different workers)
+      writeFileSync(files.fresh, fresh.slice(freshOffset, freshOffset + REQUESTS + 50).join("\n") + "\n");
+      freshOffset += REQUESTS + 50;
+      for (const [name, port, mode, file] of variants) {
+        await wrk(port, { mode: mode === "fresh" ? "cycle" : mode, tokensFile: mode === "fresh" ? files.reused : file, connections: c, requests: WARMUP });
+        const r = await wrk(port, { mode, tokensFile: file, connections: c, requests: REQUESTS });
+        runs.push({ name, c, round, ...r });
+        console.error(`bench: round ${round} c=${c} ${name}: ${r.rps.toFixed(0)} req/s, p50 ${(r.p50_us / 1000).toFixed(2)} ms, p99 ${(r.p99_us / 1000).toFixed(2)} ms, non-2xx ${r.non2xx}, errors ${r.errors}`);
+      }
+    }
+  }
+  const median = (xs) => {
+    const s = [...xs].sort((a, b) => a - b);
+    return s[Math.floor(s.length / 2)];
+  };
+  const results = [];
+  for (const c of LEVELS) {
+    for (const [name] of variants) {
+      const mine = runs.filter((r) => r.c === c && r.name === name);
+      results.push({
+        name,
+        c,
+        rps: median(mine.map((r) => r.rps)),
+        p50_us: median(mine.map((r) => r.p50_us)),
+        p99_us: median(mine.map((r) => r.p99_us)),
+        non2xx: mine.reduce((a, r) => a + r.non2xx, 0),
+        errors: mine.reduce((a, r) => a + r.errors, 0),
+      });
+    }
+  }
+  const upstreamHits = await (await fetch(`http://127.0.0.1:${upPort}/stats`)).json();
+  await stopAll();
+
+  // Report.
+  const cpu = os.cpus()[0]?.model || "unknown CPU";
+  const lines = [];
+  lines.push(`Machine: ${os.cpus().length} cores (${cpu}), ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, ${os.type()} ${os.release()}; workerd ${sh(path.join(root, "node_modules/.bin/workerd"), ["--version"]).trim()}; wrk 2 threads; ${REQUESTS} requests per cell after ${WARMUP} warm-up, median of ${ROUNDS} interleaved rounds; ${new Date().toISOString().slice(0, 10)}.`);
+  lines.push("");
+  lines.push("| variant | conc. | req/s | p50 ms | p99 ms | non-2xx (all rounds) | errors | vs rs-passthrough | vs jose (same tokens) |");
+  lines.push("|---|---|---|---|---|---|---|---|---|");
+  for (const r of results) {
+    const floor = results.find((x) => x.c === r.c && x.name === "rs-passthrough");
+    const ratio = (x) => (x ? `${(r.rps / x.rps).toFixed(2)}x` : "");
+    const joseTwin = results.find((x) => x.c === r.c && x.name === r.name.replace("edge", "jose").replace("jose-reused", "jose"));
+    const vsJose = r.name.startsWith("edge") ? ratio(joseTwin) : "";
+    lines.push(`| ${r.name} | ${r.c} | ${r.rps.toFixed(0)} | ${(r.p50_us / 1000).toFixed(2)} | ${(r.p99_us / 1000).toFixed(2)} | ${r.non2xx} | ${r.errors} | ${ratio(floor)} | ${vsJose} |`);
+  }
+  lines.push("");
+  const s = sizes(bundles.edge);
+  const kb = (n) => `${(n / 1024).toFixed(0)} KiB`;
+  lines.push(`Bundle (mcp-edge-auth, as wrangler deploys it): wasm ${kb(s.wasmRaw)} raw / ${kb(s.wasmGz)} gzip; JS ${kb(s.jsRaw)} raw / ${kb(s.jsGz)} gzip; total ${kb(s.gz)} gzip.`);
+  const rs = sizes(bundles["rs-passthrough"]);
+  lines.push(`Bundle (workers-rs pass-through): total ${kb(rs.gz)} gzip. jose authorizer: ${kb(sizes(bundles.jose).gz)} gzip.`);
+  lines.push(`workerd start-up to the edge worker's first answer: ${startup} ms (process start, four workers).`);
+  lines.push(`Authorization-server fetches during the whole run: mcp-edge-auth ${upstreamHits.discovery} discovery and ${upstreamHits.jwks} JWKS; jose ${upstreamHits.joseJwks} JWKS.`);
+  lines.push(`mcp-edge-auth ran with LOG_LEVEL=${LOG_LEVEL}.`);
+  console.log(lines.join("\n"));
+  writeFileSync(path.join(out, "report.md"), lines.join("\n") + "\n");
+}
+
+main().catch(async (e) => {
+  console.error(e.stack || e);
+  await stopAll();
+  process.exit(1);
+});
