@@ -98,6 +98,8 @@ pub struct Authorizer {
     upstream: Option<(Upstream, i64)>,
     cache: TokenCache,
     refused: TokenCache<Refusal>,
+    /// How many key sets have been installed: key ids are `<generation>.<index>`.
+    key_generation: u64,
 }
 
 fn bad_signature() -> Error {
@@ -125,6 +127,7 @@ impl Authorizer {
             upstream: None,
             cache: TokenCache::new(TOKEN_CACHE_CAPACITY),
             refused: TokenCache::new(REFUSAL_CACHE_CAPACITY),
+            key_generation: 0,
         }
     }
 
@@ -239,7 +242,11 @@ impl Authorizer {
         self.last_key_attempt = Some(now);
         let set = body.and_then(|b| KeySet::parse(b, &self.cfg.algorithms));
         match set {
-            Ok(set) => {
+            Ok(mut set) => {
+                self.key_generation += 1;
+                for (i, k) in set.keys.iter_mut().enumerate() {
+                    k.id = format!("{}.{i}", self.key_generation);
+                }
                 self.cache.retain_keys(&set);
                 self.refused.retain_keys(&set);
                 self.keys = Some(set);
@@ -256,6 +263,23 @@ impl Authorizer {
 
     pub fn has_keys(&self) -> bool {
         self.keys.is_some()
+    }
+
+    /// A loaded key by its id, with the WebCrypto import parameters for `alg`, as
+    /// the JS entry needs them to import it: `{"jwk": …, "import": …}`.
+    pub fn webcrypto_key(&self, id: &str, alg: &str) -> Option<String> {
+        let alg: Algorithm = alg
+            .parse()
+            .ok()
+            .filter(|a| self.cfg.algorithms.contains(a))?;
+        let key = self
+            .keys
+            .as_ref()?
+            .keys
+            .iter()
+            .find(|k| k.id == id && k.fits(alg))?;
+        let (import, _) = jwks::webcrypto_params(alg)?;
+        Some(json!({"jwk": key.public_jwk, "import": import}).to_string())
     }
 
     /// Finish a token whose signature the glue checked.
@@ -389,6 +413,29 @@ impl Authorizer {
     }
 }
 
+impl Pending {
+    /// What the JS entry needs to check this signature with WebCrypto, given the
+    /// handle under which the glue keeps this pending decision and the
+    /// `Authorization` header it came from: `{"v": handle, "k": key id, "a": alg,
+    /// "y": verify params, "i": [start, end] of the signing input in the header,
+    /// "s": [start, end] of the base64url signature}`.
+    pub fn to_wire(&self, handle: u32, authorization: &str) -> String {
+        let start = authorization.find(&self.signing_input).unwrap_or(0);
+        let input_end = start + self.signing_input.len();
+        let sig_end = input_end + 1 + (self.signature.len() * 4).div_ceil(3);
+        let (_, verify) = jwks::webcrypto_params(self.alg).unwrap_or_default();
+        json!({
+            "v": handle,
+            "k": self.key.id,
+            "a": format!("{:?}", self.alg),
+            "y": verify,
+            "i": [start, input_end],
+            "s": [input_end + 1, sig_end],
+        })
+        .to_string()
+    }
+}
+
 impl Decision {
     /// The compact form the JS entry reads (one string across the wasm boundary):
     /// `{"f": target, "h": [[name, value]], "c": [[name, value]], "l": log}` to forward,
@@ -412,6 +459,7 @@ impl Decision {
                 log: l,
             } => json!({"f": target, "h": headers, "c": cors, "l": log(l)}).to_string(),
             Decision::Reply { reply, log: l } => json!({"r": reply, "l": log(l)}).to_string(),
+            // The glue answers Verify with `Pending::to_wire` after keeping it.
             Decision::NeedKeys | Decision::Verify(_) => r#"{"p":1}"#.to_string(),
             Decision::NotMcp => r#"{"x":1}"#.to_string(),
         }

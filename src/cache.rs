@@ -222,6 +222,7 @@ mod tests {
         c.insert(hash("b"), principal(1000, "k2"), 0, 0);
         let keys = KeySet {
             keys: vec![Key {
+                id: "0.0".into(),
                 kid: Some("k2".into()),
                 family: Family::Rsa,
                 alg: None,

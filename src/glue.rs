@@ -1,4 +1,4 @@
-//! The Worker glue (wasm32 only): `Env`, fetch, WebCrypto and the clock. Everything
+//! The Worker glue (wasm32 only): `Env`, fetch, the clock, pending signature checks. Everything
 //! it decides, it asks [`Authorizer`] to decide.
 //!
 //! Exports, called by the JS entry (`src/entry.mjs`):
@@ -7,8 +7,12 @@
 //! * [`fast`]: synchronous, four strings in, one string out ([`Decision::to_wire`]).
 //!   An MCP request with a token already validated is decided here with no other
 //!   crossing; the JS entry forwards it.
-//! * [`authorize`]: the same decision when I/O is needed: JWKS (and discovery) fetched
-//!   single-flight per isolate, the signature checked by `crypto.subtle`.
+//! * [`authorize`]: the same decision when keys must be fetched first: JWKS (and
+//!   discovery) fetched single-flight per isolate.
+//! * [`complete`]: when a decision needs a signature checked, the JS entry runs
+//!   `crypto.subtle.verify` with the parameters the decision names (a key imported
+//!   once via [`key`]) and hands the result back here, synchronously. Async wasm
+//!   exports cost more than the check itself, so the one await stays in JS.
 //! * [`respond`]: every other route (metadata, registration, pass-through, preflight,
 //!   404/405), built with `worker` types.
 //! * [`origin_failure`]: the answer when the origin cannot be reached.
@@ -21,7 +25,6 @@ use crate::metadata;
 use crate::proxy;
 use crate::registration;
 use crate::router;
-use jsonwebtoken::Algorithm;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -32,8 +35,8 @@ use worker::{Env, Fetch, Headers, Method, Request, RequestInit, RequestRedirect,
 
 thread_local! {
     static STATE: RefCell<Option<Result<Authorizer, Error>>> = const { RefCell::new(None) };
-    /// WebCrypto keys imported from the current JWKS, by JWK and algorithm.
-    static CRYPTO_KEYS: RefCell<HashMap<String, web_sys::CryptoKey>> = RefCell::new(HashMap::new());
+    /// Decisions waiting for the JS entry's signature check, by handle.
+    static PENDING: RefCell<PendingChecks> = RefCell::new(PendingChecks::default());
     static KEYS_INFLIGHT: RefCell<Option<Flight>> = const { RefCell::new(None) };
     static DISCOVERY_INFLIGHT: RefCell<Option<Flight>> = const { RefCell::new(None) };
 }
@@ -116,6 +119,97 @@ fn split_url(url: &str) -> Option<(String, Option<String>)> {
     Some((u.path().to_string(), u.query().map(str::to_string)))
 }
 
+/// A request whose token's signature the JS entry is checking.
+struct Waiting {
+    pending: Box<Pending>,
+    method: String,
+    path: String,
+    query: Option<String>,
+    origin: Option<String>,
+}
+
+/// Bounded: a handle the JS entry never completes (an exception mid-request) is
+/// dropped with the oldest once there are [`MAX_PENDING`].
+#[derive(Default)]
+struct PendingChecks {
+    next: u32,
+    waiting: HashMap<u32, Waiting>,
+    order: std::collections::VecDeque<u32>,
+}
+
+const MAX_PENDING: usize = 8192;
+
+/// Keep a pending signature check and answer with what the JS entry needs for it.
+fn hand_to_js(pending: Box<Pending>, info: &RequestInfo<'_>) -> String {
+    let authorization = info.authorization.unwrap_or_default();
+    PENDING.with(|p| {
+        let mut p = p.borrow_mut();
+        p.next = p.next.wrapping_add(1);
+        let handle = p.next;
+        let wire = pending.to_wire(handle, authorization);
+        while p.waiting.len() >= MAX_PENDING {
+            match p.order.pop_front() {
+                Some(old) => {
+                    p.waiting.remove(&old);
+                }
+                None => break,
+            }
+        }
+        p.waiting.insert(
+            handle,
+            Waiting {
+                pending,
+                method: info.method.to_string(),
+                path: info.path.to_string(),
+                query: info.query.map(str::to_string),
+                origin: info.origin.map(str::to_string),
+            },
+        );
+        p.order.push_back(handle);
+        if p.order.len() > 2 * MAX_PENDING {
+            let waiting = std::mem::take(&mut p.waiting);
+            p.order.retain(|h| waiting.contains_key(h));
+            p.waiting = waiting;
+        }
+        wire
+    })
+}
+
+/// Finish a request once the JS entry has checked its signature with WebCrypto.
+#[wasm_bindgen(js_name = edge_complete)]
+pub fn complete(handle: u32, verified: bool) -> String {
+    let Some(w) = PENDING.with(|p| p.borrow_mut().waiting.remove(&handle)) else {
+        return config_failure(&Error::KeysUnavailable(
+            "the signature check was abandoned".into(),
+        ));
+    };
+    let info = RequestInfo {
+        method: &w.method,
+        path: &w.path,
+        query: w.query.as_deref(),
+        authorization: None,
+        origin: w.origin.as_deref(),
+    };
+    match with_auth(|a| {
+        (
+            a.complete(&info, &w.pending, verified, now()),
+            a.log_level(),
+        )
+    }) {
+        Ok((d, level)) => d.to_wire(level),
+        Err(e) => config_failure(&e),
+    }
+}
+
+/// A key for the JS entry to import into WebCrypto (`{"jwk", "import"}`), or `""`.
+#[wasm_bindgen(js_name = edge_key)]
+pub fn key(id: &str, alg: &str) -> String {
+    with_auth(|a| a.webcrypto_key(id, alg))
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
 /// Decide an MCP request without I/O. See [`Decision::to_wire`].
 #[wasm_bindgen(js_name = edge_fast)]
 pub fn fast(
@@ -135,6 +229,7 @@ pub fn fast(
         origin: origin.as_deref(),
     };
     match with_auth(|a| (a.check(&info, now()), a.log_level())) {
+        Ok((Decision::Verify(p), _)) => hand_to_js(p, &info),
         Ok((d, level)) => d.to_wire(level),
         Err(e) => config_failure(&e),
     }
@@ -180,13 +275,7 @@ pub async fn authorize(
                     }
                 }
             }
-            Decision::Verify(pending) => {
-                let verified = verify(&pending).await;
-                let d = with_auth(|a| a.complete(&info, &pending, verified, now()));
-                return d
-                    .map(|d| d.to_wire(level))
-                    .unwrap_or_else(|e| config_failure(&e));
-            }
+            Decision::Verify(pending) => return hand_to_js(pending, &info),
             other => return other.to_wire(level),
         }
     }
@@ -309,11 +398,7 @@ async fn refresh_keys() -> Result<(), Error> {
         ))),
         Err(e) => Err(e),
     };
-    let installed = with_auth(|a| a.install_keys(body.as_deref().map_err(Clone::clone), now()))?;
-    if installed.is_ok() {
-        CRYPTO_KEYS.with(|k| k.borrow_mut().clear());
-    }
-    installed
+    with_auth(|a| a.install_keys(body.as_deref().map_err(Clone::clone), now()))?
 }
 
 /// GET or POST `url`, reading the whole answer (bounded by the callers' own caps).
@@ -354,105 +439,6 @@ async fn fetch_bytes(
         .await
         .map_err(|e| Error::Upstream(format!("{url}: {e}")))?;
     Ok((status, bytes))
-}
-
-// ---- WebCrypto -----------------------------------------------------------------------
-
-fn subtle() -> Option<web_sys::SubtleCrypto> {
-    let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
-    global.crypto().ok().map(|c| c.subtle())
-}
-
-fn js_object(json: &str) -> js_sys::Object {
-    js_sys::JSON::parse(json)
-        .map(JsCast::unchecked_into)
-        .unwrap_or_default()
-}
-
-/// WebCrypto parameters for importing a key and for verifying with it.
-fn params(alg: Algorithm) -> (&'static str, &'static str) {
-    use Algorithm::*;
-    match alg {
-        RS256 => (
-            r#"{"name":"RSASSA-PKCS1-v1_5","hash":"SHA-256"}"#,
-            r#"{"name":"RSASSA-PKCS1-v1_5"}"#,
-        ),
-        RS384 => (
-            r#"{"name":"RSASSA-PKCS1-v1_5","hash":"SHA-384"}"#,
-            r#"{"name":"RSASSA-PKCS1-v1_5"}"#,
-        ),
-        RS512 => (
-            r#"{"name":"RSASSA-PKCS1-v1_5","hash":"SHA-512"}"#,
-            r#"{"name":"RSASSA-PKCS1-v1_5"}"#,
-        ),
-        PS256 => (
-            r#"{"name":"RSA-PSS","hash":"SHA-256"}"#,
-            r#"{"name":"RSA-PSS","saltLength":32}"#,
-        ),
-        PS384 => (
-            r#"{"name":"RSA-PSS","hash":"SHA-384"}"#,
-            r#"{"name":"RSA-PSS","saltLength":48}"#,
-        ),
-        PS512 => (
-            r#"{"name":"RSA-PSS","hash":"SHA-512"}"#,
-            r#"{"name":"RSA-PSS","saltLength":64}"#,
-        ),
-        ES256 => (
-            r#"{"name":"ECDSA","namedCurve":"P-256"}"#,
-            r#"{"name":"ECDSA","hash":"SHA-256"}"#,
-        ),
-        ES384 => (
-            r#"{"name":"ECDSA","namedCurve":"P-384"}"#,
-            r#"{"name":"ECDSA","hash":"SHA-384"}"#,
-        ),
-        EdDSA => (r#"{"name":"Ed25519"}"#, r#"{"name":"Ed25519"}"#),
-        // The allowlist admits no other algorithm.
-        _ => (r#"{"name":"unsupported"}"#, r#"{"name":"unsupported"}"#),
-    }
-}
-
-async fn crypto_key(pending: &Pending) -> Option<web_sys::CryptoKey> {
-    let id = format!("{:?}:{}", pending.alg, pending.key.public_jwk);
-    if let Some(k) = CRYPTO_KEYS.with(|m| m.borrow().get(&id).cloned()) {
-        return Some(k);
-    }
-    let (import, _) = params(pending.alg);
-    let usages = js_sys::Array::of1(&JsValue::from_str("verify"));
-    let promise = subtle()?
-        .import_key_with_object(
-            "jwk",
-            &js_object(&pending.key.public_jwk.to_string()),
-            &js_object(import),
-            false,
-            &usages,
-        )
-        .ok()?;
-    let key: web_sys::CryptoKey = JsFuture::from(promise).await.ok()?.unchecked_into();
-    CRYPTO_KEYS.with(|m| m.borrow_mut().insert(id, key.clone()));
-    Some(key)
-}
-
-/// Check a signature with the runtime's WebCrypto. Any failure is "does not verify".
-async fn verify(pending: &Pending) -> bool {
-    let Some(key) = crypto_key(pending).await else {
-        return false;
-    };
-    let (_, verify) = params(pending.alg);
-    let Some(subtle) = subtle() else { return false };
-    let signature = js_sys::Uint8Array::from(pending.signature.as_slice());
-    let data = js_sys::Uint8Array::from(pending.signing_input.as_bytes());
-    let Ok(promise) = subtle.verify_with_object_and_buffer_source_and_buffer_source(
-        &js_object(verify),
-        &key,
-        &signature,
-        &data,
-    ) else {
-        return false;
-    };
-    matches!(
-        JsFuture::from(promise).await.map(|v| v.as_bool()),
-        Ok(Some(true))
-    )
 }
 
 // ---- other routes ---------------------------------------------------------------------

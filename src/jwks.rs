@@ -41,6 +41,9 @@ impl Family {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Key {
+    /// Unique among every key this isolate has loaded (set when a set is installed):
+    /// the JS entry caches its imported WebCrypto key under it.
+    pub id: String,
     pub kid: Option<String>,
     pub family: Family,
     /// The key's own `alg`, when it names one.
@@ -171,6 +174,7 @@ impl KeySet {
                 continue;
             }
             set.keys.push(Key {
+                id: String::new(),
                 kid,
                 family,
                 alg,
@@ -226,6 +230,50 @@ impl KeySet {
     pub fn contains_kid(&self, kid: Option<&str>) -> bool {
         self.keys.iter().any(|k| k.kid.as_deref() == kid)
     }
+}
+
+/// WebCrypto parameters for an algorithm: for `importKey("jwk", …)` and for `verify`.
+/// JWS signatures are already in WebCrypto's formats (PKCS #1 v1.5, PSS, raw `r||s`
+/// for ECDSA, raw Ed25519), so the signature bytes pass unchanged.
+pub fn webcrypto_params(alg: Algorithm) -> Option<(Value, Value)> {
+    use Algorithm::*;
+    let rsa = |name: &str, hash: &str| json!({"name": name, "hash": hash});
+    Some(match alg {
+        RS256 => (
+            rsa("RSASSA-PKCS1-v1_5", "SHA-256"),
+            json!({"name": "RSASSA-PKCS1-v1_5"}),
+        ),
+        RS384 => (
+            rsa("RSASSA-PKCS1-v1_5", "SHA-384"),
+            json!({"name": "RSASSA-PKCS1-v1_5"}),
+        ),
+        RS512 => (
+            rsa("RSASSA-PKCS1-v1_5", "SHA-512"),
+            json!({"name": "RSASSA-PKCS1-v1_5"}),
+        ),
+        PS256 => (
+            rsa("RSA-PSS", "SHA-256"),
+            json!({"name": "RSA-PSS", "saltLength": 32}),
+        ),
+        PS384 => (
+            rsa("RSA-PSS", "SHA-384"),
+            json!({"name": "RSA-PSS", "saltLength": 48}),
+        ),
+        PS512 => (
+            rsa("RSA-PSS", "SHA-512"),
+            json!({"name": "RSA-PSS", "saltLength": 64}),
+        ),
+        ES256 => (
+            json!({"name": "ECDSA", "namedCurve": "P-256"}),
+            json!({"name": "ECDSA", "hash": "SHA-256"}),
+        ),
+        ES384 => (
+            json!({"name": "ECDSA", "namedCurve": "P-384"}),
+            json!({"name": "ECDSA", "hash": "SHA-384"}),
+        ),
+        EdDSA => (json!({"name": "Ed25519"}), json!({"name": "Ed25519"})),
+        _ => return None,
+    })
 }
 
 /// May the worker fetch the set again because of an unknown `kid`? At most once per
@@ -312,6 +360,19 @@ mod tests {
         assert!(s.lookup(None, RS256).is_ok(), "one RSA key: no kid needed");
         let two = set(vec![rsa("a", json!({})), rsa("b", json!({}))]).unwrap();
         assert!(two.lookup(None, RS256).is_err(), "several keys: kid needed");
+    }
+
+    #[test]
+    fn webcrypto_parameters_cover_every_supported_algorithm() {
+        for alg in crate::config::SUPPORTED_ALGORITHMS {
+            let (import, verify) = webcrypto_params(*alg).unwrap();
+            assert!(
+                import["name"].is_string() && verify["name"].is_string(),
+                "{alg:?}"
+            );
+        }
+        assert_eq!(webcrypto_params(PS256).unwrap().1["saltLength"], 32);
+        assert!(webcrypto_params(HS256).is_none());
     }
 
     #[test]

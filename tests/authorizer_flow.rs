@@ -228,6 +228,53 @@ fn base64_payload(v: &Value) -> String {
 }
 
 #[test]
+fn the_verify_handoff_names_the_exact_bytes_and_key() {
+    let mut a = Authorizer::new(config());
+    let _ = a.install_keys(Ok(&all_keys()), NOW);
+    let t = sign("ec", Algorithm::ES256, "es1", &claims(json!({})));
+    let auth = format!("Bearer  {t}");
+    let req = RequestInfo {
+        method: "POST",
+        path: "/mcp",
+        query: None,
+        authorization: Some(&auth),
+        origin: None,
+    };
+    let Decision::Verify(p) = a.check(&req, NOW) else {
+        panic!()
+    };
+    let wire: Value = serde_json::from_str(&p.to_wire(7, &auth)).unwrap();
+    let span = |name: &str| {
+        let r = wire[name].as_array().unwrap();
+        &auth[r[0].as_u64().unwrap() as usize..r[1].as_u64().unwrap() as usize]
+    };
+    let (input, sig) = t.rsplit_once('.').unwrap();
+    assert_eq!(span("i"), input);
+    assert_eq!(span("s"), sig);
+    assert_eq!(wire["v"], 7);
+    assert_eq!(wire["a"], "ES256");
+    assert_eq!(wire["y"], json!({"name": "ECDSA", "hash": "SHA-256"}));
+    let key: Value = serde_json::from_str(
+        &a.webcrypto_key(wire["k"].as_str().unwrap(), "ES256")
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(key["jwk"]["kty"], "EC");
+    assert_eq!(
+        key["import"],
+        json!({"name": "ECDSA", "namedCurve": "P-256"})
+    );
+    assert!(
+        a.webcrypto_key(wire["k"].as_str().unwrap(), "RS256")
+            .is_none(),
+        "an EC key is not an RSA key"
+    );
+    assert!(a
+        .webcrypto_key(wire["k"].as_str().unwrap(), "HS256")
+        .is_none());
+}
+
+#[test]
 fn a_forged_token_sent_again_costs_no_signature_check() {
     let mut a = Authorizer::new(config());
     let forged = sign("other-rsa", Algorithm::RS256, "rs1", &claims(json!({})));

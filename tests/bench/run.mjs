@@ -18,7 +18,7 @@
 //   edge-invalid    mcp-edge-auth refusing tokens whose signature was altered
 // Needs wrk (Debian package; installed here if missing and apt-get is available).
 import { spawn, execFileSync } from "node:child_process";
-import { mkdirSync, writeFileSync, readdirSync, readFileSync, statSync, existsSync } from "node:fs";
+import { mkdirSync, writeFileSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { gzipSync } from "node:zlib";
 import path from "node:path";
 import os from "node:os";
@@ -34,6 +34,7 @@ const ROUNDS = Number(arg("rounds", 3));
 const LEVELS = arg("concurrency", "16,64").split(",").map(Number);
 const WARMUP = 2000;
 const LOG_LEVEL = arg("log-level", "warn");
+const ONLY = arg("only", "");
 const out = path.join(root, "target/bench");
 mkdirSync(out, { recursive: true });
 const sh = (cmd, args, opts = {}) => execFileSync(cmd, args, { cwd: root, stdio: ["ignore", "pipe", "inherit"], ...opts }).toString();
@@ -60,6 +61,7 @@ function build() {
 /** Bundle a worker as `wrangler deploy` would, and list its modules. */
 function bundle(name, config) {
   const dir = path.join(out, "bundles", name);
+  rmSync(dir, { recursive: true, force: true });
   execFileSync(process.execPath, [path.join(root, "node_modules/wrangler/bin/wrangler.js"), "deploy", "--dry-run", "--outdir", dir, "--config", config, "--env", ""], {
     cwd: root,
     stdio: ["ignore", "ignore", "inherit"],
@@ -219,6 +221,10 @@ ${capnpWorker("jose", bundles.jose, { ORIGIN_URL: origin, RESOURCE_URL: joseReso
     ["edge-invalid", ports.edge, "cycle", files.invalid],
     ["jose-invalid", ports.jose, "cycle", files.invalid],
   ];
+  if (ONLY) {
+    const keep = new Set(ONLY.split(","));
+    for (let i = variants.length - 1; i >= 0; i--) if (!keep.has(variants[i][0])) variants.splice(i, 1);
+  }
   const runs = [];
   let freshOffset = 0;
   for (let round = 1; round <= ROUNDS; round++) {
