@@ -442,28 +442,48 @@ impl Decision {
     /// `{"r": {status, headers, body}, "l": log}` to answer, `{"p": 1}` when async work
     /// is needed, `{"x": 1}` for routes the Rust handler serves.
     pub fn to_wire(&self, level: LogLevel) -> String {
-        let log = |l: &LogLine| {
-            if level == LogLevel::Off
-                || (level == LogLevel::Warn && !l.is_warning() && l.status != 0)
-            {
-                serde_json::Value::Null
-            } else {
-                serde_json::to_value(l).unwrap_or_default()
-            }
-        };
-        match self {
+        fn log(level: LogLevel, l: &LogLine) -> Option<&LogLine> {
+            let quiet = level == LogLevel::Off
+                || (level == LogLevel::Warn && !l.is_warning() && l.status != 0);
+            (!quiet).then_some(l)
+        }
+        // Serialised from borrowed structs: no intermediate JSON tree on the hot path.
+        let wire = match self {
             Decision::Forward {
                 target,
                 headers,
                 cors,
                 log: l,
-            } => json!({"f": target, "h": headers, "c": cors, "l": log(l)}).to_string(),
-            Decision::Reply { reply, log: l } => json!({"r": reply, "l": log(l)}).to_string(),
+            } => serde_json::to_string(&ForwardWire {
+                f: target,
+                h: headers,
+                c: cors,
+                l: log(level, l),
+            }),
+            Decision::Reply { reply, log: l } => serde_json::to_string(&ReplyWire {
+                r: reply,
+                l: log(level, l),
+            }),
             // The glue answers Verify with `Pending::to_wire` after keeping it.
-            Decision::NeedKeys | Decision::Verify(_) => r#"{"p":1}"#.to_string(),
-            Decision::NotMcp => r#"{"x":1}"#.to_string(),
-        }
+            Decision::NeedKeys | Decision::Verify(_) => return r#"{"p":1}"#.to_string(),
+            Decision::NotMcp => return r#"{"x":1}"#.to_string(),
+        };
+        wire.unwrap_or_else(|_| r#"{"x":1}"#.to_string())
     }
+}
+
+#[derive(serde::Serialize)]
+struct ForwardWire<'a> {
+    f: &'a str,
+    h: &'a [(&'static str, String)],
+    c: &'a [(&'static str, String)],
+    l: Option<&'a LogLine>,
+}
+
+#[derive(serde::Serialize)]
+struct ReplyWire<'a> {
+    r: &'a Reply,
+    l: Option<&'a LogLine>,
 }
 
 #[cfg(test)]

@@ -22,13 +22,13 @@ import {
 initSync({ module: wasmModule });
 
 let level = -1; // 0 off, 1 warn, 2 info; set by init() once per isolate
-let strip = [];
+let strip = new Set();
 let identityPrefix = "x-auth-";
 
 function setup(env) {
   level = init(env);
   const s = JSON.parse(strip_headers());
-  strip = s.strip;
+  strip = new Set(s.strip);
   identityPrefix = s.prefix;
 }
 
@@ -77,10 +77,11 @@ function reply(d) {
 }
 
 async function forward(request, d) {
-  const headers = new Headers(request.headers);
-  for (const name of strip) headers.delete(name);
-  for (const name of [...headers.keys()]) {
-    if (name.startsWith(identityPrefix)) headers.delete(name);
+  // One pass over the client's headers: hop-by-hop, Authorization and any X-Auth-*
+  // stay behind; then the identity Rust decided on.
+  const headers = new Headers();
+  for (const [name, value] of request.headers) {
+    if (!strip.has(name) && !name.startsWith(identityPrefix)) headers.append(name, value);
   }
   for (const [name, value] of d.h) headers.set(name, value);
   let response;
