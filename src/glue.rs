@@ -99,14 +99,13 @@ pub fn strip_headers() -> String {
 }
 
 fn config_failure(e: &Error) -> String {
-    let mut log = LogLine {
+    let log = LogLine {
         route: "any",
         decision: "error",
         status: e.status(),
         reason: Some(e.reason()),
         ..Default::default()
     };
-    log.method.clear();
     Decision::Reply {
         reply: e.reply(&ChallengeContext::default()),
         log,
