@@ -253,10 +253,7 @@ impl Authorizer {
                 self.keys_fetched_at = Some(now);
                 Ok(())
             }
-            Err(e) if self.keys.is_some() => {
-                // Keep validating with the keys we have; the failure is the log's.
-                Err(e)
-            }
+            // Any keys already held stay in use; the caller logs the failure.
             Err(e) => Err(e),
         }
     }

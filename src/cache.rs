@@ -6,7 +6,7 @@
 //!   claims that do not depend on time (issuer, audience, signature) were checked when
 //!   it was stored, and scopes are checked on every request.
 //! * Entries are dropped when their signing key leaves the JWKS ([`TokenCache::retain_keys`]).
-//! * At [`TokenCache::capacity`] entries the oldest goes; expired entries are swept
+//! * At capacity the oldest entry goes; expired entries are swept
 //!   every `capacity` inserts. Both are amortised O(1) per request.
 
 use crate::jwks::KeySet;
@@ -70,10 +70,6 @@ impl<V: Entry> TokenCache<V> {
             capacity: capacity.max(1),
             inserts_since_sweep: 0,
         }
-    }
-
-    pub fn capacity(&self) -> usize {
-        self.capacity
     }
 
     pub fn len(&self) -> usize {

@@ -75,17 +75,22 @@ fn sign(name: &str, alg: Algorithm, kid: &str, claims: &Value) -> String {
     encode(&h, claims, &key(name, alg)).unwrap()
 }
 
-/// Drive one request through the authorizer as the glue does, with `fetches` JWKS
-/// answers available. Returns the final decision and how many fetches were used.
-fn decide(a: &mut Authorizer, token: &str, jwks_body: &[u8], now: i64) -> (Decision, usize, usize) {
-    let auth = format!("Bearer {token}");
-    let req = RequestInfo {
+fn mcp_post(authorization: &str) -> RequestInfo<'_> {
+    RequestInfo {
         method: "POST",
         path: "/mcp",
         query: None,
-        authorization: Some(&auth),
+        authorization: Some(authorization),
         origin: None,
-    };
+    }
+}
+
+/// Drive one request through the authorizer as the glue does, answering any JWKS
+/// fetch with `jwks_body`. Returns the final decision and how many JWKS fetches and
+/// signature checks it took.
+fn decide(a: &mut Authorizer, token: &str, jwks_body: &[u8], now: i64) -> (Decision, usize, usize) {
+    let auth = format!("Bearer {token}");
+    let req = mcp_post(&auth);
     let (mut fetches, mut verifies) = (0, 0);
     for _ in 0..3 {
         match a.check(&req, now) {
@@ -233,13 +238,7 @@ fn the_verify_handoff_names_the_exact_bytes_and_key() {
     let _ = a.install_keys(Ok(&all_keys()), NOW);
     let t = sign("ec", Algorithm::ES256, "es1", &claims(json!({})));
     let auth = format!("Bearer  {t}");
-    let req = RequestInfo {
-        method: "POST",
-        path: "/mcp",
-        query: None,
-        authorization: Some(&auth),
-        origin: None,
-    };
+    let req = mcp_post(&auth);
     let Decision::Verify(p) = a.check(&req, NOW) else {
         panic!()
     };

@@ -1,7 +1,7 @@
 // The official MCP TypeScript SDK client, driven headlessly through the whole OAuth
 // flow: redirectToAuthorization is answered by following the authorization server's
 // redirects (fetch with redirect: "manual" and a cookie jar) up to the redirect URI,
-// then transport.finishAuth(code).
+// then transport.finishAuth(code). E2E_DEBUG=1 prints each redirect hop.
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { UnauthorizedError } from "@modelcontextprotocol/sdk/client/auth.js";

@@ -80,7 +80,6 @@ const server = http.createServer(async (req, res) => {
   try {
     if (req.url.startsWith(`${mount}/interaction/`)) {
       const details = await provider.interactionDetails(req, res);
-      if (process.env.AS_DEBUG) console.error("interaction", JSON.stringify(details.prompt), details.session?.accountId);
       if (details.prompt.name === "login") {
         await provider.interactionFinished(req, res, { login: { accountId: "demo-user" } }, { mergeWithLastSubmission: false });
         return;
