@@ -89,6 +89,7 @@ mod native {
                     query: None,
                     authorization: Some(&auth),
                     origin: None,
+                    ..Default::default()
                 };
                 let Decision::Verify(p) = a.check(&req, 1) else {
                     panic!()

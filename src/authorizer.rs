@@ -9,8 +9,16 @@
 //!    parsed, its key looked up ([`Decision::NeedKeys`] when the JWKS is missing,
 //!    stale or lacks the `kid`), and its signature handed to the glue
 //!    ([`Decision::Verify`]); [`Authorizer::complete`] then checks the claims (R4).
-//! 5. `REQUIRED_SCOPES` must be granted (R7), else 403 `insufficient_scope`.
-//! 6. The request is forwarded with the identity headers ([`Decision::Forward`]).
+//! 5. With a `SCOPE_POLICY`, a POST's body is read ([`Decision::NeedBody`] asks the
+//!    glue for it, only once a bearer token is present) and inspected
+//!    ([`jsonrpc::inspect`]): malformed is 400 (JSON-RPC -32700/-32600), larger than
+//!    `POLICY_MAX_BODY_BYTES` is 413, `Mcp-Method` / `Mcp-Name` disagreeing with it
+//!    is 400 -32020 (R11).
+//! 6. `REQUIRED_SCOPES`, plus what the policy asks of every message in the body,
+//!    must be granted (R7), else 403 `insufficient_scope` naming all of them.
+//! 7. The request is forwarded with the identity headers ([`Decision::Forward`]),
+//!    with a [`FilterSpec`] when its answer holds list results to rewrite (list
+//!    requests, and resumed streams: a GET with `Last-Event-ID`).
 //!
 //! Other routes go through [`Authorizer::serve`], which answers what needs no I/O
 //! and names the I/O the rest needs ([`Serve`]).
@@ -18,6 +26,7 @@
 use crate::cache::{self, Refusal, TokenCache, TokenHash};
 use crate::config::{Config, LogLevel};
 use crate::error::{ChallengeContext, Error, Reply};
+use crate::jsonrpc::{self, FilterSpec};
 use crate::jwks::{self, Key, KeySet, Lookup};
 use crate::log::LogLine;
 use crate::metadata::{self, Upstream};
@@ -37,14 +46,33 @@ pub const REFUSAL_SECONDS: i64 = 60;
 /// After a failed JWKS fetch with no keys at all, wait this long before trying again.
 pub const FAILED_FETCH_BACKOFF_SECONDS: i64 = 5;
 
-/// The parts of a request the decision needs: four strings, no runtime objects.
-#[derive(Debug, Clone, Copy)]
+/// The parts of a request the decision needs: strings, no runtime objects. The body
+/// and the MCP headers are only read when a `SCOPE_POLICY` asks for them.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct RequestInfo<'a> {
     pub method: &'a str,
     pub path: &'a str,
     pub query: Option<&'a str>,
     pub authorization: Option<&'a str>,
     pub origin: Option<&'a str>,
+    pub body: Body<'a>,
+    pub mcp_method: Option<&'a str>,
+    pub mcp_name: Option<&'a str>,
+    /// A GET carrying `Last-Event-ID`: a resumed stream may replay list answers.
+    pub resuming: bool,
+}
+
+/// A POST body, as the glue could read it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Body<'a> {
+    /// Not read (no policy, or not asked for yet).
+    #[default]
+    Unread,
+    Text(&'a str),
+    /// Longer than `POLICY_MAX_BODY_BYTES`.
+    TooLarge,
+    /// Not UTF-8, so not JSON.
+    NotUtf8,
 }
 
 /// A signature the glue must check before the token can be accepted.
@@ -64,6 +92,8 @@ pub enum Decision {
         target: String,
         headers: Vec<(&'static str, String)>,
         cors: Vec<(&'static str, String)>,
+        /// Rewrite list answers in the response (see [`crate::sse`]).
+        filter: Option<FilterSpec>,
         log: LogLine,
     },
     Reply {
@@ -72,6 +102,8 @@ pub enum Decision {
     },
     /// Fetch the JWKS (and discovery, if needed), then decide again.
     NeedKeys,
+    /// Read the request body (at most this many bytes), then decide again.
+    NeedBody(usize),
     Verify(Box<Pending>),
     /// Not an MCP request: see [`Authorizer::serve`].
     NotMcp,
@@ -182,6 +214,9 @@ impl Authorizer {
         }
         Route::Mcp.check_method(req.method)?;
         let token = token::bearer(req.authorization)?;
+        if self.cfg.policy.is_some() && req.method == "POST" && req.body == Body::Unread {
+            return Ok(Decision::NeedBody(self.cfg.policy_max_body));
+        }
         let hash = cache::hash(token);
         if let Some(p) = self.cache.get(&hash, now, self.cfg.leeway) {
             let p = p.clone();
@@ -308,12 +343,10 @@ impl Authorizer {
     }
 
     fn admit(&self, req: &RequestInfo<'_>, p: &Principal) -> Result<Decision, Error> {
-        let missing = token::missing_scopes(p, &self.cfg.required_scopes);
+        let (needed, filter) = self.needs(req, p)?;
+        let missing = token::missing_scopes(p, &needed);
         if !missing.is_empty() {
-            return Err(Error::InsufficientScope {
-                needed: self.cfg.required_scopes.clone(),
-                missing,
-            });
+            return Err(Error::InsufficientScope { needed, missing });
         }
         let mut log = log_line(Route::Mcp, req, "allow", 0);
         log.subject = p.subject.clone();
@@ -322,8 +355,55 @@ impl Authorizer {
             target: proxy::target(&self.cfg, req.path, req.query),
             headers: proxy::identity_headers(p),
             cors: req.origin.map(proxy::cors_headers).unwrap_or_default(),
+            filter,
             log,
         })
+    }
+
+    /// Every scope the request needs (`REQUIRED_SCOPES` first, then the policy's for
+    /// each message, no repeats), and the filter for its answer.
+    fn needs(
+        &self,
+        req: &RequestInfo<'_>,
+        p: &Principal,
+    ) -> Result<(Vec<String>, Option<FilterSpec>), Error> {
+        let mut needed = self.cfg.required_scopes.clone();
+        let Some(policy) = &self.cfg.policy else {
+            return Ok((needed, None));
+        };
+        if req.method == "GET" && req.resuming {
+            let spec = FilterSpec {
+                any: true,
+                granted: p.scopes.clone(),
+                ..Default::default()
+            };
+            return Ok((needed, Some(spec)));
+        }
+        if req.method != "POST" {
+            return Ok((needed, None));
+        }
+        let text = match req.body {
+            Body::Text(t) => t,
+            Body::TooLarge => return Err(Error::PayloadTooLarge(self.cfg.policy_max_body)),
+            Body::NotUtf8 | Body::Unread => {
+                return Err(Error::JsonRpc {
+                    code: jsonrpc::PARSE_ERROR,
+                    message: "Parse error: the body is not UTF-8 JSON".into(),
+                })
+            }
+        };
+        let body = jsonrpc::inspect(text)?;
+        jsonrpc::check_headers(&body, req.mcp_method, req.mcp_name)?;
+        for m in &body.messages {
+            if let Some(method) = &m.method {
+                for s in policy.needs(method, m.name.as_deref()) {
+                    if !needed.contains(s) {
+                        needed.push(s.clone());
+                    }
+                }
+            }
+        }
+        Ok((needed, FilterSpec::for_body(&body, &p.scopes)))
     }
 
     /// The JWKS URL: `JWKS_URL`, else the discovered `jwks_uri`. `None` means
@@ -435,9 +515,11 @@ impl Pending {
 
 impl Decision {
     /// The compact form the JS entry reads (one string across the wasm boundary):
-    /// `{"f": target, "h": [[name, value]], "c": [[name, value]], "l": log}` to forward,
-    /// `{"r": {status, headers, body}, "l": log}` to answer, `{"p": 1}` when async work
-    /// is needed, `{"x": 1}` for routes the Rust handler serves.
+    /// `{"f": target, "h": [[name, value]], "c": [[name, value]], "t": filter, "l": log}`
+    /// to forward (`t` only when the answer is to be filtered), `{"b": max}` to read
+    /// the body first,
+    /// `{"r": {status, headers, body}, "l": log}` to answer, `{"p": 1}` when keys or a
+    /// signature check are needed, `{"x": 1}` for routes the Rust handler serves.
     pub fn to_wire(&self, level: LogLevel) -> String {
         fn log(level: LogLevel, l: &LogLine) -> Option<&LogLine> {
             let quiet = level == LogLevel::Off
@@ -450,11 +532,13 @@ impl Decision {
                 target,
                 headers,
                 cors,
+                filter,
                 log: l,
             } => serde_json::to_string(&ForwardWire {
                 f: target,
                 h: headers,
                 c: cors,
+                t: filter.as_ref().and_then(|f| serde_json::to_string(f).ok()),
                 l: log(level, l),
             }),
             Decision::Reply { reply, log: l } => serde_json::to_string(&ReplyWire {
@@ -463,6 +547,7 @@ impl Decision {
             }),
             // The glue answers Verify with `Pending::to_wire` after keeping it.
             Decision::NeedKeys | Decision::Verify(_) => return r#"{"p":1}"#.to_string(),
+            Decision::NeedBody(max) => return format!(r#"{{"b":{max}}}"#),
             Decision::NotMcp => return r#"{"x":1}"#.to_string(),
         };
         wire.unwrap_or_else(|_| r#"{"x":1}"#.to_string())
@@ -474,6 +559,9 @@ struct ForwardWire<'a> {
     f: &'a str,
     h: &'a [(&'static str, String)],
     c: &'a [(&'static str, String)],
+    /// The filter spec, as a JSON string the entry hands back to the filter.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    t: Option<String>,
     l: Option<&'a LogLine>,
 }
 
@@ -497,6 +585,7 @@ mod tests {
             query: None,
             authorization: auth,
             origin,
+            ..Default::default()
         }
     }
 

@@ -21,8 +21,11 @@
 //! | `RESOURCE_NAME`, `RESOURCE_DOCUMENTATION` | no | PRM `resource_name`, `resource_documentation` |
 //! | `REGISTRATION_PATH` | no | path of the worker's registration endpoint (default `/register`) |
 //! | `LOG_LEVEL` | no | `info` (a line per request, default), `warn` (refusals and failures), `off` |
+//! | `SCOPE_POLICY` | no | JSON: scopes per MCP method and tool/prompt/resource name (see [`crate::policy`]) |
+//! | `POLICY_MAX_BODY_BYTES` | no | largest POST body the policy inspects (default 1 MiB, at most 16 MiB); larger is 413 |
 
 use crate::error::Error;
+use crate::policy::Policy;
 use jsonwebtoken::Algorithm;
 use url::Url;
 
@@ -45,7 +48,13 @@ pub const BINDINGS: &[&str] = &[
     "RESOURCE_DOCUMENTATION",
     "REGISTRATION_PATH",
     "LOG_LEVEL",
+    "SCOPE_POLICY",
+    "POLICY_MAX_BODY_BYTES",
 ];
+
+/// Default and ceiling of `POLICY_MAX_BODY_BYTES`.
+pub const DEFAULT_POLICY_MAX_BODY: usize = 1 << 20;
+pub const MAX_POLICY_MAX_BODY: usize = 16 << 20;
 
 const DEFAULT_ALGORITHMS: &[Algorithm] = &[
     Algorithm::RS256,
@@ -101,6 +110,9 @@ pub struct Config {
     pub resource_documentation: Option<String>,
     pub registration_path: String,
     pub log_level: LogLevel,
+    /// `SCOPE_POLICY`: with one, MCP POST bodies are inspected and list answers filtered.
+    pub policy: Option<Policy>,
+    pub policy_max_body: usize,
 }
 
 fn problem(binding: &str, problem: impl Into<String>) -> Error {
@@ -207,7 +219,7 @@ impl Config {
             audiences.push(resource.clone());
         }
 
-        let scopes_supported = words(get("SCOPES_SUPPORTED"));
+        let mut scopes_supported = words(get("SCOPES_SUPPORTED"));
         let required_scopes = words(get("REQUIRED_SCOPES"));
         for (binding, list) in [
             ("SCOPES_SUPPORTED", &scopes_supported),
@@ -237,6 +249,34 @@ impl Config {
                 ));
             }
         }
+
+        let policy = get("SCOPE_POLICY")
+            .map(|v| Policy::parse(&v, &scopes_supported).map_err(|e| problem("SCOPE_POLICY", e)))
+            .transpose()?;
+        // Without SCOPES_SUPPORTED, PRM advertises every scope the worker asks for.
+        if scopes_supported.is_empty() {
+            if let Some(p) = &policy {
+                for s in required_scopes.iter().chain(p.scopes()) {
+                    if !scopes_supported.contains(s) {
+                        scopes_supported.push(s.clone());
+                    }
+                }
+            }
+        }
+        let policy_max_body = match get("POLICY_MAX_BODY_BYTES") {
+            None => DEFAULT_POLICY_MAX_BODY,
+            Some(v) => match v.parse::<usize>() {
+                Ok(n) if (1..=MAX_POLICY_MAX_BODY).contains(&n) => n,
+                _ => {
+                    return Err(problem(
+                        "POLICY_MAX_BODY_BYTES",
+                        format!(
+                            "must be a whole number from 1 to {MAX_POLICY_MAX_BODY}, got {v:?}"
+                        ),
+                    ))
+                }
+            },
+        };
 
         let mut allowed_origins = Vec::new();
         let mut any_origin = false;
@@ -334,6 +374,8 @@ impl Config {
             resource_documentation: get("RESOURCE_DOCUMENTATION"),
             registration_path,
             log_level,
+            policy,
+            policy_max_body,
         })
     }
 
@@ -501,6 +543,10 @@ pub(crate) mod tests {
             ("ALLOWED_ORIGINS", "https://a.example/path"),
             ("LOG_LEVEL", "debug"),
             ("REGISTRATION_PATH", "/mcp/register"),
+            ("SCOPE_POLICY", "{\"default\": \"elsewhere\"}"),
+            ("SCOPE_POLICY", "not json"),
+            ("POLICY_MAX_BODY_BYTES", "0"),
+            ("POLICY_MAX_BODY_BYTES", "99999999999"),
         ];
         for (name, value) in cases {
             let err = with(&[(name, value)]).unwrap_err();
@@ -523,6 +569,20 @@ pub(crate) mod tests {
         assert!(!c.origin_allowed("http://localhost:6275"));
         let any = with(&[("ALLOWED_ORIGINS", "*")]).unwrap();
         assert!(any.origin_allowed("https://whatever.example"));
+    }
+
+    #[test]
+    fn a_policy_without_scopes_supported_advertises_its_scopes() {
+        let mut v = base();
+        v.retain(|(k, _)| *k != "SCOPES_SUPPORTED");
+        v.push((
+            "SCOPE_POLICY",
+            r#"{"methods": {"tools/call": {"names": {"delete_*": "repo:admin"}}}}"#,
+        ));
+        let c = Config::build(vars(&v)).unwrap();
+        assert_eq!(c.scopes_supported, vec!["mcp:tools", "repo:admin"]);
+        assert_eq!(c.policy_max_body, DEFAULT_POLICY_MAX_BODY);
+        assert!(config().policy.is_none());
     }
 
     #[test]

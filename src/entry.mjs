@@ -6,6 +6,12 @@
 // `crypto.subtle.verify` Rust chose (key, algorithm, bytes) and hands the result back
 // synchronously with `complete()`. Routes other than the MCP endpoint go to Rust's
 // `respond()` whole.
+//
+// With a SCOPE_POLICY, a decision may first ask for the POST body (`{"b": max}`):
+// the entry reads it (bounded), hands it with `Mcp-Method` / `Mcp-Name` to a second
+// `fast()`, and forwards the very bytes it read. A decision naming a filter (`t`)
+// has the answer's list results rewritten in Rust: a JSON answer whole, an event
+// stream event by event as it flows.
 import wasmModule from "../build/mcp_edge_auth_bg.wasm";
 import {
   initSync,
@@ -17,6 +23,8 @@ import {
   edge_strip_headers as strip_headers,
   edge_complete as complete,
   edge_key as keyFor,
+  edge_filter_json as filterJson,
+  EdgeSseFilter,
 } from "../build/mcp_edge_auth.js";
 
 initSync({ module: wasmModule });
@@ -24,12 +32,84 @@ initSync({ module: wasmModule });
 let level = -1; // 0 off, 1 warn, 2 info; set by init() once per isolate
 let strip = new Set();
 let identityPrefix = "x-auth-";
+let policy = false;
 
 function setup(env) {
   level = init(env);
   const s = JSON.parse(strip_headers());
   strip = new Set(s.strip);
   identityPrefix = s.prefix;
+  policy = s.policy;
+}
+
+// Body states, as Rust's glue reads them.
+const TEXT = 1;
+const TOO_LARGE = 2;
+const NOT_UTF8 = 3;
+
+// Read at most `max` bytes of the request body: [state, text, bytes].
+async function readBody(request, max) {
+  const declared = Number(request.headers.get("content-length"));
+  if (declared > max) return [TOO_LARGE, undefined, null];
+  if (!request.body) return [TEXT, "", null];
+  const reader = request.body.getReader();
+  const chunks = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.byteLength;
+    if (total > max) {
+      reader.cancel().catch(() => {});
+      return [TOO_LARGE, undefined, null];
+    }
+    chunks.push(value);
+  }
+  const bytes = new Uint8Array(total);
+  let at = 0;
+  for (const c of chunks) {
+    bytes.set(c, at);
+    at += c.byteLength;
+  }
+  try {
+    return [TEXT, new TextDecoder("utf-8", { fatal: true }).decode(bytes), bytes];
+  } catch {
+    return [NOT_UTF8, undefined, bytes];
+  }
+}
+
+// The answer with its list results rewritten for this token (see src/sse.rs).
+async function filtered(response, spec) {
+  const type = (response.headers.get("content-type") || "").toLowerCase();
+  if (!response.body || !(type.startsWith("text/event-stream") || type.startsWith("application/json"))) {
+    return response;
+  }
+  const headers = new Headers(response.headers);
+  headers.delete("content-length");
+  const init = { status: response.status, statusText: response.statusText, headers };
+  if (type.startsWith("application/json")) {
+    const text = await response.text();
+    const out = filterJson(spec, text);
+    return new Response(out === undefined ? text : out, init);
+  }
+  const filter = new EdgeSseFilter(spec);
+  const body = response.body
+    .pipeThrough(new TextDecoderStream())
+    .pipeThrough(
+      new TransformStream({
+        transform(chunk, out) {
+          const text = filter.push(chunk);
+          if (text) out.enqueue(text);
+        },
+        flush(out) {
+          const text = filter.finish();
+          if (text) out.enqueue(text);
+          filter.free();
+        },
+      }),
+    )
+    .pipeThrough(new TextEncoderStream());
+  return new Response(body, init);
 }
 
 function log(line, status) {
@@ -76,7 +156,7 @@ function reply(d) {
   return new Response(r.body === "" ? null : r.body, { status: r.status, headers: r.headers });
 }
 
-async function forward(request, d) {
+async function forward(request, d, body) {
   // One pass over the client's headers: hop-by-hop, Authorization and any X-Auth-*
   // stay behind; then the identity Rust decided on.
   const headers = new Headers();
@@ -89,12 +169,13 @@ async function forward(request, d) {
     response = await fetch(d.f, {
       method: request.method,
       headers,
-      body: request.body,
+      body,
       redirect: "manual",
     });
   } catch (e) {
     return reply(JSON.parse(origin_failure(request.method, request.url, String((e && e.message) || e))));
   }
+  if (d.t) response = await filtered(response, d.t);
   if (d.c.length) {
     response = new Response(response.body, response);
     for (const [name, value] of d.c) response.headers.set(name, value);
@@ -111,10 +192,19 @@ export default {
     const url = request.url;
     const authorization = h.get("authorization");
     const origin = h.get("origin");
-    let d = JSON.parse(fast(method, url, authorization, origin));
-    if (d.p) d = JSON.parse(await authorize(method, url, authorization, origin));
+    const resuming = policy && method === "GET" && h.has("last-event-id");
+    let d = JSON.parse(fast(method, url, authorization, origin, resuming, 0));
+    let body = request.body;
+    let more = [0];
+    if (d.b !== undefined) {
+      const [state, text, bytes] = await readBody(request, d.b);
+      body = bytes;
+      more = [state, text, h.get("mcp-method"), h.get("mcp-name")];
+      d = JSON.parse(fast(method, url, authorization, origin, resuming, ...more));
+    }
+    if (d.p) d = JSON.parse(await authorize(method, url, authorization, origin, resuming, ...more));
     if (d.v !== undefined) d = JSON.parse(complete(d.v, await verified(d, authorization)));
-    if (d.f) return forward(request, d);
+    if (d.f) return forward(request, d, body);
     if (d.r) return reply(d);
     return respond(request);
   },

@@ -13,6 +13,7 @@
 //! | [`Error::UpstreamRejected`] | upstream 4xx | RFC 7591 body | none |
 //! | [`Error::Upstream`] | 502 | `server_error` | none |
 //! | [`Error::OriginUnreachable`] | 502 | JSON-RPC error | none |
+//! | [`Error::JsonRpc`] | 400 | JSON-RPC error (-32700, -32600, -32602, -32020) | none |
 //! | [`Error::Config`] | 500 | names the binding | none |
 //!
 //! Descriptions never contain a token or a secret: callers build them from claim
@@ -110,6 +111,12 @@ pub enum Error {
     KeysUnavailable(String),
     /// The MCP origin could not be reached.
     OriginUnreachable(String),
+    /// A POST body the scope policy cannot read, or whose `Mcp-Method` / `Mcp-Name`
+    /// headers disagree with it (R11): answered as a JSON-RPC error.
+    JsonRpc {
+        code: i64,
+        message: String,
+    },
 }
 
 impl fmt::Display for Error {
@@ -134,6 +141,7 @@ impl fmt::Display for Error {
             Error::Upstream(d) => write!(f, "authorization server: {d}"),
             Error::KeysUnavailable(d) => write!(f, "signing keys unavailable: {d}"),
             Error::OriginUnreachable(d) => write!(f, "origin unreachable: {d}"),
+            Error::JsonRpc { code, message } => write!(f, "JSON-RPC {code}: {message}"),
         }
     }
 }
@@ -198,7 +206,7 @@ impl Error {
             Error::KeysUnavailable(_) => "temporarily_unavailable",
             Error::MissingToken => "unauthorized",
             Error::InvalidToken(_) => "invalid_token",
-            Error::InvalidRequest(_) => "invalid_request",
+            Error::InvalidRequest(_) | Error::JsonRpc { .. } => "invalid_request",
             Error::InsufficientScope { .. } => "insufficient_scope",
             Error::OriginNotAllowed(_) => "forbidden",
             Error::NotFound => "not_found",
@@ -215,6 +223,7 @@ impl Error {
             Error::Config { .. } => 500,
             Error::MissingToken | Error::InvalidToken(_) => 401,
             Error::InvalidRequest(_)
+            | Error::JsonRpc { .. }
             | Error::InvalidRedirectUri(_)
             | Error::InvalidClientMetadata(_) => 400,
             Error::InsufficientScope { .. } | Error::OriginNotAllowed(_) => 403,
@@ -283,6 +292,10 @@ impl Error {
             Error::OriginUnreachable(d) => Reply::json(
                 status,
                 &json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32603, "message": format!("MCP origin unreachable: {d}")}}),
+            ),
+            Error::JsonRpc { code, message } => Reply::json(
+                status,
+                &json!({"jsonrpc": "2.0", "id": null, "error": {"code": code, "message": message}}),
             ),
             Error::InvalidRedirectUri(d) | Error::InvalidClientMetadata(d) => Reply::json(
                 status,

@@ -16,15 +16,19 @@
 //! * [`respond`]: every other route (metadata, registration, pass-through, preflight,
 //!   404/405), built with `worker` types.
 //! * [`origin_failure`]: the answer when the origin cannot be reached.
+//! * [`filter_json`] and [`EdgeSseFilter`]: with a `SCOPE_POLICY`, list answers
+//!   rewritten for the token that asked ([`crate::jsonrpc`], [`crate::sse`]).
 
-use crate::authorizer::{Authorizer, Decision, Pending, RequestInfo, Serve};
+use crate::authorizer::{Authorizer, Body, Decision, Pending, RequestInfo, Serve};
 use crate::config::{Config, LogLevel};
 use crate::error::{ChallengeContext, Error, Reply};
+use crate::jsonrpc::{self, FilterSpec};
 use crate::log::LogLine;
 use crate::metadata;
 use crate::proxy;
 use crate::registration;
 use crate::router;
+use crate::sse::SseFilter;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -92,10 +96,13 @@ pub fn init(env: JsValue) -> u8 {
     }
 }
 
-/// Request headers the JS entry removes before forwarding (JSON array, read once).
+/// What the JS entry needs once per isolate: the request headers it removes before
+/// forwarding, and whether a scope policy is set (then it reports `Last-Event-ID`).
 #[wasm_bindgen(js_name = edge_strip_headers)]
 pub fn strip_headers() -> String {
-    serde_json::json!({"strip": proxy::STRIP_REQUEST, "prefix": proxy::IDENTITY_PREFIX}).to_string()
+    let policy = with_auth(|a| a.cfg.policy.is_some()).unwrap_or(false);
+    serde_json::json!({"strip": proxy::STRIP_REQUEST, "prefix": proxy::IDENTITY_PREFIX, "policy": policy})
+        .to_string()
 }
 
 fn config_failure(e: &Error) -> String {
@@ -118,13 +125,72 @@ fn split_url(url: &str) -> Option<(String, Option<String>)> {
     Some((u.path().to_string(), u.query().map(str::to_string)))
 }
 
-/// A request whose token's signature the JS entry is checking.
-struct Waiting {
-    pending: Box<Pending>,
+/// A request's parts as owned strings, while its signature check or key fetch runs.
+#[derive(Default)]
+struct Parts {
     method: String,
     path: String,
     query: Option<String>,
+    authorization: Option<String>,
     origin: Option<String>,
+    body_state: u8,
+    body: Option<String>,
+    mcp_method: Option<String>,
+    mcp_name: Option<String>,
+    resuming: bool,
+}
+
+impl Parts {
+    fn info(&self) -> RequestInfo<'_> {
+        RequestInfo {
+            method: &self.method,
+            path: &self.path,
+            query: self.query.as_deref(),
+            authorization: self.authorization.as_deref(),
+            origin: self.origin.as_deref(),
+            body: body_of(self.body_state, self.body.as_deref()),
+            mcp_method: self.mcp_method.as_deref(),
+            mcp_name: self.mcp_name.as_deref(),
+            resuming: self.resuming,
+        }
+    }
+
+    fn of(info: &RequestInfo<'_>) -> Parts {
+        let (body_state, body) = match info.body {
+            Body::Unread => (0, None),
+            Body::Text(t) => (1, Some(t.to_string())),
+            Body::TooLarge => (2, None),
+            Body::NotUtf8 => (3, None),
+        };
+        Parts {
+            method: info.method.to_string(),
+            path: info.path.to_string(),
+            query: info.query.map(str::to_string),
+            authorization: None,
+            origin: info.origin.map(str::to_string),
+            body_state,
+            body,
+            mcp_method: info.mcp_method.map(str::to_string),
+            mcp_name: info.mcp_name.map(str::to_string),
+            resuming: info.resuming,
+        }
+    }
+}
+
+/// The body as the JS entry read it: 0 not read, 1 text, 2 too large, 3 not UTF-8.
+fn body_of(state: u8, text: Option<&str>) -> Body<'_> {
+    match (state, text) {
+        (1, Some(t)) => Body::Text(t),
+        (2, _) => Body::TooLarge,
+        (3, _) => Body::NotUtf8,
+        _ => Body::Unread,
+    }
+}
+
+/// A request whose token's signature the JS entry is checking.
+struct Waiting {
+    pending: Box<Pending>,
+    parts: Parts,
 }
 
 /// Bounded: a handle the JS entry never completes (an exception mid-request) is
@@ -158,10 +224,7 @@ fn hand_to_js(pending: Box<Pending>, info: &RequestInfo<'_>) -> String {
             handle,
             Waiting {
                 pending,
-                method: info.method.to_string(),
-                path: info.path.to_string(),
-                query: info.query.map(str::to_string),
-                origin: info.origin.map(str::to_string),
+                parts: Parts::of(info),
             },
         );
         p.order.push_back(handle);
@@ -182,13 +245,7 @@ pub fn complete(handle: u32, verified: bool) -> String {
             "the signature check was abandoned".into(),
         ));
     };
-    let info = RequestInfo {
-        method: &w.method,
-        path: &w.path,
-        query: w.query.as_deref(),
-        authorization: None,
-        origin: w.origin.as_deref(),
-    };
+    let info = w.parts.info();
     match with_auth(|a| {
         (
             a.complete(&info, &w.pending, verified, now()),
@@ -209,13 +266,21 @@ pub fn key(id: &str, alg: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Decide an MCP request without I/O. See [`Decision::to_wire`].
+/// Decide an MCP request without I/O. See [`Decision::to_wire`]. The body and the
+/// `Mcp-Method` / `Mcp-Name` headers come only in a second call, after a decision
+/// asked for them (`{"b": max}`); `body_state` is as in [`body_of`].
+#[allow(clippy::too_many_arguments)]
 #[wasm_bindgen(js_name = edge_fast)]
 pub fn fast(
     method: &str,
     url: &str,
     authorization: Option<String>,
     origin: Option<String>,
+    resuming: bool,
+    body_state: u8,
+    body: Option<String>,
+    mcp_method: Option<String>,
+    mcp_name: Option<String>,
 ) -> String {
     let Some((path, query)) = split_url(url) else {
         return r#"{"x":1}"#.into();
@@ -226,6 +291,10 @@ pub fn fast(
         query: query.as_deref(),
         authorization: authorization.as_deref(),
         origin: origin.as_deref(),
+        body: body_of(body_state, body.as_deref()),
+        mcp_method: mcp_method.as_deref(),
+        mcp_name: mcp_name.as_deref(),
+        resuming,
     };
     match with_auth(|a| (a.check(&info, now()), a.log_level())) {
         Ok((Decision::Verify(p), _)) => hand_to_js(p, &info),
@@ -234,24 +303,36 @@ pub fn fast(
     }
 }
 
-/// Decide an MCP request, doing the I/O [`fast`] could not.
+/// Decide an MCP request, doing the I/O [`fast`] could not. Same arguments.
+#[allow(clippy::too_many_arguments)]
 #[wasm_bindgen(js_name = edge_authorize)]
 pub async fn authorize(
     method: String,
     url: String,
     authorization: Option<String>,
     origin: Option<String>,
+    resuming: bool,
+    body_state: u8,
+    body: Option<String>,
+    mcp_method: Option<String>,
+    mcp_name: Option<String>,
 ) -> String {
     let Some((path, query)) = split_url(&url) else {
         return r#"{"x":1}"#.into();
     };
-    let info = RequestInfo {
-        method: &method,
-        path: &path,
-        query: query.as_deref(),
-        authorization: authorization.as_deref(),
-        origin: origin.as_deref(),
+    let parts = Parts {
+        method,
+        path,
+        query,
+        authorization,
+        origin,
+        body_state,
+        body,
+        mcp_method,
+        mcp_name,
+        resuming,
     };
+    let info = parts.info();
     let level = level();
     for _ in 0..3 {
         let decision = match with_auth(|a| a.check(&info, now())) {
@@ -290,9 +371,7 @@ pub fn origin_failure(method: &str, url: &str, message: &str) -> String {
     let info = RequestInfo {
         method,
         path: &path,
-        query: None,
-        authorization: None,
-        origin: None,
+        ..Default::default()
     };
     let e = Error::OriginUnreachable(message.chars().take(200).collect());
     with_auth(|a| {
@@ -300,6 +379,63 @@ pub fn origin_failure(method: &str, url: &str, message: &str) -> String {
             .to_wire(a.log_level())
     })
     .unwrap_or_else(|e| config_failure(&e))
+}
+
+// ---- list answers, filtered ---------------------------------------------------------
+
+fn spec_of(spec: &str) -> FilterSpec {
+    // The spec came from this module's own decision; a broken one filters as "no
+    // scopes granted", the narrowest view.
+    serde_json::from_str(spec).unwrap_or_else(|_| FilterSpec {
+        any: true,
+        ..Default::default()
+    })
+}
+
+/// Rewrite a JSON answer (one message or a batch) for the filter `spec` a decision
+/// named; `undefined` when it stays as it is.
+#[wasm_bindgen(js_name = edge_filter_json)]
+pub fn filter_json(spec: &str, text: &str) -> Option<String> {
+    let spec = spec_of(spec);
+    with_auth(|a| {
+        a.cfg
+            .policy
+            .as_ref()
+            .and_then(|p| jsonrpc::filter_answer(text, &spec, p))
+    })
+    .ok()
+    .flatten()
+}
+
+/// An event stream being filtered; the JS entry feeds it text as it arrives.
+#[wasm_bindgen]
+pub struct EdgeSseFilter {
+    inner: SseFilter,
+}
+
+#[wasm_bindgen]
+impl EdgeSseFilter {
+    #[wasm_bindgen(constructor)]
+    pub fn new(spec: &str) -> EdgeSseFilter {
+        EdgeSseFilter {
+            inner: SseFilter::new(spec_of(spec)),
+        }
+    }
+
+    /// The text to send on now.
+    pub fn push(&mut self, chunk: &str) -> String {
+        let inner = &mut self.inner;
+        with_auth(|a| match &a.cfg.policy {
+            Some(p) => inner.push(chunk, p),
+            None => chunk.to_string(),
+        })
+        .unwrap_or_else(|_| chunk.to_string())
+    }
+
+    /// What is left when the stream ends.
+    pub fn finish(&mut self) -> String {
+        self.inner.finish()
+    }
 }
 
 // ---- single-flight fetches ---------------------------------------------------------
@@ -474,8 +610,8 @@ pub async fn respond(request: web_sys::Request) -> web_sys::Response {
         method: &method,
         path: &path,
         query: query.as_deref(),
-        authorization: None,
         origin: origin.as_deref(),
+        ..Default::default()
     };
     let route = with_auth(|a| router::route(&a.cfg, &path)).unwrap_or(router::Route::NotFound);
     let mut log = LogLine {
@@ -557,6 +693,13 @@ async fn register(mut req: Request) -> Result<Reply, Error> {
         }
     };
     let auth = req.headers().get("authorization").ok().flatten();
+    let widened = with_auth(|a| {
+        a.cfg
+            .policy
+            .as_ref()
+            .and_then(|_| registration::widen_scope(&request, &a.cfg.scopes_supported))
+    })?;
+    let body = widened.unwrap_or(body);
     let (status, answer) = fetch_bytes(Method::Post, &endpoint, Some(body), auth).await?;
     if (200..300).contains(&status) {
         registration::clean_answer(&request, &answer)

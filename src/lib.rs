@@ -9,7 +9,9 @@
 //!   [`registration`] (RFC 7591 proxy validation and answer cleaning), [`jwks`] (usable
 //!   signature keys and the refresh policy), [`token`] (JWT access-token checks),
 //!   [`cache`] (validated tokens), [`authorizer`] (the request decision), [`proxy`]
-//!   (what reaches the origin), [`error`] (the one error type and its HTTP mapping),
+//!   (what reaches the origin), [`policy`] (`SCOPE_POLICY`: scopes per method and
+//!   name), [`jsonrpc`] (request inspection, R11 header checks, list-answer
+//!   filtering), [`sse`] (event-stream filtering), [`error`] (the one error type and its HTTP mapping),
 //!   [`log`] (the structured log line).
 //! * [`glue`] (wasm32 only): the thin Worker layer, which reads the `Env`, performs
 //!   fetches, the Cache API, WebCrypto signature checks and the clock.
@@ -22,12 +24,15 @@ pub mod authorizer;
 pub mod cache;
 pub mod config;
 pub mod error;
+pub mod jsonrpc;
 pub mod jwks;
 pub mod log;
 pub mod metadata;
+pub mod policy;
 pub mod proxy;
 pub mod registration;
 pub mod router;
+pub mod sse;
 pub mod token;
 
 #[cfg(target_arch = "wasm32")]

@@ -4,7 +4,11 @@
 //!    `redirect_uris`, when present, is an array of absolute `https` URIs or loopback
 //!    `http` URIs without fragments (OAuth 2.1 §2.3.1, SPEC A6). Failures are RFC 7591
 //!    §3.2.2 errors (`invalid_redirect_uri`, `invalid_client_metadata`).
-//! 2. The glue forwards the body unchanged to the upstream registration endpoint.
+//! 2. The glue forwards the body unchanged to the upstream registration endpoint,
+//!    except with a `SCOPE_POLICY`: then a requested `scope` is widened to every
+//!    scope the resource advertises ([`widen_scope`]), because clients register
+//!    with the scope of their first challenge and an authorization server that
+//!    holds clients to their registered scope would refuse the step-up later.
 //! 3. [`clean_answer`]: members that are `null` or `""` are dropped (Hydra answers
 //!    `client_uri: ""` and `contacts: null`, which the TypeScript SDK's strict schema
 //!    refuses), RFC 7591 §2 defaults are filled in where absent, and the answer is
@@ -107,6 +111,25 @@ pub fn validate_request(body: &[u8]) -> Result<Map<String, Value>, Error> {
         }
     }
     Ok(map)
+}
+
+/// With a scope policy, the registration body with `scope` widened to include every
+/// advertised scope; `None` when it stays as sent (no `scope`, or nothing to add).
+pub fn widen_scope(request: &Map<String, Value>, advertised: &[String]) -> Option<Vec<u8>> {
+    let requested = request.get("scope")?.as_str()?;
+    let mut scopes: Vec<&str> = requested.split_whitespace().collect();
+    let before = scopes.len();
+    for s in advertised {
+        if !scopes.contains(&s.as_str()) {
+            scopes.push(s);
+        }
+    }
+    if scopes.len() == before {
+        return None;
+    }
+    let mut body = request.clone();
+    body.insert("scope".into(), Value::String(scopes.join(" ")));
+    serde_json::to_vec(&body).ok()
 }
 
 /// Turn the upstream's success answer into one strict clients accept.
@@ -302,5 +325,18 @@ mod tests {
         assert_eq!((e.status(), e.code()), (403, "invalid_client_metadata"));
         let e = upstream_error(503, b"down");
         assert_eq!(e.status(), 502);
+    }
+
+    #[test]
+    fn scope_is_widened_to_the_advertised_scopes() {
+        let advertised: Vec<String> = ["mcp:tools", "repo:admin"].map(String::from).to_vec();
+        let req = validate_request(br#"{"scope":"mcp:tools","client_name":"c"}"#).unwrap();
+        let body: Value = serde_json::from_slice(&widen_scope(&req, &advertised).unwrap()).unwrap();
+        assert_eq!(body["scope"], "mcp:tools repo:admin");
+        assert_eq!(body["client_name"], "c");
+        let all = validate_request(br#"{"scope":"repo:admin mcp:tools"}"#).unwrap();
+        assert_eq!(widen_scope(&all, &advertised), None);
+        let none = validate_request(br#"{"client_name":"c"}"#).unwrap();
+        assert_eq!(widen_scope(&none, &advertised), None);
     }
 }

@@ -5,7 +5,7 @@
 
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
-use mcp_edge_auth::authorizer::{Authorizer, Decision, RequestInfo};
+use mcp_edge_auth::authorizer::{Authorizer, Body, Decision, RequestInfo};
 use mcp_edge_auth::config::Config;
 use mcp_edge_auth::token::verify_native;
 use serde_json::{json, Value};
@@ -38,13 +38,18 @@ fn jwks(keys: &[Value]) -> Vec<u8> {
 }
 
 fn config() -> Config {
-    let vars = [
+    config_with(&[])
+}
+
+fn config_with(extra: &[(&'static str, &'static str)]) -> Config {
+    let mut vars = vec![
         ("ORIGIN_URL", "http://127.0.0.1:9000"),
         ("RESOURCE_URL", "https://mcp.example.com/mcp"),
         ("ISSUER", "https://auth.example.com/"),
         ("REQUIRED_SCOPES", "mcp:tools"),
         ("ALGORITHMS", "RS256 PS256 ES256 EdDSA"),
     ];
+    vars.extend_from_slice(extra);
     Config::build(|k| {
         vars.iter()
             .find(|(n, _)| *n == k)
@@ -82,6 +87,7 @@ fn mcp_post(authorization: &str) -> RequestInfo<'_> {
         query: None,
         authorization: Some(authorization),
         origin: None,
+        ..Default::default()
     }
 }
 
@@ -89,8 +95,26 @@ fn mcp_post(authorization: &str) -> RequestInfo<'_> {
 /// fetch with `jwks_body`. Returns the final decision and how many JWKS fetches and
 /// signature checks it took.
 fn decide(a: &mut Authorizer, token: &str, jwks_body: &[u8], now: i64) -> (Decision, usize, usize) {
+    decide_info(a, token, jwks_body, now, RequestInfo::default())
+}
+
+/// [`decide`] for a request shaped like `info` (its method, body and MCP headers).
+fn decide_info(
+    a: &mut Authorizer,
+    token: &str,
+    jwks_body: &[u8],
+    now: i64,
+    info: RequestInfo<'_>,
+) -> (Decision, usize, usize) {
     let auth = format!("Bearer {token}");
-    let req = mcp_post(&auth);
+    let mut req = mcp_post(&auth);
+    if !info.method.is_empty() {
+        req.method = info.method;
+    }
+    req.body = info.body;
+    req.mcp_method = info.mcp_method;
+    req.mcp_name = info.mcp_name;
+    req.resuming = info.resuming;
     let (mut fetches, mut verifies) = (0, 0);
     for _ in 0..3 {
         match a.check(&req, now) {
@@ -353,4 +377,208 @@ fn unknown_kid_refreshes_at_most_once_per_interval() {
     );
     let (_, fetches, _) = decide(&mut a, &t, &all_keys(), NOW + 31);
     assert_eq!(fetches, 1);
+}
+
+// ---- SCOPE_POLICY ---------------------------------------------------------------------
+
+const POLICY: &str = r#"{"methods": {"tools/call": {"scopes": "tools:call", "names": {"delete_repo": "repo:admin"}}, "resources/read": "resources:read"}}"#;
+
+fn policy_authorizer() -> Authorizer {
+    Authorizer::new(config_with(&[("SCOPE_POLICY", POLICY)]))
+}
+
+fn post(body: &str) -> RequestInfo<'_> {
+    RequestInfo {
+        body: Body::Text(body),
+        ..Default::default()
+    }
+}
+
+fn reply_of(d: &Decision) -> (u16, String, Value) {
+    match d {
+        Decision::Reply { reply, .. } => (
+            reply.status,
+            reply
+                .header("www-authenticate")
+                .unwrap_or_default()
+                .to_string(),
+            serde_json::from_str(&reply.body).unwrap(),
+        ),
+        other => panic!("not a reply: {other:?}"),
+    }
+}
+
+const CALL_ECHO: &str =
+    r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{}}}"#;
+const CALL_DELETE: &str = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"delete_repo","arguments":{}}}"#;
+
+#[test]
+fn policy_posts_are_read_only_once_a_token_is_present() {
+    let mut a = policy_authorizer();
+    let mut req = mcp_post("Bearer a.b.c");
+    assert!(matches!(a.check(&req, NOW), Decision::NeedBody(n) if n == 1 << 20));
+    req.authorization = None;
+    assert_eq!(status(&a.check(&req, NOW)), 401);
+    req.method = "GET";
+    req.authorization = Some("Bearer a.b.c");
+    assert!(!matches!(a.check(&req, NOW), Decision::NeedBody(_)));
+}
+
+#[test]
+fn policy_scopes_are_enforced_per_tool_with_one_challenge() {
+    let keys = all_keys();
+    let mut a = policy_authorizer();
+    let t = sign(
+        "rsa",
+        Algorithm::RS256,
+        "rs1",
+        &claims(json!({"scope": "mcp:tools tools:call"})),
+    );
+    let (d, _, _) = decide_info(&mut a, &t, &keys, NOW, post(CALL_ECHO));
+    assert!(
+        matches!(&d, Decision::Forward { filter: None, .. }),
+        "{d:?}"
+    );
+
+    // A privileged tool: 403, and the challenge names every scope the call needs.
+    let (d, _, _) = decide_info(&mut a, &t, &keys, NOW, post(CALL_DELETE));
+    let (st, challenge, body) = reply_of(&d);
+    assert_eq!(st, 403);
+    assert_eq!(
+        challenge,
+        r#"Bearer error="insufficient_scope", error_description="the token lacks scope: repo:admin", scope="mcp:tools repo:admin", resource_metadata="https://mcp.example.com/.well-known/oauth-protected-resource/mcp""#
+    );
+    assert_eq!(body["error"], "insufficient_scope");
+
+    // A batch needs the union.
+    let batch = format!("[{CALL_ECHO},{CALL_DELETE},{{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"resources/read\",\"params\":{{\"uri\":\"file:///a\"}}}}]");
+    let (d, _, _) = decide_info(&mut a, &t, &keys, NOW, post(&batch));
+    let (st, challenge, _) = reply_of(&d);
+    assert_eq!(st, 403);
+    assert!(
+        challenge.contains(r#"scope="mcp:tools tools:call repo:admin resources:read""#),
+        "{challenge}"
+    );
+
+    // Unknown methods need no more than REQUIRED_SCOPES (no default in this policy).
+    let (d, _, _) = decide_info(
+        &mut a,
+        &t,
+        &keys,
+        NOW,
+        post(r#"{"jsonrpc":"2.0","id":4,"method":"x/unknown"}"#),
+    );
+    assert_eq!(status(&d), 200);
+
+    // The wider token calls it.
+    let admin = sign(
+        "rsa",
+        Algorithm::RS256,
+        "rs1",
+        &claims(json!({"scope": "mcp:tools repo:admin"})),
+    );
+    let (d, _, _) = decide_info(&mut a, &admin, &keys, NOW, post(CALL_DELETE));
+    assert_eq!(status(&d), 200);
+}
+
+#[test]
+fn list_requests_and_resumed_streams_get_a_filter() {
+    let keys = all_keys();
+    let mut a = policy_authorizer();
+    let t = sign(
+        "rsa",
+        Algorithm::RS256,
+        "rs1",
+        &claims(json!({"scope": "mcp:tools tools:call"})),
+    );
+    let (d, _, _) = decide_info(
+        &mut a,
+        &t,
+        &keys,
+        NOW,
+        post(r#"{"jsonrpc":"2.0","id":"L","method":"tools/list","params":{"cursor":"c"}}"#),
+    );
+    let Decision::Forward {
+        filter: Some(spec), ..
+    } = &d
+    else {
+        panic!("{d:?}")
+    };
+    assert_eq!(
+        spec.ids,
+        vec![(json!("L"), mcp_edge_auth::jsonrpc::ListKind::Tools)]
+    );
+    assert_eq!(spec.granted, vec!["mcp:tools", "tools:call"]);
+    let wire: Value =
+        serde_json::from_str(&d.to_wire(mcp_edge_auth::config::LogLevel::Off)).unwrap();
+    let back: mcp_edge_auth::jsonrpc::FilterSpec =
+        serde_json::from_str(wire["t"].as_str().unwrap()).unwrap();
+    assert_eq!(&back, spec);
+
+    let resumed = RequestInfo {
+        method: "GET",
+        resuming: true,
+        ..Default::default()
+    };
+    let (d, _, _) = decide_info(&mut a, &t, &keys, NOW, resumed);
+    assert!(matches!(&d, Decision::Forward { filter: Some(s), .. } if s.any));
+    let plain_get = RequestInfo {
+        method: "GET",
+        ..Default::default()
+    };
+    let (d, _, _) = decide_info(&mut a, &t, &keys, NOW, plain_get);
+    assert!(matches!(&d, Decision::Forward { filter: None, .. }));
+}
+
+#[test]
+fn malformed_bodies_and_header_mismatches_are_400_after_authentication() {
+    let keys = all_keys();
+    let mut a = policy_authorizer();
+    let t = sign(
+        "rsa",
+        Algorithm::RS256,
+        "rs1",
+        &claims(json!({"scope": "mcp:tools tools:call"})),
+    );
+    let rpc_code = |d: &Decision| {
+        let (st, _, body) = reply_of(d);
+        assert_eq!(st, 400);
+        body["error"]["code"].as_i64().unwrap()
+    };
+    let (d, _, _) = decide_info(&mut a, &t, &keys, NOW, post("{not json"));
+    assert_eq!(rpc_code(&d), -32700);
+    let (d, _, _) = decide_info(
+        &mut a,
+        &t,
+        &keys,
+        NOW,
+        RequestInfo {
+            body: Body::NotUtf8,
+            ..Default::default()
+        },
+    );
+    assert_eq!(rpc_code(&d), -32700);
+    let mismatch = RequestInfo {
+        body: Body::Text(CALL_ECHO),
+        mcp_method: Some("tools/call"),
+        mcp_name: Some("delete_repo"),
+        ..Default::default()
+    };
+    let (d, _, _) = decide_info(&mut a, &t, &keys, NOW, mismatch);
+    assert_eq!(rpc_code(&d), -32020);
+    let (d, _, _) = decide_info(
+        &mut a,
+        &t,
+        &keys,
+        NOW,
+        RequestInfo {
+            body: Body::TooLarge,
+            ..Default::default()
+        },
+    );
+    assert_eq!(status(&d), 413);
+    // A forged token with a malformed body: authentication answers first.
+    let forged = format!("{}x", &t[..t.len() - 1]);
+    let (d, _, _) = decide_info(&mut a, &forged, &keys, NOW, post("{not json"));
+    assert_eq!(status(&d), 401);
 }

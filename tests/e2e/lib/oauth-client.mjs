@@ -33,12 +33,17 @@ export async function followToRedirect(start, redirectUri) {
 }
 
 export class HeadlessProvider {
-  constructor({ redirectUrl = "http://127.0.0.1:9/callback", clientName = "e2e-client", scope } = {}) {
+  constructor({
+    redirectUrl = "http://127.0.0.1:9/callback",
+    clientName = "e2e-client",
+    scope,
+    grantTypes = ["authorization_code", "refresh_token"],
+  } = {}) {
     this._redirectUrl = redirectUrl;
     this._metadata = {
       client_name: clientName,
       redirect_uris: [redirectUrl],
-      grant_types: ["authorization_code", "refresh_token"],
+      grant_types: grantTypes,
       response_types: ["code"],
       token_endpoint_auth_method: "none",
       ...(scope ? { scope } : {}),
@@ -79,9 +84,9 @@ export class HeadlessProvider {
 }
 
 /** Connect the SDK client to `mcpUrl`, running the OAuth flow when challenged. */
-export async function connect(mcpUrl, provider) {
+export async function connect(mcpUrl, provider, requestInit) {
   const attempt = async () => {
-    const transport = new StreamableHTTPClientTransport(new URL(mcpUrl), { authProvider: provider });
+    const transport = new StreamableHTTPClientTransport(new URL(mcpUrl), { authProvider: provider, requestInit });
     const client = new Client({ name: "mcp-edge-auth-e2e", version: "1.0.0" });
     await client.connect(transport);
     return { client, transport };
@@ -92,7 +97,7 @@ export async function connect(mcpUrl, provider) {
     if (!(e instanceof UnauthorizedError)) throw e;
   }
   // The failed attempt's transport holds the code verifier via the provider.
-  const transport = new StreamableHTTPClientTransport(new URL(mcpUrl), { authProvider: provider });
+  const transport = new StreamableHTTPClientTransport(new URL(mcpUrl), { authProvider: provider, requestInit });
   await transport.finishAuth(provider.code);
   return attempt();
 }

@@ -96,13 +96,14 @@ export function publicJwks(keys) {
   return { keys: keys.keys.map(({ d, p, q, dp, dq, qi, ...pub }) => pub) };
 }
 
-export async function startAuthorizationServer({ port, issuer, keys, tokenAlg = "RS256", ttl = 3600 }) {
+export async function startAuthorizationServer({ port, issuer, keys, tokenAlg = "RS256", ttl = 3600, scopes }) {
   const proc = start("authorization-server", process.execPath, ["tests/e2e/peers/authorization-server.mjs"], {
     AS_PORT: String(port),
     AS_ISSUER: issuer,
     AS_KEYS: JSON.stringify({ keys: keys.keys }),
     AS_TOKEN_ALG: tokenAlg,
     AS_TOKEN_TTL: String(ttl),
+    ...(scopes ? { AS_SCOPES: scopes } : {}),
   });
   const mount = new URL(issuer).pathname.replace(/\/$/, "");
   await waitFor(`http://127.0.0.1:${port}${mount}/.well-known/openid-configuration`, proc);
@@ -112,6 +113,12 @@ export async function startAuthorizationServer({ port, issuer, keys, tokenAlg = 
 export async function startProbeOrigin(port) {
   const proc = start("probe-origin", process.execPath, ["tests/e2e/peers/probe-origin.mjs"], { ORIGIN_PORT: String(port) });
   await waitFor(`http://127.0.0.1:${port}/mcp/stream-log`, proc);
+  return proc;
+}
+
+export async function startPolicyOrigin(port) {
+  const proc = start("policy-origin", process.execPath, ["tests/e2e/peers/policy-origin.mjs"], { ORIGIN_PORT: String(port) });
+  await waitFor(`http://127.0.0.1:${port}/nothing`, proc);
   return proc;
 }
 

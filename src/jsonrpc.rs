@@ -1,0 +1,670 @@
+//! JSON-RPC inspection for the scope policy, pure: what a POST asks for, whether its
+//! `Mcp-Method` / `Mcp-Name` headers agree with its body (R11), and list answers
+//! rewritten so a token only sees what it may call.
+//!
+//! * [`inspect`] reads a request body (one message or a batch) without materialising
+//!   arguments: only `id`, `method` and the name member of `params` are kept. A
+//!   member given twice (`{"name":"a","name":"b"}`) is refused: parsers disagree on
+//!   which one counts, and the origin must act on the name the policy checked.
+//! * [`check_headers`] compares the 2026-07-28 headers with the body; values in the
+//!   `=?base64?…?=` form are decoded first ([`decode_header_value`]).
+//! * [`filter_answer`] removes the tools, prompts or resources a token may not use
+//!   from `tools/list`, `prompts/list` and `resources/list` results. Everything
+//!   else in the message, including `nextCursor`, is kept byte for byte: the item
+//!   array is spliced, never re-serialised.
+
+use crate::error::Error;
+use crate::policy::{self, Policy};
+use base64::Engine;
+use serde::de::{self, IgnoredAny, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::Value;
+use std::borrow::Cow;
+use std::fmt;
+
+/// JSON-RPC error codes the worker answers with.
+pub const PARSE_ERROR: i64 = -32700;
+pub const INVALID_REQUEST: i64 = -32600;
+pub const INVALID_PARAMS: i64 = -32602;
+/// MCP 2026-07-28: `Mcp-Method` / `Mcp-Name` disagree with the body.
+pub const HEADER_MISMATCH: i64 = -32020;
+
+/// One message of a request body: a request (with `id`), a notification, or a
+/// client's response to a server request (no `method`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub id: Option<Value>,
+    pub method: Option<String>,
+    /// The tool or prompt `name`, or the resource `uri`, for [`policy::NAMED_METHODS`].
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Body {
+    pub messages: Vec<Message>,
+    pub batch: bool,
+}
+
+fn rpc(code: i64, message: impl Into<String>) -> Error {
+    Error::JsonRpc {
+        code,
+        message: message.into(),
+    }
+}
+
+/// `params`, keeping only the members a name can come from.
+#[derive(Default)]
+struct Params {
+    name: Option<Value>,
+    uri: Option<Value>,
+}
+
+impl<'de> Deserialize<'de> for Params {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Params, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Params;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("params as an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Params, A::Error> {
+                let mut p = Params::default();
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    let slot = match key.as_ref() {
+                        "name" => &mut p.name,
+                        "uri" => &mut p.uri,
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                            continue;
+                        }
+                    };
+                    if slot.is_some() {
+                        return Err(de::Error::custom(format!(
+                            "duplicate params member `{key}`"
+                        )));
+                    }
+                    *slot = Some(map.next_value()?);
+                }
+                Ok(p)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+#[derive(Deserialize)]
+struct WireMessage<'a> {
+    #[serde(default)]
+    id: Option<Value>,
+    #[serde(default, borrow)]
+    method: Option<Cow<'a, str>>,
+    #[serde(default)]
+    params: Option<Params>,
+}
+
+fn classify(e: &serde_json::Error) -> Error {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Syntax | Category::Eof | Category::Io => {
+            rpc(PARSE_ERROR, "Parse error: the body is not valid JSON")
+        }
+        Category::Data => rpc(
+            INVALID_REQUEST,
+            format!("Invalid Request: not a JSON-RPC message ({e})"),
+        ),
+    }
+}
+
+fn message(w: WireMessage<'_>) -> Result<Message, Error> {
+    let method = w.method.map(Cow::into_owned);
+    let mut name = None;
+    if let (Some(m), Some(p)) = (method.as_deref(), w.params) {
+        let value = match policy::name_field(m) {
+            Some("name") => p.name,
+            Some(_) => p.uri,
+            None => None,
+        };
+        name = match value {
+            None => None,
+            Some(Value::String(s)) => Some(s),
+            Some(_) => {
+                return Err(rpc(
+                    INVALID_PARAMS,
+                    format!("Invalid params: the name of {m} must be a string"),
+                ))
+            }
+        };
+    }
+    Ok(Message {
+        id: w.id,
+        method,
+        name,
+    })
+}
+
+/// Read what a POST body asks for. A body that is not JSON is a parse error
+/// (-32700); JSON that is not a message or a non-empty batch of messages is an
+/// invalid request (-32600).
+pub fn inspect(body: &str) -> Result<Body, Error> {
+    let trimmed = body.trim_start();
+    if trimmed.starts_with('[') {
+        let items: Vec<WireMessage<'_>> = serde_json::from_str(body).map_err(|e| classify(&e))?;
+        if items.is_empty() {
+            return Err(rpc(INVALID_REQUEST, "Invalid Request: an empty batch"));
+        }
+        let messages = items.into_iter().map(message).collect::<Result<_, _>>()?;
+        Ok(Body {
+            messages,
+            batch: true,
+        })
+    } else if trimmed.starts_with('{') {
+        let m: WireMessage<'_> = serde_json::from_str(body).map_err(|e| classify(&e))?;
+        Ok(Body {
+            messages: vec![message(m)?],
+            batch: false,
+        })
+    } else if serde_json::from_str::<IgnoredAny>(body).is_ok() {
+        Err(rpc(
+            INVALID_REQUEST,
+            "Invalid Request: the body is neither a message nor a batch",
+        ))
+    } else {
+        Err(rpc(PARSE_ERROR, "Parse error: the body is not valid JSON"))
+    }
+}
+
+/// Decode an `Mcp-Method` / `Mcp-Name` value: plain visible ASCII as is, or
+/// `=?base64?<standard base64 of UTF-8>?=`. `None` when the encoded form is broken.
+pub fn decode_header_value(v: &str) -> Option<String> {
+    match v
+        .strip_prefix("=?base64?")
+        .and_then(|r| r.strip_suffix("?="))
+    {
+        Some(b64) => {
+            let bytes = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+            String::from_utf8(bytes).ok()
+        }
+        None => Some(v.to_string()),
+    }
+}
+
+/// R11: when a 2026-07-28 client sends `Mcp-Method` (and `Mcp-Name`), they must
+/// describe the body exactly; a mismatch is -32020. A body with no such headers
+/// (earlier revisions) passes.
+pub fn check_headers(
+    body: &Body,
+    mcp_method: Option<&str>,
+    mcp_name: Option<&str>,
+) -> Result<(), Error> {
+    if mcp_method.is_none() && mcp_name.is_none() {
+        return Ok(());
+    }
+    let mismatch = |what: &str| rpc(HEADER_MISMATCH, format!("Header mismatch: {what}"));
+    let [m] = body.messages.as_slice() else {
+        return Err(mismatch(
+            "Mcp-Method and Mcp-Name describe one message, the body is a batch",
+        ));
+    };
+    if body.batch {
+        return Err(mismatch(
+            "Mcp-Method and Mcp-Name describe one message, the body is a batch",
+        ));
+    }
+    let method = m.method.as_deref();
+    if let Some(h) = mcp_method {
+        let h =
+            decode_header_value(h).ok_or_else(|| mismatch("Mcp-Method is not validly encoded"))?;
+        if Some(h.as_str()) != method {
+            return Err(mismatch(
+                "the Mcp-Method header differs from the body's method",
+            ));
+        }
+    }
+    let named = method.and_then(policy::name_field).is_some();
+    match mcp_name {
+        Some(h) => {
+            let h = decode_header_value(h)
+                .ok_or_else(|| mismatch("Mcp-Name is not validly encoded"))?;
+            if !named || m.name.as_deref() != Some(h.as_str()) {
+                return Err(mismatch("the Mcp-Name header differs from the body's name"));
+            }
+        }
+        None if named && mcp_method.is_some() => {
+            return Err(mismatch("Mcp-Name is required for this method"));
+        }
+        None => {}
+    }
+    Ok(())
+}
+
+/// A list answer the worker rewrites.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ListKind {
+    Tools,
+    Prompts,
+    Resources,
+}
+
+impl ListKind {
+    pub fn from_method(method: &str) -> Option<ListKind> {
+        match method {
+            "tools/list" => Some(ListKind::Tools),
+            "prompts/list" => Some(ListKind::Prompts),
+            "resources/list" => Some(ListKind::Resources),
+            _ => None,
+        }
+    }
+
+    /// The method an item is used with, and the item member that names it.
+    fn use_method(self) -> (&'static str, &'static str) {
+        match self {
+            ListKind::Tools => ("tools/call", "name"),
+            ListKind::Prompts => ("prompts/get", "name"),
+            ListKind::Resources => ("resources/read", "uri"),
+        }
+    }
+}
+
+/// Which answers of one exchange to rewrite, and for whom: the list requests' ids
+/// (or, for a resumed stream whose requests the worker never saw, any answer shaped
+/// like a list result) and the scopes the token holds.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct FilterSpec {
+    /// `(request id, kind)` of each list request in the exchange.
+    #[serde(default)]
+    pub ids: Vec<(Value, ListKind)>,
+    /// Rewrite any result shaped like a list answer (resumed streams).
+    #[serde(default)]
+    pub any: bool,
+    pub granted: Vec<String>,
+}
+
+impl FilterSpec {
+    /// The spec for a request body, or `None` when it holds no list request (then no
+    /// answer needs rewriting and the response streams through untouched).
+    pub fn for_body(body: &Body, granted: &[String]) -> Option<FilterSpec> {
+        let ids: Vec<(Value, ListKind)> = body
+            .messages
+            .iter()
+            .filter_map(|m| {
+                let kind = ListKind::from_method(m.method.as_deref()?)?;
+                Some((m.id.clone()?, kind))
+            })
+            .collect();
+        (!ids.is_empty()).then(|| FilterSpec {
+            ids,
+            any: false,
+            granted: granted.to_vec(),
+        })
+    }
+
+    fn kinds_for(&self, id: Option<&Value>) -> &'static [ListKind] {
+        const ALL: &[ListKind] = &[ListKind::Tools, ListKind::Prompts, ListKind::Resources];
+        const TOOLS: &[ListKind] = &[ListKind::Tools];
+        const PROMPTS: &[ListKind] = &[ListKind::Prompts];
+        const RESOURCES: &[ListKind] = &[ListKind::Resources];
+        if let Some(id) = id {
+            if let Some((_, k)) = self.ids.iter().find(|(i, _)| i == id) {
+                return match k {
+                    ListKind::Tools => TOOLS,
+                    ListKind::Prompts => PROMPTS,
+                    ListKind::Resources => RESOURCES,
+                };
+            }
+        }
+        if self.any {
+            ALL
+        } else {
+            &[]
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct WireAnswer<'a> {
+    #[serde(default)]
+    id: Option<Value>,
+    #[serde(default, borrow)]
+    result: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct WireList<'a> {
+    #[serde(default, borrow)]
+    tools: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    prompts: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    resources: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct WireItem {
+    #[serde(default)]
+    name: Option<Value>,
+    #[serde(default)]
+    uri: Option<Value>,
+}
+
+/// Byte offset of `inner` (a slice of `outer`) within `outer`.
+fn offset(outer: &str, inner: &str) -> usize {
+    inner.as_ptr() as usize - outer.as_ptr() as usize
+}
+
+/// Rewrite one JSON-RPC message or batch of answers. `None`: nothing to change
+/// (not an answer this spec covers, not JSON, or every item allowed).
+pub fn filter_answer(text: &str, spec: &FilterSpec, policy: &Policy) -> Option<String> {
+    if text.trim_start().starts_with('[') {
+        let items: Vec<&RawValue> = serde_json::from_str(text).ok()?;
+        let mut changed = false;
+        let parts: Vec<Cow<'_, str>> = items
+            .iter()
+            .map(|raw| match filter_one(raw.get(), spec, policy) {
+                Some(s) => {
+                    changed = true;
+                    Cow::Owned(s)
+                }
+                None => Cow::Borrowed(raw.get()),
+            })
+            .collect();
+        return changed.then(|| format!("[{}]", parts.join(",")));
+    }
+    filter_one(text, spec, policy)
+}
+
+fn filter_one(text: &str, spec: &FilterSpec, policy: &Policy) -> Option<String> {
+    let answer: WireAnswer<'_> = serde_json::from_str(text).ok()?;
+    let result = answer.result?;
+    let kinds = spec.kinds_for(answer.id.as_ref());
+    if kinds.is_empty() {
+        return None;
+    }
+    let list: WireList<'_> = serde_json::from_str(result.get()).ok()?;
+    for &kind in kinds {
+        let array = match kind {
+            ListKind::Tools => list.tools,
+            ListKind::Prompts => list.prompts,
+            ListKind::Resources => list.resources,
+        };
+        let Some(array) = array else { continue };
+        let items: Vec<&RawValue> = match serde_json::from_str(array.get()) {
+            Ok(items) => items,
+            Err(_) => continue,
+        };
+        let (method, member) = kind.use_method();
+        let kept: Vec<&str> = items
+            .iter()
+            .filter(|raw| {
+                let name = serde_json::from_str::<WireItem>(raw.get())
+                    .ok()
+                    .and_then(|i| if member == "name" { i.name } else { i.uri });
+                let name = name.as_ref().and_then(Value::as_str);
+                policy.allows(&spec.granted, method, name)
+            })
+            .map(|raw| raw.get())
+            .collect();
+        if kept.len() == items.len() {
+            return None;
+        }
+        let start = offset(text, array.get());
+        let end = start + array.get().len();
+        return Some(format!(
+            "{}[{}]{}",
+            &text[..start],
+            kept.join(","),
+            &text[end..]
+        ));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::engine::general_purpose::STANDARD;
+
+    fn code(e: Error) -> i64 {
+        match e {
+            Error::JsonRpc { code, .. } => code,
+            other => panic!("not a JSON-RPC error: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn single_messages_and_batches() {
+        let b = inspect(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"name":"not this","deep":[1,{"uri":2}]}}}"#).unwrap();
+        assert!(!b.batch);
+        assert_eq!(
+            b.messages,
+            vec![Message {
+                id: Some(Value::from(1)),
+                method: Some("tools/call".into()),
+                name: Some("echo".into())
+            }]
+        );
+        let b = inspect(r#" [{"jsonrpc":"2.0","id":"a","method":"resources/read","params":{"uri":"file:///x","name":"ignored"}},
+                             {"jsonrpc":"2.0","method":"notifications/initialized"},
+                             {"jsonrpc":"2.0","id":7,"result":{}}] "#).unwrap();
+        assert!(b.batch);
+        assert_eq!(b.messages[0].name.as_deref(), Some("file:///x"));
+        assert_eq!(
+            b.messages[1].method.as_deref(),
+            Some("notifications/initialized")
+        );
+        assert_eq!(b.messages[2].method, None);
+    }
+
+    #[test]
+    fn malformed_bodies() {
+        assert_eq!(code(inspect("").unwrap_err()), PARSE_ERROR);
+        assert_eq!(code(inspect("{").unwrap_err()), PARSE_ERROR);
+        assert_eq!(code(inspect("{\"id\":1,}").unwrap_err()), PARSE_ERROR);
+        assert_eq!(code(inspect("nope").unwrap_err()), PARSE_ERROR);
+        assert_eq!(code(inspect("[]").unwrap_err()), INVALID_REQUEST);
+        assert_eq!(code(inspect("3").unwrap_err()), INVALID_REQUEST);
+        assert_eq!(code(inspect("[1]").unwrap_err()), INVALID_REQUEST);
+        assert_eq!(
+            code(inspect(r#"{"method":3}"#).unwrap_err()),
+            INVALID_REQUEST
+        );
+        assert_eq!(
+            code(inspect(r#"{"method":"tools/call","params":{"name":5}}"#).unwrap_err()),
+            INVALID_PARAMS
+        );
+        assert_eq!(
+            code(inspect(r#"{"method":"tools/call","params":["delete_repo"]}"#).unwrap_err()),
+            INVALID_REQUEST
+        );
+    }
+
+    #[test]
+    fn duplicate_members_are_refused() {
+        for body in [
+            r#"{"method":"tools/call","params":{"name":"read_x","name":"delete_repo"}}"#,
+            r#"{"method":"tools/list","method":"tools/call","params":{"name":"x"}}"#,
+            r#"{"method":"tools/call","params":{"name":"a"},"params":{"name":"b"}}"#,
+        ] {
+            assert_eq!(code(inspect(body).unwrap_err()), INVALID_REQUEST, "{body}");
+        }
+    }
+
+    #[test]
+    fn header_values_decode() {
+        assert_eq!(
+            decode_header_value("tools/call").as_deref(),
+            Some("tools/call")
+        );
+        let enc = format!("=?base64?{}?=", STANDARD.encode("工具"));
+        assert_eq!(decode_header_value(&enc).as_deref(), Some("工具"));
+        assert_eq!(
+            decode_header_value("=?base64?PT9iYXNlNjQ/bGl0ZXJhbD89?=").as_deref(),
+            Some("=?base64?literal?=")
+        );
+        assert_eq!(decode_header_value("=?base64?***?="), None);
+        assert_eq!(decode_header_value("=?base64?/w==?="), None); // not UTF-8
+        assert_eq!(
+            decode_header_value("=?BASE64?eA==?=").as_deref(),
+            Some("=?BASE64?eA==?=")
+        );
+    }
+
+    #[test]
+    fn headers_must_describe_the_body() {
+        let call = inspect(r#"{"id":1,"method":"tools/call","params":{"name":"工具"}}"#).unwrap();
+        let enc = format!("=?base64?{}?=", STANDARD.encode("工具"));
+        assert!(check_headers(&call, None, None).is_ok());
+        assert!(check_headers(&call, Some("tools/call"), Some(&enc)).is_ok());
+        let bad = [
+            (Some("tools/list"), Some(enc.as_str())),
+            (Some("tools/call"), Some("other")),
+            (Some("tools/call"), None),
+            (Some("tools/call"), Some("=?base64?!!?=")),
+            (None, Some("other")),
+        ];
+        for (m, n) in bad {
+            assert_eq!(
+                code(check_headers(&call, m, n).unwrap_err()),
+                HEADER_MISMATCH,
+                "{m:?} {n:?}"
+            );
+        }
+        let list = inspect(r#"{"id":1,"method":"tools/list"}"#).unwrap();
+        assert!(check_headers(&list, Some("tools/list"), None).is_ok());
+        assert_eq!(
+            code(check_headers(&list, Some("tools/list"), Some("x")).unwrap_err()),
+            HEADER_MISMATCH
+        );
+        let batch = inspect(r#"[{"id":1,"method":"tools/list"}]"#).unwrap();
+        assert_eq!(
+            code(check_headers(&batch, Some("tools/list"), None).unwrap_err()),
+            HEADER_MISMATCH
+        );
+        let answer = inspect(r#"{"id":1,"result":{}}"#).unwrap();
+        assert_eq!(
+            code(check_headers(&answer, Some("tools/list"), None).unwrap_err()),
+            HEADER_MISMATCH
+        );
+    }
+
+    fn policy() -> Policy {
+        Policy::parse(
+            r#"{"methods": {"tools/call": {"scopes": "tools:call", "names": {"delete_*": "repo:admin"}},
+                            "resources/read": {"scopes": "res", "names": {"file:///secret/*": "secrets"}},
+                            "prompts/get": "prompts"}}"#,
+            &[],
+        )
+        .unwrap()
+    }
+
+    fn spec(ids: &[(Value, ListKind)], granted: &[&str]) -> FilterSpec {
+        FilterSpec {
+            ids: ids.to_vec(),
+            any: false,
+            granted: granted.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    const TOOLS: &str = r#"{"jsonrpc":"2.0","id":3,"result":{"tools":[{"name":"echo","inputSchema":{"type":"object","properties":{"z":{},"a":{}}}},{"name":"delete_repo","inputSchema":{}}, {"name":"delete_all"}],"nextCursor":"c2"}}"#;
+
+    #[test]
+    fn list_answers_lose_what_the_token_cannot_use() {
+        let s = spec(&[(Value::from(3), ListKind::Tools)], &["tools:call"]);
+        let out = filter_answer(TOOLS, &s, &policy()).unwrap();
+        assert_eq!(
+            out,
+            r#"{"jsonrpc":"2.0","id":3,"result":{"tools":[{"name":"echo","inputSchema":{"type":"object","properties":{"z":{},"a":{}}}}],"nextCursor":"c2"}}"#
+        );
+        // Everything allowed: untouched.
+        let all = spec(
+            &[(Value::from(3), ListKind::Tools)],
+            &["tools:call", "repo:admin"],
+        );
+        assert_eq!(filter_answer(TOOLS, &all, &policy()), None);
+        // Another id, or a spec for prompts: untouched.
+        assert_eq!(
+            filter_answer(
+                TOOLS,
+                &spec(&[(Value::from(4), ListKind::Tools)], &[]),
+                &policy()
+            ),
+            None
+        );
+        assert_eq!(
+            filter_answer(
+                TOOLS,
+                &spec(&[(Value::from(3), ListKind::Prompts)], &[]),
+                &policy()
+            ),
+            None
+        );
+        // A resumed stream: any list-shaped result.
+        let mut any = spec(&[], &["repo:admin"]);
+        any.any = true;
+        let out = filter_answer(TOOLS, &any, &policy()).unwrap();
+        assert!(
+            out.contains(
+                r#""tools":[{"name":"delete_repo","inputSchema":{}},{"name":"delete_all"}]"#
+            ),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn resources_prompts_and_batches() {
+        let res = r#"{"id":"r","result":{"resources":[{"uri":"file:///a","name":"a"},{"uri":"file:///secret/k","name":"k"}]}}"#;
+        let out = filter_answer(
+            res,
+            &spec(&[("r".into(), ListKind::Resources)], &["res"]),
+            &policy(),
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            r#"{"id":"r","result":{"resources":[{"uri":"file:///a","name":"a"}]}}"#
+        );
+        let prompts = r#"{"id":1,"result":{"prompts":[{"name":"p"}]}}"#;
+        let out = filter_answer(
+            prompts,
+            &spec(&[(1.into(), ListKind::Prompts)], &[]),
+            &policy(),
+        )
+        .unwrap();
+        assert_eq!(out, r#"{"id":1,"result":{"prompts":[]}}"#);
+        let batch = format!("[{prompts}, {{\"id\":9,\"result\":{{}}}}]");
+        let out = filter_answer(
+            &batch,
+            &spec(&[(1.into(), ListKind::Prompts)], &[]),
+            &policy(),
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            r#"[{"id":1,"result":{"prompts":[]}},{"id":9,"result":{}}]"#
+        );
+    }
+
+    #[test]
+    fn non_answers_pass() {
+        let s = spec(&[(1.into(), ListKind::Tools)], &[]);
+        for text in [
+            "",
+            "not json",
+            r#"{"id":1,"error":{"code":1}}"#,
+            r#"{"id":1,"result":{"tools":"x"}}"#,
+            r#"{"method":"notifications/tools/list_changed"}"#,
+        ] {
+            assert_eq!(filter_answer(text, &s, &policy()), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn specs_come_from_list_requests() {
+        let b = inspect(r#"[{"id":1,"method":"tools/list"},{"id":2,"method":"tools/call","params":{"name":"x"}},{"method":"prompts/list"}]"#).unwrap();
+        let s = FilterSpec::for_body(&b, &["a".into()]).unwrap();
+        assert_eq!(s.ids, vec![(Value::from(1), ListKind::Tools)]);
+        let b = inspect(r#"{"id":2,"method":"tools/call","params":{"name":"x"}}"#).unwrap();
+        assert_eq!(FilterSpec::for_body(&b, &[]), None);
+    }
+}
