@@ -47,10 +47,24 @@ const TEXT = 1;
 const TOO_LARGE = 2;
 const NOT_UTF8 = 3;
 
-// Read at most `max` bytes of the request body: [state, text, bytes].
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+
+function decoded(bytes) {
+  try {
+    return [TEXT, strictUtf8.decode(bytes), bytes];
+  } catch {
+    return [NOT_UTF8, undefined, bytes];
+  }
+}
+
+// Read at most `max` bytes of the request body: [state, text, bytes]. A declared
+// length is read in one go; a body of unknown length chunk by chunk, up to `max`.
 async function readBody(request, max) {
-  const declared = Number(request.headers.get("content-length"));
-  if (declared > max) return [TOO_LARGE, undefined, null];
+  const length = request.headers.get("content-length");
+  if (length !== null) {
+    if (Number(length) > max) return [TOO_LARGE, undefined, null];
+    return decoded(new Uint8Array(await request.arrayBuffer()));
+  }
   if (!request.body) return [TEXT, "", null];
   const reader = request.body.getReader();
   const chunks = [];
@@ -60,7 +74,14 @@ async function readBody(request, max) {
     if (done) break;
     total += value.byteLength;
     if (total > max) {
-      reader.cancel().catch(() => {});
+      // Drained (up to 8x the cap), not cancelled: cancelling a request body
+      // mid-upload made the runtime drop the next request on the same connection.
+      while (total <= 8 * max) {
+        const next = await reader.read();
+        if (next.done) break;
+        total += next.value.byteLength;
+      }
+      reader.releaseLock();
       return [TOO_LARGE, undefined, null];
     }
     chunks.push(value);
@@ -71,11 +92,7 @@ async function readBody(request, max) {
     bytes.set(c, at);
     at += c.byteLength;
   }
-  try {
-    return [TEXT, new TextDecoder("utf-8", { fatal: true }).decode(bytes), bytes];
-  } catch {
-    return [NOT_UTF8, undefined, bytes];
-  }
+  return decoded(bytes);
 }
 
 // The answer with its list results rewritten for this token (see src/sse.rs).

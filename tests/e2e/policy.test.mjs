@@ -297,6 +297,27 @@ test("malformed bodies are JSON-RPC errors; unknown methods reach the origin; bo
 
   res = await post(tok, "x".repeat(1024 * 1024 + 1));
   assert.equal(res.status, 413);
+
+  // Bodies of unknown length (chunked) are read up to the cap as well.
+  const chunked = (parts) =>
+    fetch(`${base}/mcp/echo`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${tok}`, "content-type": "application/json" },
+      body: new ReadableStream({
+        start(c) {
+          for (const p of parts) c.enqueue(new TextEncoder().encode(p));
+          c.close();
+        },
+      }),
+      duplex: "half",
+    });
+  res = await chunked(['{"jsonrpc":"2.0","id":1,', '"method":"tools/call","params":{"name":"echo"}}']);
+  assert.equal(res.status, 200);
+  assert.equal(Buffer.from((await res.json()).bodyBase64, "base64").toString(), '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}');
+  res = await chunked(['{"jsonrpc":"2.0","id":1,', '"method":"tools/call","params":{"name":"delete_repo"}}']);
+  assert.equal(res.status, 403);
+  res = await chunked(Array.from({ length: 17 }, () => "y".repeat(64 * 1024)));
+  assert.equal(res.status, 413);
   assert.ok(!worker.output.includes(tok), "tokens never reach the log");
 });
 
