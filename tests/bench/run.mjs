@@ -85,11 +85,15 @@ function sizes(b) {
   return { raw, gz, wasmRaw, wasmGz, jsRaw, jsGz };
 }
 
+// The policy variant: every tools/list body is read and inspected, and every answer
+// filtered (the origin's one tool is allowed, so the answer passes unchanged).
+const POLICY = JSON.stringify({ methods: { "tools/call": { names: { "delete_*": "mcp:admin" } } } });
+
 const camel = (id) => id.replace(/-(.)/g, (_, c) => c.toUpperCase());
 
-function capnpWorker(id, b, bindings) {
+function capnpWorker(id, b, bindings, dir = id) {
   const mods = b.modules
-    .map((m) => (m.endsWith(".wasm") ? `(name = "${m}", wasm = embed "bundles/${id}/${m}")` : `(name = "${m}", esModule = embed "bundles/${id}/${m}")`))
+    .map((m) => (m.endsWith(".wasm") ? `(name = "${m}", wasm = embed "bundles/${dir}/${m}")` : `(name = "${m}", esModule = embed "bundles/${dir}/${m}")`))
     .join(",\n      ");
   const binds = Object.entries(bindings).map(([k, v]) => `(name = "${k}", text = ${JSON.stringify(v)})`).join(",\n      ");
   return `const ${camel(id)} :Workerd.Worker = (
@@ -153,13 +157,14 @@ async function main() {
   const { privateKey, publicKey } = await jose.generateKeyPair("RS256", { extractable: true });
   const pub = { ...(await jose.exportJWK(publicKey)), kid: "bench-1", alg: "RS256", use: "sig" };
   const [originPort, upPort] = [await freePort(), await freePort()];
-  const ports = { edge: await freePort(), "rs-passthrough": await freePort(), "js-passthrough": await freePort(), jose: await freePort() };
+  const ports = { edge: await freePort(), "edge-policy": await freePort(), "rs-passthrough": await freePort(), "js-passthrough": await freePort(), jose: await freePort() };
   const issuer = `http://127.0.0.1:${upPort}`;
   const resource = `http://127.0.0.1:${ports.edge}/mcp`;
   const joseResource = `http://127.0.0.1:${ports.jose}/mcp`;
+  const policyResource = `http://127.0.0.1:${ports["edge-policy"]}/mcp`;
   const now = Math.floor(Date.now() / 1000);
   const sign = (aud, i) =>
-    new jose.SignJWT({ iss: issuer, sub: `user-${i}`, aud: [resource, joseResource], client_id: "bench", scope: "mcp:tools", iat: now, exp: now + 7200, jti: `t-${i}` })
+    new jose.SignJWT({ iss: issuer, sub: `user-${i}`, aud: [resource, joseResource, policyResource], client_id: "bench", scope: "mcp:tools", iat: now, exp: now + 7200, jti: `t-${i}` })
       .setProtectedHeader({ alg: "RS256", kid: "bench-1", typ: "at+jwt" })
       .sign(privateKey);
   console.error("bench: signing tokens");
@@ -186,6 +191,7 @@ async function main() {
 const config :Workerd.Config = (
   services = [
     (name = "edge", worker = .edge),
+    (name = "edge-policy", worker = .edgePolicy),
     (name = "rs-passthrough", worker = .rsPassthrough),
     (name = "js-passthrough", worker = .jsPassthrough),
     (name = "jose", worker = .jose),
@@ -196,6 +202,7 @@ ${Object.entries(ports).map(([n, p]) => `    (name = "${n}", address = "127.0.0.
   ],
 );
 ${capnpWorker("edge", bundles.edge, { ORIGIN_URL: origin, RESOURCE_URL: resource, ISSUER: issuer, REQUIRED_SCOPES: "mcp:tools", SCOPES_SUPPORTED: "mcp:tools", LOG_LEVEL: LOG_LEVEL })}
+${capnpWorker("edge-policy", bundles.edge, { ORIGIN_URL: origin, RESOURCE_URL: policyResource, ISSUER: issuer, REQUIRED_SCOPES: "mcp:tools", SCOPES_SUPPORTED: "mcp:tools mcp:admin", SCOPE_POLICY: POLICY, LOG_LEVEL: LOG_LEVEL }, "edge")}
 ${capnpWorker("rs-passthrough", bundles["rs-passthrough"], { ORIGIN_URL: origin })}
 ${capnpWorker("js-passthrough", bundles["js-passthrough"], { ORIGIN_URL: origin })}
 ${capnpWorker("jose", bundles.jose, { ORIGIN_URL: origin, RESOURCE_URL: joseResource, ISSUER: issuer, JWKS_URL: `${issuer}/jwks-jose`, REQUIRED_SCOPES: "mcp:tools" })}
@@ -216,6 +223,7 @@ ${capnpWorker("jose", bundles.jose, { ORIGIN_URL: origin, RESOURCE_URL: joseReso
     ["rs-passthrough", ports["rs-passthrough"], "none", null],
     ["jose", ports.jose, "cycle", files.reused],
     ["edge-reused", ports.edge, "cycle", files.reused],
+    ["edge-policy-reused", ports["edge-policy"], "cycle", files.reused],
     ["jose-fresh", ports.jose, "fresh", files.fresh],
     ["edge-fresh", ports.edge, "fresh", files.fresh],
     ["edge-invalid", ports.edge, "cycle", files.invalid],
@@ -272,7 +280,8 @@ ${capnpWorker("jose", bundles.jose, { ORIGIN_URL: origin, RESOURCE_URL: joseReso
   for (const r of results) {
     const floor = results.find((x) => x.c === r.c && x.name === "rs-passthrough");
     const ratio = (x) => (x ? `${(r.rps / x.rps).toFixed(2)}x` : "");
-    const joseTwin = results.find((x) => x.c === r.c && x.name === r.name.replace("edge", "jose").replace("jose-reused", "jose"));
+    const twin = r.name === "edge-policy-reused" ? "jose" : r.name.replace("edge", "jose").replace("jose-reused", "jose");
+    const joseTwin = results.find((x) => x.c === r.c && x.name === twin);
     const vsJose = r.name.startsWith("edge") ? ratio(joseTwin) : "";
     lines.push(`| ${r.name} | ${r.c} | ${r.rps.toFixed(0)} | ${(r.p50_us / 1000).toFixed(2)} | ${(r.p99_us / 1000).toFixed(2)} | ${r.non2xx} | ${r.errors} | ${ratio(floor)} | ${vsJose} |`);
   }
