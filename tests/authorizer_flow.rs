@@ -383,15 +383,29 @@ fn unknown_kid_refreshes_at_most_once_per_interval() {
 
 const POLICY: &str = r#"{"methods": {"tools/call": {"scopes": "tools:call", "names": {"delete_repo": "repo:admin"}}, "resources/read": "resources:read"}}"#;
 
+/// An RS256 token granting `scope`.
+fn scoped(scope: &str) -> String {
+    sign(
+        "rsa",
+        Algorithm::RS256,
+        "rs1",
+        &claims(json!({ "scope": scope })),
+    )
+}
+
 fn policy_authorizer() -> Authorizer {
     Authorizer::new(config_with(&[("SCOPE_POLICY", POLICY)]))
 }
 
-fn post(body: &str) -> RequestInfo<'_> {
+fn with_body(body: Body<'_>) -> RequestInfo<'_> {
     RequestInfo {
-        body: Body::Text(body),
+        body,
         ..Default::default()
     }
+}
+
+fn post(body: &str) -> RequestInfo<'_> {
+    with_body(Body::Text(body))
 }
 
 fn reply_of(d: &Decision) -> (u16, String, Value) {
@@ -428,12 +442,7 @@ fn policy_posts_are_read_only_once_a_token_is_present() {
 fn policy_scopes_are_enforced_per_tool_with_one_challenge() {
     let keys = all_keys();
     let mut a = policy_authorizer();
-    let t = sign(
-        "rsa",
-        Algorithm::RS256,
-        "rs1",
-        &claims(json!({"scope": "mcp:tools tools:call"})),
-    );
+    let t = scoped("mcp:tools tools:call");
     let (d, _, _) = decide_info(&mut a, &t, &keys, NOW, post(CALL_ECHO));
     assert!(
         matches!(&d, Decision::Forward { filter: None, .. }),
@@ -471,12 +480,7 @@ fn policy_scopes_are_enforced_per_tool_with_one_challenge() {
     assert_eq!(status(&d), 200);
 
     // The wider token calls it.
-    let admin = sign(
-        "rsa",
-        Algorithm::RS256,
-        "rs1",
-        &claims(json!({"scope": "mcp:tools repo:admin"})),
-    );
+    let admin = scoped("mcp:tools repo:admin");
     let (d, _, _) = decide_info(&mut a, &admin, &keys, NOW, post(CALL_DELETE));
     assert_eq!(status(&d), 200);
 }
@@ -485,12 +489,7 @@ fn policy_scopes_are_enforced_per_tool_with_one_challenge() {
 fn list_requests_and_resumed_streams_get_a_filter() {
     let keys = all_keys();
     let mut a = policy_authorizer();
-    let t = sign(
-        "rsa",
-        Algorithm::RS256,
-        "rs1",
-        &claims(json!({"scope": "mcp:tools tools:call"})),
-    );
+    let t = scoped("mcp:tools tools:call");
     let (d, _, _) = decide_info(
         &mut a,
         &t,
@@ -534,12 +533,7 @@ fn list_requests_and_resumed_streams_get_a_filter() {
 fn malformed_bodies_and_header_mismatches_are_400_after_authentication() {
     let keys = all_keys();
     let mut a = policy_authorizer();
-    let t = sign(
-        "rsa",
-        Algorithm::RS256,
-        "rs1",
-        &claims(json!({"scope": "mcp:tools tools:call"})),
-    );
+    let t = scoped("mcp:tools tools:call");
     let rpc_code = |d: &Decision| {
         let (st, _, body) = reply_of(d);
         assert_eq!(st, 400);
@@ -547,16 +541,7 @@ fn malformed_bodies_and_header_mismatches_are_400_after_authentication() {
     };
     let (d, _, _) = decide_info(&mut a, &t, &keys, NOW, post("{not json"));
     assert_eq!(rpc_code(&d), -32700);
-    let (d, _, _) = decide_info(
-        &mut a,
-        &t,
-        &keys,
-        NOW,
-        RequestInfo {
-            body: Body::NotUtf8,
-            ..Default::default()
-        },
-    );
+    let (d, _, _) = decide_info(&mut a, &t, &keys, NOW, with_body(Body::NotUtf8));
     assert_eq!(rpc_code(&d), -32700);
     let mismatch = RequestInfo {
         body: Body::Text(CALL_ECHO),
@@ -566,16 +551,7 @@ fn malformed_bodies_and_header_mismatches_are_400_after_authentication() {
     };
     let (d, _, _) = decide_info(&mut a, &t, &keys, NOW, mismatch);
     assert_eq!(rpc_code(&d), -32020);
-    let (d, _, _) = decide_info(
-        &mut a,
-        &t,
-        &keys,
-        NOW,
-        RequestInfo {
-            body: Body::TooLarge,
-            ..Default::default()
-        },
-    );
+    let (d, _, _) = decide_info(&mut a, &t, &keys, NOW, with_body(Body::TooLarge));
     assert_eq!(status(&d), 413);
     // A forged token with a malformed body: authentication answers first.
     let forged = format!("{}x", &t[..t.len() - 1]);

@@ -22,11 +22,7 @@ before(async () => {
   worker = await rig.startWorker({
     port: wPort,
     vars: {
-      ORIGIN_URL: `http://127.0.0.1:${oPort}`,
-      RESOURCE_URL: `${base}/mcp`,
-      ISSUER: `${base}/oidc`,
-      AS_URL: `http://127.0.0.1:${asPort}`,
-      AS_PASSTHROUGH: "/oidc/",
+      ...rig.singleHostVars(base, oPort, asPort),
       SCOPES_SUPPORTED: "mcp:tools mcp:admin",
       REQUIRED_SCOPES: "mcp:tools",
     },

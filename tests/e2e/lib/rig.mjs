@@ -138,6 +138,18 @@ export async function startHydraRegistration({ port, backend }) {
   return proc;
 }
 
+/** Bindings for the single-host layout the suites share: the worker on `base`, the
+ * origin and oidc-provider (mounted at /oidc) on loopback ports behind it. */
+export function singleHostVars(base, originPort, asPort) {
+  return {
+    ORIGIN_URL: `http://127.0.0.1:${originPort}`,
+    RESOURCE_URL: `${base}/mcp`,
+    ISSUER: `${base}/oidc`,
+    AS_URL: `http://127.0.0.1:${asPort}`,
+    AS_PASSTHROUGH: "/oidc/",
+  };
+}
+
 /** The worker under `wrangler dev` (workerd), configured through --var bindings. */
 export async function startWorker({ port, vars, env }) {
   const inspector = await freePort();
