@@ -472,10 +472,16 @@ impl Authorizer {
             Route::Register => Ok(Serve::Register),
             Route::Passthrough => {
                 let base = self.cfg.as_url.as_str().trim_end_matches('/');
-                Ok(Serve::Passthrough(match req.query {
-                    Some(q) => format!("{base}{}?{q}", req.path),
-                    None => format!("{base}{}", req.path),
-                }))
+                let defaults = req
+                    .query
+                    .filter(|_| req.method == "GET")
+                    .and_then(|q| proxy::authorization_defaults(&self.cfg, q));
+                Ok(Serve::Passthrough(
+                    match defaults.as_deref().or(req.query) {
+                        Some(q) => format!("{base}{}?{q}", req.path),
+                        None => format!("{base}{}", req.path),
+                    },
+                ))
             }
             Route::NotFound => Err(Error::NotFound),
             Route::Mcp => Err(Error::Upstream("MCP requests are decided by check".into())),

@@ -8,6 +8,9 @@
 //! * Added: the caller's identity, [`SUBJECT`], [`CLIENT_ID`], [`SCOPES`].
 //! * `Mcp-Session-Id`, `MCP-Protocol-Version`, `Last-Event-ID` and every other
 //!   end-to-end header pass both ways unchanged; bodies stream, never buffered.
+//!
+//! Authorization requests passing through to the authorization server (the
+//! single-host layout) get what known clients forget ([`authorization_defaults`]).
 
 use crate::config::Config;
 use crate::token::Principal;
@@ -45,6 +48,55 @@ pub fn target(cfg: &Config, path: &str, query: Option<&str>) -> String {
         Some(q) if !q.is_empty() => format!("{base}{path}?{q}"),
         _ => format!("{base}{path}"),
     }
+}
+
+/// Fill in what field clients leave out of an authorization request (RFC 6749 §4.1.1:
+/// a GET with `response_type` and `client_id`) on its way to the authorization server:
+/// * no `resource` (Claude.ai, SPEC): `resource=RESOURCE_URL` (RFC 8707), so the
+///   token is bound to this resource instead of coming back without an audience;
+/// * no or an empty `scope` (Claude Code, SPEC; oidc-provider refuses such requests):
+///   `REQUIRED_SCOPES`, else `SCOPES_SUPPORTED`, the scopes a challenge would name.
+///
+/// Returns the new query, or `None` when nothing is added (not an authorization
+/// request, or nothing missing). Parameters already present are never changed.
+pub fn authorization_defaults(cfg: &Config, query: &str) -> Option<String> {
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    let has = |k: &str| pairs.iter().any(|(n, v)| n == k && !v.trim().is_empty());
+    if !has("response_type") || !has("client_id") {
+        return None;
+    }
+    let mut extra = url::form_urlencoded::Serializer::new(String::new());
+    let mut added = false;
+    if !pairs.iter().any(|(n, _)| n == "resource") {
+        extra.append_pair("resource", &cfg.resource);
+        added = true;
+    }
+    let scopes = if cfg.required_scopes.is_empty() {
+        &cfg.scopes_supported
+    } else {
+        &cfg.required_scopes
+    };
+    if !has("scope") && !scopes.is_empty() {
+        extra.append_pair("scope", &scopes.join(" "));
+        added = true;
+    }
+    if !added {
+        return None;
+    }
+    // An empty `scope=` is replaced, not repeated.
+    let scope_given = has("scope");
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|p| !p.is_empty() && (scope_given || !p.starts_with("scope=")))
+        .collect();
+    let extra = extra.finish();
+    Some(if kept.is_empty() {
+        extra
+    } else {
+        format!("{}&{extra}", kept.join("&"))
+    })
 }
 
 /// Make a claim value safe for an HTTP header: visible ASCII and spaces pass, anything
@@ -122,6 +174,30 @@ mod tests {
                 (SCOPES, "a b".to_string())
             ]
         );
+    }
+
+    #[test]
+    fn authorization_requests_get_resource_and_scope_when_missing() {
+        let c = config();
+        let q = "response_type=code&client_id=abc&redirect_uri=http%3A%2F%2F127.0.0.1%2Fcb&state=s";
+        assert_eq!(
+            authorization_defaults(&c, q).unwrap(),
+            format!("{q}&resource=https%3A%2F%2Fmcp.example.com%2Fmcp&scope=mcp%3Atools")
+        );
+        // An empty scope counts as missing; present parameters are never touched.
+        let q2 = "scope=&response_type=code&client_id=abc&resource=https%3A%2F%2Fother";
+        assert_eq!(
+            authorization_defaults(&c, q2).unwrap(),
+            "response_type=code&client_id=abc&resource=https%3A%2F%2Fother&scope=mcp%3Atools"
+        );
+        let full = "response_type=code&client_id=abc&scope=x&resource=r";
+        assert_eq!(authorization_defaults(&c, full), None);
+        // Not an authorization request: untouched.
+        assert_eq!(
+            authorization_defaults(&c, "grant_type=x&client_id=abc"),
+            None
+        );
+        assert_eq!(authorization_defaults(&c, ""), None);
     }
 
     #[test]

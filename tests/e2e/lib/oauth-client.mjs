@@ -84,9 +84,10 @@ export class HeadlessProvider {
 }
 
 /** Connect the SDK client to `mcpUrl`, running the OAuth flow when challenged. */
-export async function connect(mcpUrl, provider, requestInit) {
+export async function connect(mcpUrl, provider, requestInit, fetchFn) {
+  const options = { authProvider: provider, requestInit, ...(fetchFn ? { fetch: fetchFn } : {}) };
   const attempt = async () => {
-    const transport = new StreamableHTTPClientTransport(new URL(mcpUrl), { authProvider: provider, requestInit });
+    const transport = new StreamableHTTPClientTransport(new URL(mcpUrl), options);
     const client = new Client({ name: "mcp-edge-auth-e2e", version: "1.0.0" });
     await client.connect(transport);
     return { client, transport };
@@ -97,7 +98,7 @@ export async function connect(mcpUrl, provider, requestInit) {
     if (!(e instanceof UnauthorizedError)) throw e;
   }
   // The failed attempt's transport holds the code verifier via the provider.
-  const transport = new StreamableHTTPClientTransport(new URL(mcpUrl), { authProvider: provider, requestInit });
+  const transport = new StreamableHTTPClientTransport(new URL(mcpUrl), options);
   await transport.finishAuth(provider.code);
   return attempt();
 }
