@@ -21,6 +21,7 @@
 //! | `RESOURCE_NAME`, `RESOURCE_DOCUMENTATION` | no | PRM `resource_name`, `resource_documentation` |
 //! | `REGISTRATION_PATH` | no | path of the worker's registration endpoint (default `/register`) |
 //! | `LOG_LEVEL` | no | `info` (a line per request, default), `warn` (refusals and failures), `off` |
+//! | `ORIGIN_TIMEOUT_SECONDS` | no | how long to wait for the origin's response headers (default 100, 1 to 600); then 504 |
 //! | `SCOPE_POLICY` | no | JSON: scopes per MCP method and tool/prompt/resource name (see [`crate::policy`]) |
 //! | `POLICY_MAX_BODY_BYTES` | no | largest POST body the policy inspects (default 1 MiB, at most 16 MiB); larger is 413 |
 
@@ -50,6 +51,7 @@ pub const BINDINGS: &[&str] = &[
     "LOG_LEVEL",
     "SCOPE_POLICY",
     "POLICY_MAX_BODY_BYTES",
+    "ORIGIN_TIMEOUT_SECONDS",
 ];
 
 /// Default and ceiling of `POLICY_MAX_BODY_BYTES`.
@@ -113,6 +115,8 @@ pub struct Config {
     /// `SCOPE_POLICY`: with one, MCP POST bodies are inspected and list answers filtered.
     pub policy: Option<Policy>,
     pub policy_max_body: usize,
+    /// Seconds to wait for the origin's response headers (streams may then run on).
+    pub origin_timeout: u32,
 }
 
 fn problem(binding: &str, problem: impl Into<String>) -> Error {
@@ -278,6 +282,19 @@ impl Config {
             },
         };
 
+        let origin_timeout = match get("ORIGIN_TIMEOUT_SECONDS") {
+            None => 100,
+            Some(v) => match v.parse::<u32>() {
+                Ok(n) if (1..=600).contains(&n) => n,
+                _ => {
+                    return Err(problem(
+                        "ORIGIN_TIMEOUT_SECONDS",
+                        format!("must be a whole number from 1 to 600, got {v:?}"),
+                    ))
+                }
+            },
+        };
+
         let mut allowed_origins = Vec::new();
         let mut any_origin = false;
         for o in words(get("ALLOWED_ORIGINS")) {
@@ -376,6 +393,7 @@ impl Config {
             log_level,
             policy,
             policy_max_body,
+            origin_timeout,
         })
     }
 
@@ -513,6 +531,7 @@ pub(crate) mod tests {
         assert!(!c.origin_allowed("https://evil.example"));
         assert_eq!(c.algorithms, DEFAULT_ALGORITHMS);
         assert_eq!(c.leeway, 60);
+        assert_eq!(c.origin_timeout, 100);
     }
 
     #[test]
@@ -546,6 +565,8 @@ pub(crate) mod tests {
             ("SCOPE_POLICY", "{\"default\": \"elsewhere\"}"),
             ("SCOPE_POLICY", "not json"),
             ("POLICY_MAX_BODY_BYTES", "0"),
+            ("ORIGIN_TIMEOUT_SECONDS", "0"),
+            ("ORIGIN_TIMEOUT_SECONDS", "forever"),
             ("POLICY_MAX_BODY_BYTES", "99999999999"),
         ];
         for (name, value) in cases {

@@ -33,6 +33,7 @@ let level = -1; // 0 off, 1 warn, 2 info; set by init() once per isolate
 let strip = new Set();
 let identityPrefix = "x-auth-";
 let policy = false;
+let originTimeoutMs = 100_000;
 
 function setup(env) {
   level = init(env);
@@ -40,6 +41,7 @@ function setup(env) {
   strip = new Set(s.strip);
   identityPrefix = s.prefix;
   policy = s.policy;
+  originTimeoutMs = s.originTimeoutMs;
 }
 
 // Body states, as Rust's glue reads them.
@@ -181,6 +183,14 @@ async function forward(request, d, body) {
     if (!strip.has(name) && !name.startsWith(identityPrefix)) headers.append(name, value);
   }
   for (const [name, value] of d.h) headers.set(name, value);
+  // The timeout covers the wait for the origin's response headers only: once they
+  // arrive the timer is cleared, so long streams run on.
+  const abort = new AbortController();
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    abort.abort();
+  }, originTimeoutMs);
   let response;
   try {
     response = await fetch(d.f, {
@@ -188,9 +198,12 @@ async function forward(request, d, body) {
       headers,
       body,
       redirect: "manual",
+      signal: abort.signal,
     });
   } catch (e) {
-    return reply(JSON.parse(origin_failure(request.method, request.url, String((e && e.message) || e))));
+    return reply(JSON.parse(origin_failure(request.method, request.url, String((e && e.message) || e), timedOut)));
+  } finally {
+    clearTimeout(timer);
   }
   if (d.t) response = await filtered(response, d.t);
   if (d.c.length) {

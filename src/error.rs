@@ -13,6 +13,7 @@
 //! | [`Error::UpstreamRejected`] | upstream 4xx | RFC 7591 body | none |
 //! | [`Error::Upstream`] | 502 | `server_error` | none |
 //! | [`Error::OriginUnreachable`] | 502 | JSON-RPC error | none |
+//! | [`Error::OriginTimeout`] | 504 | JSON-RPC error | none |
 //! | [`Error::JsonRpc`] | 400 | JSON-RPC error (-32700, -32600, -32602, -32020) | none |
 //! | [`Error::Config`] | 500 | names the binding | none |
 //!
@@ -111,6 +112,8 @@ pub enum Error {
     KeysUnavailable(String),
     /// The MCP origin could not be reached.
     OriginUnreachable(String),
+    /// The MCP origin sent no response headers within `ORIGIN_TIMEOUT_SECONDS`.
+    OriginTimeout(u32),
     /// A POST body the scope policy cannot read, or whose `Mcp-Method` / `Mcp-Name`
     /// headers disagree with it (R11): answered as a JSON-RPC error.
     JsonRpc {
@@ -141,6 +144,7 @@ impl fmt::Display for Error {
             Error::Upstream(d) => write!(f, "authorization server: {d}"),
             Error::KeysUnavailable(d) => write!(f, "signing keys unavailable: {d}"),
             Error::OriginUnreachable(d) => write!(f, "origin unreachable: {d}"),
+            Error::OriginTimeout(s) => write!(f, "origin sent no answer within {s} s"),
             Error::JsonRpc { code, message } => write!(f, "JSON-RPC {code}: {message}"),
         }
     }
@@ -200,9 +204,10 @@ impl Error {
     /// The OAuth / RFC 7591 error code, when the error has one.
     pub fn code(&self) -> &str {
         match self {
-            Error::Config { .. } | Error::Upstream(_) | Error::OriginUnreachable(_) => {
-                "server_error"
-            }
+            Error::Config { .. }
+            | Error::Upstream(_)
+            | Error::OriginUnreachable(_)
+            | Error::OriginTimeout(_) => "server_error",
             Error::KeysUnavailable(_) => "temporarily_unavailable",
             Error::MissingToken => "unauthorized",
             Error::InvalidToken(_) => "invalid_token",
@@ -232,6 +237,7 @@ impl Error {
             Error::PayloadTooLarge(_) => 413,
             Error::UpstreamRejected { status, .. } => *status,
             Error::Upstream(_) | Error::OriginUnreachable(_) => 502,
+            Error::OriginTimeout(_) => 504,
             Error::KeysUnavailable(_) => 503,
         }
     }
@@ -292,6 +298,10 @@ impl Error {
             Error::OriginUnreachable(d) => Reply::json(
                 status,
                 &json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32603, "message": format!("MCP origin unreachable: {d}")}}),
+            ),
+            Error::OriginTimeout(s) => Reply::json(
+                status,
+                &json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32603, "message": format!("MCP origin timeout: no answer within {s} s")}}),
             ),
             Error::JsonRpc { code, message } => Reply::json(
                 status,

@@ -15,7 +15,7 @@
 //!   exports cost more than the check itself, so the one await stays in JS.
 //! * [`respond`]: every other route (metadata, registration, pass-through, preflight,
 //!   404/405), built with `worker` types.
-//! * [`origin_failure`]: the answer when the origin cannot be reached.
+//! * [`origin_failure`]: the answer when the origin cannot be reached or is too slow.
 //! * [`filter_json`] and [`EdgeSseFilter`]: with a `SCOPE_POLICY`, list answers
 //!   rewritten for the token that asked ([`crate::jsonrpc`], [`crate::sse`]).
 
@@ -100,8 +100,9 @@ pub fn init(env: JsValue) -> u8 {
 /// forwarding, and whether a scope policy is set (then it reports `Last-Event-ID`).
 #[wasm_bindgen(js_name = edge_strip_headers)]
 pub fn strip_headers() -> String {
-    let policy = with_auth(|a| a.cfg.policy.is_some()).unwrap_or(false);
-    serde_json::json!({"strip": proxy::STRIP_REQUEST, "prefix": proxy::IDENTITY_PREFIX, "policy": policy})
+    let (policy, timeout) =
+        with_auth(|a| (a.cfg.policy.is_some(), a.cfg.origin_timeout)).unwrap_or((false, 100));
+    serde_json::json!({"strip": proxy::STRIP_REQUEST, "prefix": proxy::IDENTITY_PREFIX, "policy": policy, "originTimeoutMs": u64::from(timeout) * 1000})
         .to_string()
 }
 
@@ -364,16 +365,21 @@ pub async fn authorize(
         .unwrap_or_else(|e| config_failure(&e))
 }
 
-/// The answer when the origin could not be reached (502, JSON-RPC error body).
+/// The answer when the origin could not be reached (502) or sent no answer in time
+/// (504), with a JSON-RPC error body.
 #[wasm_bindgen(js_name = edge_origin_failure)]
-pub fn origin_failure(method: &str, url: &str, message: &str) -> String {
+pub fn origin_failure(method: &str, url: &str, message: &str, timed_out: bool) -> String {
     let path = split_url(url).map(|(p, _)| p).unwrap_or_default();
     let info = RequestInfo {
         method,
         path: &path,
         ..Default::default()
     };
-    let e = Error::OriginUnreachable(message.chars().take(200).collect());
+    let e = if timed_out {
+        Error::OriginTimeout(with_auth(|a| a.cfg.origin_timeout).unwrap_or_default())
+    } else {
+        Error::OriginUnreachable(message.chars().take(200).collect())
+    };
     with_auth(|a| {
         a.refuse(router::Route::Mcp, &info, &e)
             .to_wire(a.log_level())

@@ -1,6 +1,6 @@
 // Configuration and upstream failures, end to end in workerd: a missing binding,
 // an authorization server whose metadata names another issuer, a JWKS endpoint that
-// fails, and an origin that cannot be reached. The upstream here is a small server
+// fails, an origin that cannot be reached and one that never answers. The upstream here is a small server
 // in this test process, so each fault can be switched on and off.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -16,6 +16,9 @@ before(async () => {
   const publicJwks = rig.publicJwks(keys);
   const upPort = await rig.freePort();
   upstream = http.createServer((req, res) => {
+    // The origin: /origin/mcp/hang never answers; anything else is dropped unanswered.
+    if (req.url.startsWith("/origin/mcp/hang")) return;
+    if (req.url.startsWith("/origin/")) return req.socket.destroy();
     if (req.url === "/jwks") {
       jwksHits++;
       if (jwksFails) return res.writeHead(500).end("down");
@@ -33,14 +36,15 @@ before(async () => {
     res.writeHead(404).end();
   });
   await new Promise((r) => upstream.listen(upPort, "127.0.0.1", r));
-  const [wPort, bPort, deadPort] = [await rig.freePort(), await rig.freePort(), await rig.freePort()];
+  const [wPort, bPort] = [await rig.freePort(), await rig.freePort()];
   base = `http://127.0.0.1:${wPort}`;
   broken = `http://127.0.0.1:${bPort}`;
   await Promise.all([
     rig.startWorker({
       port: wPort,
       vars: {
-        ORIGIN_URL: `http://127.0.0.1:${deadPort}`,
+        ORIGIN_URL: `http://127.0.0.1:${upPort}/origin`,
+        ORIGIN_TIMEOUT_SECONDS: "2",
         RESOURCE_URL: `${base}/mcp`,
         ISSUER: `http://127.0.0.1:${upPort}/issuer`,
         JWKS_URL: `http://127.0.0.1:${upPort}/jwks`,
@@ -97,6 +101,22 @@ test("an unreachable origin gives 502 with a JSON-RPC error", async () => {
   assert.equal(body.jsonrpc, "2.0");
   assert.equal(body.error.code, -32603);
   assert.match(body.error.message, /origin unreachable/);
+});
+
+test("an origin that never answers gives 504 after ORIGIN_TIMEOUT_SECONDS, not a hang", async () => {
+  const t = await token();
+  const started = Date.now();
+  const res = await fetch(`${base}/mcp/hang`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${t}`, "content-type": "application/json" },
+    body: "{}",
+    signal: AbortSignal.timeout(30_000),
+  });
+  const body = await res.json();
+  assert.equal(res.status, 504, JSON.stringify(body));
+  assert.equal(body.error.code, -32603);
+  assert.match(body.error.message, /no answer within 2 s/);
+  assert.ok(Date.now() - started >= 1900, "not before the timeout");
 });
 
 test("metadata naming another issuer is a configuration error that says so", async () => {
