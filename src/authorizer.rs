@@ -35,6 +35,7 @@ use crate::router::{self, Route};
 use crate::token::{self, Claims, Principal};
 use jsonwebtoken::Algorithm;
 use serde_json::json;
+use std::borrow::Cow;
 
 /// How many validated tokens one isolate keeps.
 pub const TOKEN_CACHE_CAPACITY: usize = 4096;
@@ -346,7 +347,10 @@ impl Authorizer {
         let (needed, filter) = self.needs(req, p)?;
         let missing = token::missing_scopes(p, &needed);
         if !missing.is_empty() {
-            return Err(Error::InsufficientScope { needed, missing });
+            return Err(Error::InsufficientScope {
+                needed: needed.into_owned(),
+                missing,
+            });
         }
         let mut log = log_line(Route::Mcp, req, "allow", 0);
         log.subject = p.subject.clone();
@@ -366,10 +370,11 @@ impl Authorizer {
         &self,
         req: &RequestInfo<'_>,
         p: &Principal,
-    ) -> Result<(Vec<String>, Option<FilterSpec>), Error> {
-        let mut needed = self.cfg.required_scopes.clone();
+    ) -> Result<(Cow<'_, [String]>, Option<FilterSpec>), Error> {
+        // Without a policy (or for GET and DELETE) nothing is copied on the hot path.
+        let required = Cow::Borrowed(self.cfg.required_scopes.as_slice());
         let Some(policy) = &self.cfg.policy else {
-            return Ok((needed, None));
+            return Ok((required, None));
         };
         if req.method == "GET" && req.resuming {
             let spec = FilterSpec {
@@ -377,11 +382,12 @@ impl Authorizer {
                 granted: p.scopes.clone(),
                 ..Default::default()
             };
-            return Ok((needed, Some(spec)));
+            return Ok((required, Some(spec)));
         }
         if req.method != "POST" {
-            return Ok((needed, None));
+            return Ok((required, None));
         }
+        let mut needed = required.into_owned();
         let text = match req.body {
             Body::Text(t) => t,
             Body::TooLarge => return Err(Error::PayloadTooLarge(self.cfg.policy_max_body)),
@@ -403,7 +409,7 @@ impl Authorizer {
                 }
             }
         }
-        Ok((needed, FilterSpec::for_body(&body, &p.scopes)))
+        Ok((Cow::Owned(needed), FilterSpec::for_body(&body, &p.scopes)))
     }
 
     /// The JWKS URL: `JWKS_URL`, else the discovered `jwks_uri`. `None` means
