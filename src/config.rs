@@ -153,6 +153,32 @@ fn http_url(binding: &str, value: &str) -> Result<Url, Error> {
     Ok(url)
 }
 
+/// A whole-number binding within `range`, or `default` when unset.
+fn number<T>(
+    value: Option<String>,
+    binding: &str,
+    default: T,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<T, Error>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display,
+{
+    let Some(v) = value else {
+        return Ok(default);
+    };
+    match v.parse::<T>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(problem(
+            binding,
+            format!(
+                "must be a whole number from {} to {}, got {v:?}",
+                range.start(),
+                range.end()
+            ),
+        )),
+    }
+}
+
 /// The origin (`scheme://host[:port]`) of a URL, as browsers serialise it.
 pub fn origin_of(url: &Url) -> String {
     url.origin().ascii_serialization()
@@ -267,33 +293,19 @@ impl Config {
                 }
             }
         }
-        let policy_max_body = match get("POLICY_MAX_BODY_BYTES") {
-            None => DEFAULT_POLICY_MAX_BODY,
-            Some(v) => match v.parse::<usize>() {
-                Ok(n) if (1..=MAX_POLICY_MAX_BODY).contains(&n) => n,
-                _ => {
-                    return Err(problem(
-                        "POLICY_MAX_BODY_BYTES",
-                        format!(
-                            "must be a whole number from 1 to {MAX_POLICY_MAX_BODY}, got {v:?}"
-                        ),
-                    ))
-                }
-            },
-        };
+        let policy_max_body: usize = number(
+            get("POLICY_MAX_BODY_BYTES"),
+            "POLICY_MAX_BODY_BYTES",
+            DEFAULT_POLICY_MAX_BODY,
+            1..=MAX_POLICY_MAX_BODY,
+        )?;
 
-        let origin_timeout = match get("ORIGIN_TIMEOUT_SECONDS") {
-            None => 100,
-            Some(v) => match v.parse::<u32>() {
-                Ok(n) if (1..=600).contains(&n) => n,
-                _ => {
-                    return Err(problem(
-                        "ORIGIN_TIMEOUT_SECONDS",
-                        format!("must be a whole number from 1 to 600, got {v:?}"),
-                    ))
-                }
-            },
-        };
+        let origin_timeout: u32 = number(
+            get("ORIGIN_TIMEOUT_SECONDS"),
+            "ORIGIN_TIMEOUT_SECONDS",
+            100,
+            1..=600,
+        )?;
 
         let mut allowed_origins = Vec::new();
         let mut any_origin = false;
@@ -335,18 +347,12 @@ impl Config {
             }
         };
 
-        let leeway = match get("CLOCK_LEEWAY_SECONDS") {
-            None => 60,
-            Some(v) => match v.parse::<i64>() {
-                Ok(n) if (0..=300).contains(&n) => n,
-                _ => {
-                    return Err(problem(
-                        "CLOCK_LEEWAY_SECONDS",
-                        format!("must be a whole number from 0 to 300, got {v:?}"),
-                    ))
-                }
-            },
-        };
+        let leeway: i64 = number(
+            get("CLOCK_LEEWAY_SECONDS"),
+            "CLOCK_LEEWAY_SECONDS",
+            60,
+            0..=300,
+        )?;
 
         let registration_path = get("REGISTRATION_PATH").unwrap_or_else(|| "/register".into());
         if !registration_path.starts_with('/') || path_matches(&registration_path, &protected_path)
