@@ -5,6 +5,8 @@
 #   - wasm-bindgen-cli at exactly the wasm-bindgen version in Cargo.lock (crates.io)
 #   - the pinned JS tooling in package-lock.json (npm): wrangler/workerd, binaryen's
 #     wasm-opt, and the real peers the end-to-end suite drives
+#   - the official MCP Python SDK, pinned in tests/e2e/python/requirements.txt (PyPI),
+#     in .venv, for the Python client in the end-to-end suite
 # worker-build is not used: it downloads wasm-bindgen, wasm-opt and esbuild from the
 # web at run time; scripts/build.sh does the same three steps with these tools.
 set -euo pipefail
@@ -39,4 +41,14 @@ stamp=node_modules/.package-lock.json
 if [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ] || [ package.json -nt "$stamp" ]; then
   echo "setup: installing the pinned JS tooling (npm ci)"
   npm ci --no-audit --no-fund --loglevel=error
+fi
+
+venv=.venv
+reqs=tests/e2e/python/requirements.txt
+if [ ! -f "$venv/.installed" ] || [ "$reqs" -nt "$venv/.installed" ]; then
+  need python3 "install Python 3.10 or later with venv"
+  echo "setup: installing the MCP Python SDK into $venv (pip)"
+  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$reqs"
+  touch "$venv/.installed"
 fi

@@ -2,9 +2,11 @@
 // wrangler dev), with real peers: oidc-provider as the authorization server behind
 // the worker's AS_PASSTHROUGH (single-host layout, issuer with a path), the
 // reference MCP server (@modelcontextprotocol/server-everything) as the origin, and
-// the official TypeScript SDK client.
+// the official TypeScript and Python SDK clients.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import path from "node:path";
 import * as rig from "./lib/rig.mjs";
 import { HeadlessProvider, connect } from "./lib/oauth-client.mjs";
 
@@ -87,4 +89,23 @@ test("a client that sends neither scope nor resource still gets a token bound to
   const result = await client.callTool({ name: "echo", arguments: { message: "forgetful" } });
   assert.match(result.content[0].text, /forgetful/);
   await client.close();
+});
+
+test("the Python SDK client completes the OAuth flow through the worker (issuer and RFC 9207 iss checked) and calls a tool", async () => {
+  const python = path.join(rig.root, ".venv/bin/python");
+  const script = path.join(rig.root, "tests/e2e/python/oauth_client.py");
+  const out = await new Promise((resolve, reject) =>
+    execFile(python, [script, `${base}/mcp`], { timeout: 120_000 }, (err, stdout, stderr) =>
+      err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout),
+    ),
+  );
+  const r = JSON.parse(out.trim().split("\n").pop());
+  assert.ok(r.tools.includes("echo"), "tools/list reached server-everything");
+  assert.match(r.echo, /from python/);
+  assert.equal(r.iss, `${base}/oidc`, "the authorization response carried iss, which the SDK checked");
+  const auth = new URL(r.authorize);
+  assert.equal(auth.origin + auth.pathname, `${base}/oidc/auth`);
+  assert.equal(auth.searchParams.get("resource"), `${base}/mcp`);
+  assert.equal(auth.searchParams.get("code_challenge_method"), "S256");
+  assert.ok(r.client_id, "registered through the worker");
 });

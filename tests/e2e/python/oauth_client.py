@@ -1,0 +1,108 @@
+"""The official MCP Python SDK client, driven headlessly through the whole OAuth flow.
+
+Usage: oauth_client.py MCP_URL [REDIRECT_URI]
+
+The SDK's OAuthClientProvider discovers, registers and authorizes; its redirect
+handler here follows the authorization server's redirects (no automatic following,
+a cookie jar) up to the redirect URI and hands the code, state and RFC 9207 `iss`
+to the callback handler, which the SDK checks against the authorization server's
+metadata. Then the client lists the tools and calls `echo`. Prints one JSON line:
+{"tools": [...], "echo": "...", "iss": "...", "scope": "...", "authorize": "<url>"}.
+"""
+
+import asyncio
+import json
+import sys
+from urllib.parse import parse_qs, urljoin, urlparse
+
+import httpx2
+from mcp import ClientSession
+from mcp.client.auth import OAuthClientProvider
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
+
+
+class MemoryStorage:
+    def __init__(self) -> None:
+        self.tokens: OAuthToken | None = None
+        self.client: OAuthClientInformationFull | None = None
+
+    async def get_tokens(self) -> OAuthToken | None:
+        return self.tokens
+
+    async def set_tokens(self, tokens: OAuthToken) -> None:
+        self.tokens = tokens
+
+    async def get_client_info(self) -> OAuthClientInformationFull | None:
+        return self.client
+
+    async def set_client_info(self, client_info: OAuthClientInformationFull) -> None:
+        self.client = client_info
+
+
+async def main(url: str, redirect_uri: str) -> None:
+    seen: dict[str, str] = {}
+    result: dict[str, AuthorizationCodeResult] = {}
+
+    async def redirect_handler(authorization_url: str) -> None:
+        seen["authorize"] = authorization_url
+        async with httpx2.AsyncClient(follow_redirects=False) as browser:
+            nxt = authorization_url
+            for _ in range(20):
+                response = await browser.get(nxt)
+                location = response.headers.get("location")
+                if not location:
+                    raise RuntimeError(f"authorization stopped at {response.status_code} {nxt}")
+                target = urljoin(nxt, location)
+                if target.startswith(redirect_uri):
+                    query = {k: v[0] for k, v in parse_qs(urlparse(target).query).items()}
+                    if "error" in query:
+                        raise RuntimeError(f"authorization error: {query}")
+                    result["code"] = AuthorizationCodeResult(
+                        code=query["code"], state=query.get("state"), iss=query.get("iss")
+                    )
+                    return
+                nxt = target
+        raise RuntimeError("too many redirects")
+
+    async def callback_handler() -> AuthorizationCodeResult:
+        return result["code"]
+
+    storage = MemoryStorage()
+    provider = OAuthClientProvider(
+        server_url=url,
+        client_metadata=OAuthClientMetadata(
+            client_name="python-sdk-e2e",
+            redirect_uris=[redirect_uri],
+            grant_types=["authorization_code", "refresh_token"],
+            response_types=["code"],
+            token_endpoint_auth_method="none",
+        ),
+        storage=storage,
+        redirect_handler=redirect_handler,
+        callback_handler=callback_handler,
+    )
+    async with create_mcp_http_client(auth=provider) as http:
+        async with streamable_http_client(url, http_client=http) as streams:
+            read, write = streams[0], streams[1]
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                tools = await session.list_tools()
+                called = await session.call_tool("echo", {"message": "from python"})
+    print(
+        json.dumps(
+            {
+                "tools": [t.name for t in tools.tools],
+                "echo": called.content[0].text,
+                "iss": result["code"].iss,
+                "scope": storage.tokens.scope if storage.tokens else None,
+                "authorize": seen.get("authorize"),
+                "client_id": storage.client.client_id if storage.client else None,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "http://127.0.0.1:9/python-callback"))
