@@ -5,8 +5,6 @@
 // the official TypeScript and Python SDK clients.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
-import path from "node:path";
 import * as rig from "./lib/rig.mjs";
 import { HeadlessProvider, connect } from "./lib/oauth-client.mjs";
 
@@ -92,14 +90,7 @@ test("a client that sends neither scope nor resource still gets a token bound to
 });
 
 test("the Python SDK client completes the OAuth flow through the worker (issuer and RFC 9207 iss checked) and calls a tool", async () => {
-  const python = path.join(rig.root, ".venv/bin/python");
-  const script = path.join(rig.root, "tests/e2e/python/oauth_client.py");
-  const out = await new Promise((resolve, reject) =>
-    execFile(python, [script, `${base}/mcp`], { timeout: 120_000 }, (err, stdout, stderr) =>
-      err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout),
-    ),
-  );
-  const r = JSON.parse(out.trim().split("\n").pop());
+  const r = await rig.runPythonClient(`${base}/mcp`);
   assert.ok(r.tools.includes("echo"), "tools/list reached server-everything");
   assert.match(r.echo, /from python/);
   assert.equal(r.iss, `${base}/oidc`, "the authorization response carried iss, which the SDK checked");

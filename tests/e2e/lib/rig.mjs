@@ -1,6 +1,6 @@
 // The end-to-end rig: starts real peers and the real worker (wrangler dev, running the
 // wasm build in workerd) on loopback ports of their own, and stops them.
-import { spawn, execFileSync } from "node:child_process";
+import { spawn, execFile, execFileSync } from "node:child_process";
 import net from "node:net";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
@@ -96,7 +96,7 @@ export function publicJwks(keys) {
   return { keys: keys.keys.map(({ d, p, q, dp, dq, qi, ...pub }) => pub) };
 }
 
-export async function startAuthorizationServer({ port, issuer, keys, tokenAlg = "RS256", ttl = 3600, scopes }) {
+export async function startAuthorizationServer({ port, issuer, keys, tokenAlg = "RS256", ttl = 3600, scopes, encKey = false }) {
   const proc = start("authorization-server", process.execPath, ["tests/e2e/peers/authorization-server.mjs"], {
     AS_PORT: String(port),
     AS_ISSUER: issuer,
@@ -104,6 +104,7 @@ export async function startAuthorizationServer({ port, issuer, keys, tokenAlg = 
     AS_TOKEN_ALG: tokenAlg,
     AS_TOKEN_TTL: String(ttl),
     ...(scopes ? { AS_SCOPES: scopes } : {}),
+    ...(encKey ? { AS_ENC_KEY: "1" } : {}),
   });
   const mount = new URL(issuer).pathname.replace(/\/$/, "");
   await waitFor(`http://127.0.0.1:${port}${mount}/.well-known/openid-configuration`, proc);
@@ -173,4 +174,16 @@ export async function startWorker({ port, vars, env }) {
 export async function signToken(keys, alg, claims, header = {}) {
   const { key, kid } = keys.private[alg];
   return new jose.SignJWT(claims).setProtectedHeader({ alg, kid, typ: "at+jwt", ...header }).sign(key);
+}
+
+/** Run the official Python SDK client (tests/e2e/python/oauth_client.py) against
+ * `mcpUrl`; resolves with its one-line JSON report. */
+export function runPythonClient(mcpUrl, clientName = "python-sdk-e2e") {
+  const python = path.join(root, ".venv/bin/python");
+  const script = path.join(root, "tests/e2e/python/oauth_client.py");
+  return new Promise((resolve, reject) =>
+    execFile(python, [script, mcpUrl, "http://127.0.0.1:9/python-callback", clientName], { timeout: 120_000 }, (err, stdout, stderr) =>
+      err ? reject(new Error(`${err.message}\n${stderr.slice(-2000)}`)) : resolve(JSON.parse(stdout.trim().split("\n").pop())),
+    ),
+  );
 }

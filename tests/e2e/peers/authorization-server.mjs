@@ -11,17 +11,71 @@
 //   AS_TOKEN_ALG signing algorithm of access tokens (RS256 default)
 //   AS_TOKEN_TTL access-token lifetime in seconds (3600 default)
 //   AS_SCOPES    resource scopes on offer (default "mcp:tools mcp:admin")
+//   AS_ENC_KEY   "1": also publish an encryption key (use "enc") in the JWKS, as Keycloak does
+//
+// Token shapes: a client whose client_name holds "shape=<rfc9068|hydra|keycloak|auth0>"
+// gets access tokens reshaped like that server's (SPEC "Authorization-server shapes"),
+// signed with "alg=<RS256|ES256|EdDSA>" if named, and with "break" one thing that
+// server gets wrong in the field (the negative twin). Tokens are still minted and
+// signed by oidc-provider; only the header and claims are rearranged.
 import http from "node:http";
-import { randomBytes } from "node:crypto";
+import { randomBytes, generateKeyPairSync } from "node:crypto";
 import Provider from "oidc-provider";
 
 const port = Number(process.env.AS_PORT);
 const issuer = process.env.AS_ISSUER;
 const jwks = JSON.parse(process.env.AS_KEYS);
+// Keycloak publishes encryption keys next to its signature keys. oidc-provider will
+// not hold a key it has no use for, so the published set is served here instead.
+let publishedJwks;
+if (process.env.AS_ENC_KEY === "1") {
+  const { publicKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
+  const pub = ({ d, p, q, dp, dq, qi, ...rest }) => rest;
+  publishedJwks = JSON.stringify({
+    keys: [{ ...publicKey.export({ format: "jwk" }), kid: "enc1", use: "enc", alg: "RSA-OAEP" }, ...jwks.keys.map(pub)],
+  });
+}
 const tokenAlg = process.env.AS_TOKEN_ALG || "RS256";
 const ttl = Number(process.env.AS_TOKEN_TTL || 3600);
 const resourceScopes = process.env.AS_SCOPES || "mcp:tools mcp:admin";
 const mount = new URL(issuer).pathname.replace(/\/$/, "");
+
+// "shape=hydra alg=ES256 break" in a client's name: how its tokens look.
+function shapeOf(client) {
+  const name = client?.clientName || "";
+  return {
+    shape: /shape=(\w+)/.exec(name)?.[1],
+    alg: /alg=(\w+)/.exec(name)?.[1],
+    broken: /\bbreak\b/.test(name),
+  };
+}
+
+function reshape({ shape, broken }, jwt) {
+  const p = jwt.payload;
+  const resource = Array.isArray(p.aud) ? p.aud[0] : p.aud;
+  if (shape === "rfc9068") {
+    if (broken) p.aud = "https://another-resource.example/mcp";
+  } else if (shape === "hydra") {
+    jwt.header = { ...jwt.header, typ: "JWT" };
+    p.aud = broken ? [] : [resource];
+    p.scp = String(p.scope || "").split(" ").filter(Boolean);
+    delete p.scope;
+    p.ext = {};
+    p.nbf = p.iat;
+  } else if (shape === "keycloak") {
+    jwt.header = { ...jwt.header, typ: "JWT" };
+    p.typ = "Bearer";
+    p.azp = p.client_id;
+    delete p.client_id;
+    p.aud = broken ? "account" : ["account", resource];
+  } else if (shape === "auth0") {
+    jwt.header = { ...jwt.header, typ: "JWT" };
+    p.aud = [resource, `${issuer}userinfo`];
+    p.azp = p.client_id;
+    delete p.client_id;
+    if (broken) p.iss = issuer.replace(/\/$/, "");
+  }
+}
 
 const provider = new Provider(issuer, {
   jwks,
@@ -43,15 +97,24 @@ const provider = new Provider(issuer, {
       enabled: true,
       defaultResource: () => undefined,
       useGrantedResource: () => true,
-      getResourceServerInfo: () => ({
+      getResourceServerInfo: (ctx, resource, client) => ({
         scope: resourceScopes,
         accessTokenFormat: "jwt",
         accessTokenTTL: ttl,
-        jwt: { sign: { alg: tokenAlg } },
+        jwt: { sign: { alg: shapeOf(client).alg || tokenAlg } },
       }),
     },
   },
   ttl: { AccessToken: ttl, ClientCredentials: ttl },
+  formats: {
+    customizers: {
+      jwt: async (ctx, token, jwt) => {
+        const client = await provider.Client.find(token.clientId);
+        const s = shapeOf(client);
+        if (s.shape) reshape(s, jwt);
+      },
+    },
+  },
   issueRefreshToken: async (ctx, client) => client.grantTypeAllowed("refresh_token"),
   interactions: { url: (ctx, interaction) => `${mount}/interaction/${interaction.uid}` },
   findAccount: async (ctx, sub) => ({ accountId: sub, claims: async () => ({ sub }) }),
@@ -87,6 +150,10 @@ const server = http.createServer(async (req, res) => {
       // consent: grant what was asked, as loadExistingGrant would
       const grant = await grantFor(details.params.client_id, details.session.accountId, details.params);
       await provider.interactionFinished(req, res, { consent: { grantId: grant.jti } }, { mergeWithLastSubmission: true });
+      return;
+    }
+    if (publishedJwks && req.url === `${mount}/jwks`) {
+      res.writeHead(200, { "content-type": "application/jwk-set+json" }).end(publishedJwks);
       return;
     }
     if (mount && req.url.startsWith(`${mount}/`)) {

@@ -1,6 +1,6 @@
 """The official MCP Python SDK client, driven headlessly through the whole OAuth flow.
 
-Usage: oauth_client.py MCP_URL [REDIRECT_URI]
+Usage: oauth_client.py MCP_URL [REDIRECT_URI] [CLIENT_NAME]
 
 The SDK's OAuthClientProvider discovers, registers and authorizes; its redirect
 handler here follows the authorization server's redirects (no automatic following,
@@ -41,7 +41,7 @@ class MemoryStorage:
         self.client = client_info
 
 
-async def main(url: str, redirect_uri: str) -> None:
+async def main(url: str, redirect_uri: str, client_name: str) -> None:
     seen: dict[str, str] = {}
     result: dict[str, AuthorizationCodeResult] = {}
 
@@ -73,7 +73,7 @@ async def main(url: str, redirect_uri: str) -> None:
     provider = OAuthClientProvider(
         server_url=url,
         client_metadata=OAuthClientMetadata(
-            client_name="python-sdk-e2e",
+            client_name=client_name,
             redirect_uris=[redirect_uri],
             grant_types=["authorization_code", "refresh_token"],
             response_types=["code"],
@@ -105,4 +105,5 @@ async def main(url: str, redirect_uri: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "http://127.0.0.1:9/python-callback"))
+    args = sys.argv[1:] + [None, None]
+    asyncio.run(main(args[0], args[1] or "http://127.0.0.1:9/python-callback", args[2] or "python-sdk-e2e"))
