@@ -45,6 +45,7 @@ const echo = async (client, message) =>
 test("token refresh: an access token expires mid-session; the SDK client refreshes on the 401 and carries on", async () => {
   const provider = new HeadlessProvider({ clientName: "refresher" });
   const { client } = await connect(`${base}/mcp`, provider);
+  assert.ok((await client.listTools()).tools.some((t) => t.name === "echo"));
   assert.match(await echo(client, "before"), /before/);
   const first = provider.tokens();
   assert.ok(first.refresh_token, "oidc-provider issued a refresh token");
@@ -81,6 +82,7 @@ test("a machine client registers through the worker and uses client_credentials"
   const transport = new StreamableHTTPClientTransport(new URL(`${base}/mcp`), { authProvider: provider });
   const client = new Client({ name: "machine", version: "1.0.0" });
   await client.connect(transport);
+  assert.ok((await client.listTools()).tools.some((t) => t.name === "echo"));
   assert.match(await echo(client, "no user"), /no user/);
   const claims = claimsOf(provider.tokens().access_token);
   assert.equal(claims.aud, `${base}/mcp`);
@@ -132,6 +134,7 @@ test("a 2025-03-26-era client: metadata at the host's root, no PRM, no resource"
   });
   const client = new Client({ name: "legacy", version: "1.0.0" });
   await client.connect(transport);
+  assert.ok((await client.listTools()).tools.some((t) => t.name === "echo"));
   assert.match(await echo(client, "legacy"), /legacy/);
   await client.close();
 });

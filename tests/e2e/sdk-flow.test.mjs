@@ -54,40 +54,45 @@ test("the TypeScript SDK client completes the OAuth flow through the worker and 
 
 // Field clients (SPEC): Claude Code sometimes sends no `scope` on authorize, Claude.ai
 // no `resource` (so tokens would come back without the audience). The worker fills
-// both in on the authorization request it passes through.
+// in what is missing on the authorization request it passes through.
 class ForgetfulProvider extends HeadlessProvider {
+  constructor(forget, opts) {
+    super(opts);
+    this.forget = forget;
+  }
   async redirectToAuthorization(url) {
     const forgetful = new URL(url);
-    forgetful.searchParams.delete("scope");
-    forgetful.searchParams.delete("resource");
+    for (const p of this.forget) forgetful.searchParams.delete(p);
     return super.redirectToAuthorization(forgetful);
   }
 }
 
-test("a client that sends neither scope nor resource still gets a token bound to the resource", async () => {
-  const provider = new ForgetfulProvider({ clientName: "forgetful" });
-  // Nor `resource` on the token request.
-  const tokenRequests = [];
-  const forgetfulFetch = async (input, init) => {
-    const url = String(input instanceof Request ? input.url : input);
-    if (url.endsWith("/oidc/token") && init?.body instanceof URLSearchParams) {
-      init.body.delete("resource");
-      tokenRequests.push(init.body.toString());
-    }
-    return fetch(input, init);
-  };
-  const { client } = await connect(`${base}/mcp`, provider, undefined, forgetfulFetch);
-  const sent = provider.authorizations[0];
-  assert.equal(sent.searchParams.get("scope"), null, "the client sent no scope");
-  assert.equal(sent.searchParams.get("resource"), null, "the client sent no resource");
-  assert.ok(tokenRequests.length >= 1 && tokenRequests.every((b) => !b.includes("resource=")));
-  const claims = JSON.parse(Buffer.from(provider.tokens().access_token.split(".")[1], "base64url"));
-  assert.equal(claims.aud, `${base}/mcp`, "the worker added resource: the token carries the audience");
-  assert.equal(claims.scope, "mcp:tools", "the worker added REQUIRED_SCOPES as the scope");
-  const result = await client.callTool({ name: "echo", arguments: { message: "forgetful" } });
-  assert.match(result.content[0].text, /forgetful/);
-  await client.close();
-});
+for (const forget of [["scope"], ["resource"], ["scope", "resource"]]) {
+  test(`a client that never sends ${forget.join(" or ")} still gets a token bound to the resource, with scope`, async () => {
+    const provider = new ForgetfulProvider(forget, { clientName: `forgetful-${forget.join("-")}` });
+    // Nor `resource` on the token request, when it forgets it.
+    const tokenRequests = [];
+    const forgetfulFetch = async (input, init) => {
+      const url = String(input instanceof Request ? input.url : input);
+      if (url.endsWith("/oidc/token") && init?.body instanceof URLSearchParams) {
+        if (forget.includes("resource")) init.body.delete("resource");
+        tokenRequests.push(init.body.toString());
+      }
+      return fetch(input, init);
+    };
+    const { client } = await connect(`${base}/mcp`, provider, undefined, forgetfulFetch);
+    const sent = provider.authorizations[0];
+    for (const p of forget) assert.equal(sent.searchParams.get(p), null, `the client sent no ${p}`);
+    if (forget.includes("resource")) assert.ok(tokenRequests.length >= 1 && tokenRequests.every((b) => !b.includes("resource=")));
+    const claims = JSON.parse(Buffer.from(provider.tokens().access_token.split(".")[1], "base64url"));
+    assert.equal(claims.aud, `${base}/mcp`, "the token carries the resource as its audience");
+    assert.equal(claims.scope, "mcp:tools", "REQUIRED_SCOPES when the client named none");
+    assert.ok((await client.listTools()).tools.some((t) => t.name === "echo"));
+    const result = await client.callTool({ name: "echo", arguments: { message: "forgetful" } });
+    assert.match(result.content[0].text, /forgetful/);
+    await client.close();
+  });
+}
 
 test("the Python SDK client completes the OAuth flow through the worker (issuer and RFC 9207 iss checked) and calls a tool", async () => {
   const r = await rig.runPythonClient(`${base}/mcp`);
