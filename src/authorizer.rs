@@ -227,6 +227,9 @@ impl Authorizer {
             return Err(bad_signature());
         }
         let jwt = token::parse(token, &self.cfg.algorithms)?;
+        if let Some(t) = &self.cfg.token_typ {
+            token::check_typ(jwt.header.typ.as_deref(), t)?;
+        }
         if self.keys_due(now) {
             return self.need_keys(now);
         }

@@ -21,6 +21,7 @@
 //! | `RESOURCE_NAME`, `RESOURCE_DOCUMENTATION` | no | PRM `resource_name`, `resource_documentation` |
 //! | `REGISTRATION_PATH` | no | path of the worker's registration endpoint (default `/register`) |
 //! | `LOG_LEVEL` | no | `info` (a line per request, default), `warn` (refusals and failures), `off` |
+//! | `TOKEN_TYP` | no | required JWT header `typ` (e.g. `at+jwt`, RFC 9068); unset: any |
 //! | `ORIGIN_TIMEOUT_SECONDS` | no | how long to wait for the origin's response headers (default 100, 1 to 600); then 504 |
 //! | `SCOPE_POLICY` | no | JSON: scopes per MCP method and tool/prompt/resource name (see [`crate::policy`]) |
 //! | `POLICY_MAX_BODY_BYTES` | no | largest POST body the policy inspects (default 1 MiB, at most 16 MiB); larger is 413 |
@@ -52,6 +53,7 @@ pub const BINDINGS: &[&str] = &[
     "SCOPE_POLICY",
     "POLICY_MAX_BODY_BYTES",
     "ORIGIN_TIMEOUT_SECONDS",
+    "TOKEN_TYP",
 ];
 
 /// Default and ceiling of `POLICY_MAX_BODY_BYTES`.
@@ -117,6 +119,8 @@ pub struct Config {
     pub policy_max_body: usize,
     /// Seconds to wait for the origin's response headers (streams may then run on).
     pub origin_timeout: u32,
+    /// `TOKEN_TYP`: the header `typ` every token must carry.
+    pub token_typ: Option<String>,
 }
 
 fn problem(binding: &str, problem: impl Into<String>) -> Error {
@@ -307,6 +311,19 @@ impl Config {
             1..=600,
         )?;
 
+        let token_typ = get("TOKEN_TYP");
+        if let Some(t) = &token_typ {
+            if !t
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+-./".contains(&b))
+            {
+                return Err(problem(
+                    "TOKEN_TYP",
+                    format!("{t:?} is not a media type like at+jwt"),
+                ));
+            }
+        }
+
         let mut allowed_origins = Vec::new();
         let mut any_origin = false;
         for o in words(get("ALLOWED_ORIGINS")) {
@@ -400,6 +417,7 @@ impl Config {
             policy,
             policy_max_body,
             origin_timeout,
+            token_typ,
         })
     }
 
@@ -573,6 +591,7 @@ pub(crate) mod tests {
             ("POLICY_MAX_BODY_BYTES", "0"),
             ("ORIGIN_TIMEOUT_SECONDS", "0"),
             ("ORIGIN_TIMEOUT_SECONDS", "forever"),
+            ("TOKEN_TYP", "at jwt"),
             ("POLICY_MAX_BODY_BYTES", "99999999999"),
         ];
         for (name, value) in cases {

@@ -192,6 +192,26 @@ pub fn parse<'a>(token: &'a str, algorithms: &[Algorithm]) -> Result<Jwt<'a>, Er
     })
 }
 
+/// A media type as JWT `typ` carries it, compared case-insensitively and without the
+/// optional `application/` prefix (RFC 7515 §4.1.9, RFC 9068 §2.1).
+fn media_type(t: &str) -> String {
+    let t = t.trim().to_ascii_lowercase();
+    t.strip_prefix("application/")
+        .map(str::to_string)
+        .unwrap_or(t)
+}
+
+/// With `TOKEN_TYP` set (e.g. `at+jwt`), the header's `typ` must name that type, so
+/// an ID token or another JWT from the same issuer is not taken for an access token.
+pub fn check_typ(typ: Option<&str>, required: &str) -> Result<(), Error> {
+    match typ {
+        Some(t) if media_type(t) == media_type(required) => Ok(()),
+        _ => Err(Error::InvalidToken(format!(
+            "the token's typ is not {required} (TOKEN_TYP); is it an access token?"
+        ))),
+    }
+}
+
 /// Describe a header or claims set that does not parse, without quoting any of its
 /// content (serde's messages quote values, and those come from the token).
 fn shape_error(what: &str, e: &serde_json::Error) -> Error {
@@ -342,6 +362,14 @@ mod tests {
 
     fn claims(v: serde_json::Value) -> Claims {
         serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn typ_is_compared_as_a_media_type() {
+        assert!(check_typ(Some("at+jwt"), "at+jwt").is_ok());
+        assert!(check_typ(Some("application/AT+JWT"), "at+jwt").is_ok());
+        assert!(check_typ(Some("JWT"), "at+jwt").is_err());
+        assert!(check_typ(None, "at+jwt").is_err());
     }
 
     #[test]

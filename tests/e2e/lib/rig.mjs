@@ -76,17 +76,21 @@ export async function stopAll() {
 }
 
 /** Signing keys for the authorization server: RSA, P-256 and Ed25519, private JWKs. */
-export async function makeKeys() {
-  const out = { keys: [], private: {} };
-  for (const [kid, alg, opts] of [
+export async function makeKeys({ secondRsa = false } = {}) {
+  const out = { keys: [], private: {}, byKid: {} };
+  const specs = [
     ["rs1", "RS256", { modulusLength: 2048 }],
     ["es1", "ES256", {}],
     ["ed1", "EdDSA", { crv: "Ed25519" }],
-  ]) {
+  ];
+  // A second RSA key (kid rs2): a token without kid then fits two keys.
+  if (secondRsa) specs.push(["rs2", "RS256", { modulusLength: 2048 }]);
+  for (const [kid, alg, opts] of specs) {
     const { privateKey } = await jose.generateKeyPair(alg, { ...opts, extractable: true });
     const jwk = { ...(await jose.exportJWK(privateKey)), kid, alg, use: "sig" };
     out.keys.push(jwk);
-    out.private[alg] = { key: privateKey, kid };
+    out.private[alg] ??= { key: privateKey, kid };
+    out.byKid[kid] = privateKey;
   }
   return out;
 }
