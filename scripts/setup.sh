@@ -5,6 +5,7 @@
 #   - wasm-bindgen-cli at exactly the wasm-bindgen version in Cargo.lock (crates.io)
 #   - the pinned JS tooling in package-lock.json (npm): wrangler/workerd, binaryen's
 #     wasm-opt, and the real peers the end-to-end suite drives
+#   - nightly Rust and cargo-fuzz, for the fuzz targets in fuzz/ (scripts/fuzz.sh)
 #   - the official MCP Python SDK, pinned in tests/e2e/python/requirements.txt (PyPI),
 #     in .venv, for the Python client in the end-to-end suite
 # worker-build is not used: it downloads wasm-bindgen, wasm-opt and esbuild from the
@@ -35,6 +36,15 @@ if [ "$have" != "$want" ]; then
   echo "setup: installing wasm-bindgen-cli $want (found: ${have:-none}); this takes a few minutes once"
   cargo install wasm-bindgen-cli --version "$want" --locked --quiet \
     || cargo install wasm-bindgen-cli --version "$want" --quiet
+fi
+
+if ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+  echo "setup: installing nightly Rust (for cargo-fuzz)"
+  rustup toolchain install nightly --profile minimal
+fi
+if ! command -v cargo-fuzz >/dev/null 2>&1; then
+  echo "setup: installing cargo-fuzz (about a minute, once)"
+  cargo install cargo-fuzz --locked --quiet
 fi
 
 stamp=node_modules/.package-lock.json

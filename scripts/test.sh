@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: what CI runs (.ci/run calls this) and what the README shows.
 #   1. formatting and lints (host and wasm32)
-#   2. the Rust unit tests, natively
+#   2. the Rust unit tests, natively, and a short run of each fuzz target
 #   3. the real wasm build, run in workerd by wrangler dev, driven end to end by
 #      node's test runner against real peers (tests/e2e/*.test.mjs)
 set -euo pipefail
@@ -11,11 +11,14 @@ bash scripts/setup.sh
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
+cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 echo "== cargo clippy (host, wasm32)"
 cargo clippy --quiet --all-targets -- -D warnings
 cargo clippy --quiet --all-targets --target wasm32-unknown-unknown -- -D warnings
 echo "== cargo test"
 cargo test --quiet
+echo "== fuzz (short runs; scripts/fuzz.sh 600 for a long one)"
+bash scripts/fuzz.sh 15
 echo "== build the worker (wasm)"
 bash scripts/build.sh
 echo "== end to end in workerd"
