@@ -233,6 +233,12 @@ impl Authorizer {
         if self.keys_due(now) {
             return self.need_keys(now);
         }
+        if !self.has_usable_keys(now) {
+            return Err(Error::KeysUnavailable(format!(
+                "the JWKS could not be refreshed for longer than JWKS_MAX_STALE_SECONDS ({} s)",
+                self.cfg.jwks_max_stale
+            )));
+        }
         let keys = self.keys.as_ref().expect("keys present when not due");
         match keys.lookup(jwt.header.kid.as_deref(), jwt.alg)? {
             Lookup::Found(key) => Ok(Decision::Verify(Box::new(Pending {
@@ -299,6 +305,15 @@ impl Authorizer {
 
     pub fn has_keys(&self) -> bool {
         self.keys.is_some()
+    }
+
+    /// Keys are held and not older than their TTL plus `JWKS_MAX_STALE_SECONDS`:
+    /// while refreshes fail, old keys keep tokens flowing, but not forever.
+    pub fn has_usable_keys(&self, now: i64) -> bool {
+        match (self.keys.as_ref(), self.keys_fetched_at) {
+            (Some(_), Some(at)) => now - at <= jwks::TTL_SECONDS + self.cfg.jwks_max_stale,
+            _ => false,
+        }
     }
 
     /// A loaded key by its id, with the WebCrypto import parameters for `alg`, as
@@ -667,6 +682,30 @@ mod tests {
             a.check(&req(Some(&t), None), 10),
             Decision::NeedKeys
         ));
+    }
+
+    #[test]
+    fn stale_keys_serve_until_the_limit_then_503() {
+        let mut a = Authorizer::new(config());
+        let jwks = br#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"k","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#;
+        a.install_keys(Ok(jwks), 0).unwrap();
+        let limit = jwks::TTL_SECONDS + a.cfg.jwks_max_stale;
+        assert!(a.has_usable_keys(limit));
+        assert!(!a.has_usable_keys(limit + 1));
+        // Past the TTL every refresh fails; the old keys hold up to the limit.
+        let h = URL_SAFE_NO_PAD.encode(r#"{"alg":"EdDSA","kid":"k"}"#);
+        let p = URL_SAFE_NO_PAD.encode(r#"{"exp":9999999999}"#);
+        let t = format!("Bearer {h}.{p}.c2ln");
+        let at = limit + 10;
+        assert!(matches!(
+            a.check(&req(Some(&t), None), at),
+            Decision::NeedKeys
+        ));
+        assert!(a
+            .install_keys(Err(Error::KeysUnavailable("down".into())), at)
+            .is_err());
+        let d = a.check(&req(Some(&t), None), at);
+        assert_eq!(status(&d), 503);
     }
 
     #[test]

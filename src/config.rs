@@ -21,6 +21,7 @@
 //! | `RESOURCE_NAME`, `RESOURCE_DOCUMENTATION` | no | PRM `resource_name`, `resource_documentation` |
 //! | `REGISTRATION_PATH` | no | path of the worker's registration endpoint (default `/register`) |
 //! | `LOG_LEVEL` | no | `info` (a line per request, default), `warn` (refusals and failures), `off` |
+//! | `JWKS_MAX_STALE_SECONDS` | no | how long keys stay in use when the JWKS cannot be refreshed (default 86400, 0 to 604800); then 503 |
 //! | `TOKEN_TYP` | no | required JWT header `typ` (e.g. `at+jwt`, RFC 9068); unset: any |
 //! | `ORIGIN_TIMEOUT_SECONDS` | no | how long to wait for the origin's response headers (default 100, 1 to 600); then 504 |
 //! | `SCOPE_POLICY` | no | JSON: scopes per MCP method and tool/prompt/resource name (see [`crate::policy`]) |
@@ -54,6 +55,7 @@ pub const BINDINGS: &[&str] = &[
     "POLICY_MAX_BODY_BYTES",
     "ORIGIN_TIMEOUT_SECONDS",
     "TOKEN_TYP",
+    "JWKS_MAX_STALE_SECONDS",
 ];
 
 /// Default and ceiling of `POLICY_MAX_BODY_BYTES`.
@@ -121,6 +123,8 @@ pub struct Config {
     pub origin_timeout: u32,
     /// `TOKEN_TYP`: the header `typ` every token must carry.
     pub token_typ: Option<String>,
+    /// Seconds past the JWKS's TTL its keys stay in use while refreshes fail.
+    pub jwks_max_stale: i64,
 }
 
 fn problem(binding: &str, problem: impl Into<String>) -> Error {
@@ -311,6 +315,12 @@ impl Config {
             1..=600,
         )?;
 
+        let jwks_max_stale: i64 = number(
+            get("JWKS_MAX_STALE_SECONDS"),
+            "JWKS_MAX_STALE_SECONDS",
+            86_400,
+            0..=604_800,
+        )?;
         let token_typ = get("TOKEN_TYP");
         if let Some(t) = &token_typ {
             if !t
@@ -418,6 +428,7 @@ impl Config {
             policy_max_body,
             origin_timeout,
             token_typ,
+            jwks_max_stale,
         })
     }
 
@@ -592,6 +603,7 @@ pub(crate) mod tests {
             ("ORIGIN_TIMEOUT_SECONDS", "0"),
             ("ORIGIN_TIMEOUT_SECONDS", "forever"),
             ("TOKEN_TYP", "at jwt"),
+            ("JWKS_MAX_STALE_SECONDS", "-1"),
             ("POLICY_MAX_BODY_BYTES", "99999999999"),
         ];
         for (name, value) in cases {

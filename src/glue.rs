@@ -347,7 +347,7 @@ pub async fn authorize(
                         &serde_json::json!({"event": "jwks", "error": e.to_string()}).to_string(),
                     );
                     if matches!(e, Error::Config { .. })
-                        || !with_auth(|a| a.has_keys()).unwrap_or(false)
+                        || !with_auth(|a| a.has_usable_keys(now())).unwrap_or(false)
                     {
                         let d = with_auth(|a| a.refuse(router::Route::Mcp, &info, &e));
                         return d
@@ -542,7 +542,11 @@ async fn refresh_keys() -> Result<(), Error> {
     with_auth(|a| a.install_keys(body.as_deref().map_err(Clone::clone), now()))?
 }
 
-/// GET or POST `url`, reading the whole answer (bounded by the callers' own caps).
+/// How long the authorization server (discovery, JWKS, registration) may take.
+const UPSTREAM_TIMEOUT_SECONDS: u32 = 10;
+
+/// GET or POST `url`, reading the whole answer (bounded by the callers' own caps)
+/// within [`UPSTREAM_TIMEOUT_SECONDS`].
 async fn fetch_bytes(
     method: Method,
     url: &str,
@@ -570,15 +574,31 @@ async fn fetch_bytes(
     }
     let request = Request::new_with_init(url, &init)
         .map_err(|e| Error::Upstream(format!("bad upstream URL {url}: {e}")))?;
+    // The authorization server gets UPSTREAM_TIMEOUT_SECONDS for its whole answer.
+    let signal: worker::AbortSignal =
+        web_sys::AbortSignal::timeout_with_u32(UPSTREAM_TIMEOUT_SECONDS * 1000).into();
     let mut response = Fetch::Request(request)
-        .send()
+        .send_with_signal(&signal)
         .await
-        .map_err(|e| Error::Upstream(format!("{url} unreachable: {e}")))?;
+        .map_err(|e| {
+            if signal.aborted() {
+                Error::Upstream(format!(
+                    "{url} did not answer within {UPSTREAM_TIMEOUT_SECONDS} s"
+                ))
+            } else {
+                Error::Upstream(format!("{url} unreachable: {e}"))
+            }
+        })?;
     let status = response.status_code();
-    let bytes = response
-        .bytes()
-        .await
-        .map_err(|e| Error::Upstream(format!("{url}: {e}")))?;
+    let bytes = response.bytes().await.map_err(|e| {
+        if signal.aborted() {
+            Error::Upstream(format!(
+                "{url} did not answer within {UPSTREAM_TIMEOUT_SECONDS} s"
+            ))
+        } else {
+            Error::Upstream(format!("{url}: {e}"))
+        }
+    })?;
     Ok((status, bytes))
 }
 

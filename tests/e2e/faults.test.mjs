@@ -1,31 +1,40 @@
 // Configuration and upstream failures, end to end in workerd: a missing binding,
 // an authorization server whose metadata names another issuer, a JWKS endpoint that
-// fails, an origin that cannot be reached and one that never answers. The upstream here is a small server
+// fails or rotates its keys, an origin that cannot be reached, one that never answers
+// and one that dies mid-stream, and a registration upstream that never answers. The upstream here is a small server
 // in this test process, so each fault can be switched on and off.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import http from "node:http";
 import * as rig from "./lib/rig.mjs";
 
-let base, broken, keys, upstream, jwksFails = true, jwksHits = 0;
+let base, broken, keys, upstream, jwksFails = true, jwksHits = 0, servedJwks;
 let registration = { status: 400, body: '{"error":"invalid_client_metadata","error_description":"grant not allowed"}' };
 
 before(async () => {
   rig.buildWorker();
   keys = await rig.makeKeys();
-  const publicJwks = rig.publicJwks(keys);
+  servedJwks = rig.publicJwks(keys);
   const upPort = await rig.freePort();
   upstream = http.createServer((req, res) => {
     // The origin: /origin/mcp/hang never answers; anything else is dropped unanswered.
     if (req.url.startsWith("/origin/mcp/hang")) return;
+    // /origin/mcp/die: an event stream whose origin dies after the first event.
+    if (req.url.startsWith("/origin/mcp/die")) {
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      res.write('id: 1\ndata: {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"one"}}\n\n');
+      setTimeout(() => req.socket.destroy(), 300);
+      return;
+    }
     if (req.url.startsWith("/origin/")) return req.socket.destroy();
     if (req.url === "/jwks") {
       jwksHits++;
       if (jwksFails) return res.writeHead(500).end("down");
-      return res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(publicJwks));
+      return res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(servedJwks));
     }
     if (req.url === "/register") {
       if (registration.status === 0) return req.socket.destroy();
+      if (registration.status === -1) return; // never answers
       return res.writeHead(registration.status, { "content-type": "application/json" }).end(registration.body);
     }
     if (req.url === "/.well-known/oauth-authorization-server/issuer") {
@@ -152,4 +161,57 @@ test("registration upstream failures: 4xx keeps its status and code, 5xx and sil
   res = await register();
   assert.equal(res.status, 502);
   assert.equal((await res.json()).error, "server_error");
+  // A registration upstream that never answers: 502 after the upstream timeout, not a hang.
+  registration = { status: -1 };
+  const started = Date.now();
+  res = await register();
+  const body = await res.json();
+  assert.equal(res.status, 502);
+  assert.match(body.error_description, /did not answer within 10 s/);
+  assert.ok(Date.now() - started < 20_000);
+});
+
+test("an origin that dies mid-stream: the client sees the stream end, the worker carries on", async () => {
+  const t = await token();
+  const res = await fetch(`${base}/mcp/die`, { headers: { authorization: `Bearer ${t}`, accept: "text/event-stream" }, signal: AbortSignal.timeout(15_000) });
+  assert.equal(res.status, 200);
+  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  let ended;
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += value;
+    }
+    ended = "done";
+  } catch (e) {
+    ended = `error: ${e.name}`;
+  }
+  assert.match(text, /"data":"one"/, "the event sent before the origin died arrived");
+  assert.ok(!/Timeout|Abort/.test(ended), `the stream ended (${ended}) and did not hang until the client gave up`);
+  const prm = await fetch(`${base}/.well-known/oauth-protected-resource`);
+  assert.equal(prm.status, 200, "the worker answers the next request");
+});
+
+test("JWKS rotation: a new kid is picked up on first sight; a removed key is refused after the refresh", async () => {
+  const fresh = await rig.makeKeys();
+  const before = await token(); // kid rs1, known
+  let res = await fetch(`${base}/mcp/echo`, { method: "POST", headers: { authorization: `Bearer ${before}` }, body: "{}" });
+  assert.notEqual(res.status, 401, "the current key works");
+  // Rotate: the server now publishes only a new key, under a new kid.
+  servedJwks = { keys: rig.publicJwks(fresh).keys.map((k) => ({ ...k, kid: `new-${k.kid}` })) };
+  await new Promise((r) => setTimeout(r, 31_000)); // refetch on an unknown kid at most every 30 s
+  const now = Math.floor(Date.now() / 1000);
+  const iss = (await (await fetch(`${base}/.well-known/oauth-protected-resource`)).json()).authorization_servers[0];
+  const claims = { iss, sub: "u", aud: `${base}/mcp`, exp: now + 600 };
+  const rotated = await new (await import("jose")).SignJWT(claims).setProtectedHeader({ alg: "RS256", kid: "new-rs1", typ: "at+jwt" }).sign(fresh.private.RS256.key);
+  const hits = jwksHits;
+  res = await fetch(`${base}/mcp/echo`, { method: "POST", headers: { authorization: `Bearer ${rotated}` }, body: "{}" });
+  assert.notEqual(res.status, 401, `the new kid is accepted after one refetch: ${res.status}`);
+  assert.equal(jwksHits, hits + 1, "exactly one JWKS fetch");
+  // The old key has left the JWKS: even the token accepted (and cached) before is refused now.
+  res = await fetch(`${base}/mcp/echo`, { method: "POST", headers: { authorization: `Bearer ${before}` }, body: "{}" });
+  assert.equal(res.status, 401);
+  assert.match((await res.json()).error_description, /kid/);
 });
