@@ -95,6 +95,9 @@ pub enum Decision {
         cors: Vec<(&'static str, String)>,
         /// Rewrite list answers in the response (see [`crate::sse`]).
         filter: Option<FilterSpec>,
+        /// Keys the entry counts with the rate-limiting bindings before forwarding:
+        /// `(binding, key)`.
+        limits: Vec<(&'static str, String)>,
         log: LogLine,
     },
     Reply {
@@ -133,6 +136,10 @@ pub struct Authorizer {
     refused: TokenCache<Refusal>,
     /// How many key sets have been installed: key ids are `<generation>.<index>`.
     key_generation: u64,
+    /// Rate-limiting bindings present (`MCP_RATE_LIMITER`, `MCP_CLIENT_RATE_LIMITER`):
+    /// forward decisions then name the keys to count.
+    pub limit_subjects: bool,
+    pub limit_clients: bool,
 }
 
 fn bad_signature() -> Error {
@@ -161,6 +168,8 @@ impl Authorizer {
             cache: TokenCache::new(TOKEN_CACHE_CAPACITY),
             refused: TokenCache::new(REFUSAL_CACHE_CAPACITY),
             key_generation: 0,
+            limit_subjects: false,
+            limit_clients: false,
         }
     }
 
@@ -378,8 +387,26 @@ impl Authorizer {
             headers: proxy::identity_headers(p),
             cors: req.origin.map(proxy::cors_headers).unwrap_or_default(),
             filter,
+            limits: self.limit_keys(p),
             log,
         })
+    }
+
+    /// The rate-limit keys for a caller: per subject (the client when a token has no
+    /// `sub`, as for client_credentials) and per client.
+    fn limit_keys(&self, p: &Principal) -> Vec<(&'static str, String)> {
+        let mut keys = Vec::new();
+        if self.limit_subjects {
+            if let Some(who) = p.subject.as_ref().or(p.client_id.as_ref()) {
+                keys.push(("MCP_RATE_LIMITER", format!("sub:{who}")));
+            }
+        }
+        if self.limit_clients {
+            if let Some(c) = &p.client_id {
+                keys.push(("MCP_CLIENT_RATE_LIMITER", format!("client:{c}")));
+            }
+        }
+        keys
     }
 
     /// Every scope the request needs (`REQUIRED_SCOPES` first, then the policy's for
@@ -563,11 +590,13 @@ impl Decision {
                 headers,
                 cors,
                 filter,
+                limits,
                 log: l,
             } => serde_json::to_string(&ForwardWire {
                 f: target,
                 h: headers,
                 c: cors,
+                q: limits,
                 t: filter.as_ref().and_then(|f| serde_json::to_string(f).ok()),
                 l: log(level, l),
             }),
@@ -589,6 +618,9 @@ struct ForwardWire<'a> {
     f: &'a str,
     h: &'a [(&'static str, String)],
     c: &'a [(&'static str, String)],
+    /// Rate-limit `[binding, key]` pairs, when limiting bindings exist.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    q: &'a [(&'static str, String)],
     /// The filter spec, as a JSON string the entry hands back to the filter.
     #[serde(skip_serializing_if = "Option::is_none")]
     t: Option<String>,
@@ -682,6 +714,35 @@ mod tests {
             a.check(&req(Some(&t), None), 10),
             Decision::NeedKeys
         ));
+    }
+
+    #[test]
+    fn rate_limit_keys_only_for_bindings_present() {
+        let mut a = Authorizer::new(config());
+        let p = Principal {
+            subject: Some("alice".into()),
+            client_id: Some("app".into()),
+            scopes: vec!["mcp:tools".into()],
+            exp: 10,
+            nbf: None,
+            kid: None,
+        };
+        assert!(a.limit_keys(&p).is_empty());
+        a.limit_subjects = true;
+        a.limit_clients = true;
+        assert_eq!(
+            a.limit_keys(&p),
+            vec![
+                ("MCP_RATE_LIMITER", "sub:alice".to_string()),
+                ("MCP_CLIENT_RATE_LIMITER", "client:app".to_string())
+            ]
+        );
+        // A machine token (no sub) is counted under its client.
+        let machine = Principal { subject: None, ..p };
+        assert_eq!(a.limit_keys(&machine)[0].1, "sub:app");
+        let d = a.admit(&req(None, None), &machine).unwrap();
+        let wire: serde_json::Value = serde_json::from_str(&d.to_wire(LogLevel::Off)).unwrap();
+        assert_eq!(wire["q"][1][0], "MCP_CLIENT_RATE_LIMITER");
     }
 
     #[test]

@@ -24,6 +24,7 @@ import {
   edge_complete as complete,
   edge_key as keyFor,
   edge_filter_json as filterJson,
+  edge_rate_limited as rateLimited,
   EdgeSseFilter,
 } from "../build/mcp_edge_auth.js";
 
@@ -34,6 +35,7 @@ let strip = new Set();
 let identityPrefix = "x-auth-";
 let policy = false;
 let originTimeoutMs = 100_000;
+let registrationPath = "/register";
 
 function setup(env) {
   level = init(env);
@@ -42,6 +44,19 @@ function setup(env) {
   identityPrefix = s.prefix;
   policy = s.policy;
   originTimeoutMs = s.originTimeoutMs;
+  registrationPath = s.register;
+}
+
+// Cloudflare's rate-limiting bindings, when configured: a decision names the keys to
+// count on the MCP path; registrations count per client address. 429 comes from Rust.
+const LIMITED = { MCP_RATE_LIMITER: "subject", MCP_CLIENT_RATE_LIMITER: "client" };
+
+async function overLimit(env, pairs) {
+  for (const [binding, key] of pairs) {
+    const limiter = env[binding];
+    if (limiter && !(await limiter.limit({ key })).success) return LIMITED[binding];
+  }
+  return null;
 }
 
 // Body states, as Rust's glue reads them.
@@ -234,8 +249,18 @@ export default {
     }
     if (d.p) d = JSON.parse(await authorize(method, url, authorization, origin, resuming, ...more));
     if (d.v !== undefined) d = JSON.parse(complete(d.v, await verified(d, authorization)));
-    if (d.f) return forward(request, d, body);
+    if (d.f) {
+      const limited = d.q && (await overLimit(env, d.q));
+      if (limited) return reply(JSON.parse(rateLimited(method, url, limited)));
+      return forward(request, d, body);
+    }
     if (d.r) return reply(d);
+    if (env.REGISTRATION_RATE_LIMITER && method === "POST" && new URL(url).pathname === registrationPath) {
+      const address = h.get("cf-connecting-ip") || "unknown";
+      if (!(await env.REGISTRATION_RATE_LIMITER.limit({ key: `addr:${address}` })).success) {
+        return reply(JSON.parse(rateLimited(method, url, "address")));
+      }
+    }
     return respond(request);
   },
 };

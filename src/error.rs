@@ -15,6 +15,7 @@
 //! | [`Error::OriginUnreachable`] | 502 | JSON-RPC error | none |
 //! | [`Error::OriginTimeout`] | 504 | JSON-RPC error | none |
 //! | [`Error::JsonRpc`] | 400 | JSON-RPC error (-32700, -32600, -32602, -32020) | none |
+//! | [`Error::RateLimited`] | 429 + `Retry-After` | `rate_limited` | none |
 //! | [`Error::Config`] | 500 | names the binding | none |
 //!
 //! Descriptions never contain a token or a secret: callers build them from claim
@@ -22,6 +23,10 @@
 
 use serde_json::json;
 use std::fmt;
+
+/// `Retry-After` on a 429: the period of Cloudflare's rate-limiting bindings is 10 or
+/// 60 seconds; waiting the longer one is always enough.
+pub const RATE_LIMIT_RETRY_AFTER_SECONDS: u32 = 60;
 
 /// A complete HTTP answer, independent of any runtime: the glue turns it into a
 /// `Response` (wasm) and tests read it directly.
@@ -114,6 +119,9 @@ pub enum Error {
     OriginUnreachable(String),
     /// The MCP origin sent no response headers within `ORIGIN_TIMEOUT_SECONDS`.
     OriginTimeout(u32),
+    /// A rate-limiting binding refused the request (what was limited: "subject",
+    /// "client" or "address").
+    RateLimited(&'static str),
     /// A POST body the scope policy cannot read, or whose `Mcp-Method` / `Mcp-Name`
     /// headers disagree with it (R11): answered as a JSON-RPC error.
     JsonRpc {
@@ -145,6 +153,7 @@ impl fmt::Display for Error {
             Error::KeysUnavailable(d) => write!(f, "signing keys unavailable: {d}"),
             Error::OriginUnreachable(d) => write!(f, "origin unreachable: {d}"),
             Error::OriginTimeout(s) => write!(f, "origin sent no answer within {s} s"),
+            Error::RateLimited(what) => write!(f, "rate limited (per {what})"),
             Error::JsonRpc { code, message } => write!(f, "JSON-RPC {code}: {message}"),
         }
     }
@@ -213,6 +222,7 @@ impl Error {
             Error::InvalidToken(_) => "invalid_token",
             Error::InvalidRequest(_) | Error::JsonRpc { .. } => "invalid_request",
             Error::InsufficientScope { .. } => "insufficient_scope",
+            Error::RateLimited(_) => "rate_limited",
             Error::OriginNotAllowed(_) => "forbidden",
             Error::NotFound => "not_found",
             Error::MethodNotAllowed { .. } => "method_not_allowed",
@@ -238,6 +248,7 @@ impl Error {
             Error::UpstreamRejected { status, .. } => *status,
             Error::Upstream(_) | Error::OriginUnreachable(_) => 502,
             Error::OriginTimeout(_) => 504,
+            Error::RateLimited(_) => 429,
             Error::KeysUnavailable(_) => 503,
         }
     }
@@ -290,6 +301,11 @@ impl Error {
                 }
                 Reply::json(status, &body).with_header("cache-control", "no-store")
             }
+            Error::RateLimited(what) => Reply::json(
+                status,
+                &json!({"error": self.code(), "error_description": format!("too many requests for this {what}; retry later")}),
+            )
+            .with_header("retry-after", RATE_LIMIT_RETRY_AFTER_SECONDS.to_string()),
             Error::KeysUnavailable(d) => Reply::json(
                 status,
                 &json!({"error": self.code(), "error_description": format!("cannot check tokens right now: {d}")}),

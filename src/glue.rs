@@ -83,8 +83,15 @@ fn level() -> LogLevel {
 #[wasm_bindgen(js_name = edge_init)]
 pub fn init(env: JsValue) -> u8 {
     console_error_panic_hook::set_once();
+    let has = |name: &str| js_sys::Reflect::has(&env, &JsValue::from_str(name)).unwrap_or(false);
+    let (limit_subjects, limit_clients) = (has("MCP_RATE_LIMITER"), has("MCP_CLIENT_RATE_LIMITER"));
     let env: Env = env.unchecked_into();
-    let built = load_config(&env).map(Authorizer::new);
+    let built = load_config(&env).map(|cfg| {
+        let mut a = Authorizer::new(cfg);
+        a.limit_subjects = limit_subjects;
+        a.limit_clients = limit_clients;
+        a
+    });
     if let Err(e) = &built {
         console(&serde_json::json!({"event": "config", "error": e.to_string()}).to_string());
     }
@@ -97,12 +104,19 @@ pub fn init(env: JsValue) -> u8 {
 }
 
 /// What the JS entry needs once per isolate: the request headers it removes before
-/// forwarding, and whether a scope policy is set (then it reports `Last-Event-ID`).
+/// forwarding, whether a scope policy is set (then it reports `Last-Event-ID`), the
+/// origin timeout and the registration path (for the registration rate limit).
 #[wasm_bindgen(js_name = edge_strip_headers)]
 pub fn strip_headers() -> String {
-    let (policy, timeout) =
-        with_auth(|a| (a.cfg.policy.is_some(), a.cfg.origin_timeout)).unwrap_or((false, 100));
-    serde_json::json!({"strip": proxy::STRIP_REQUEST, "prefix": proxy::IDENTITY_PREFIX, "policy": policy, "originTimeoutMs": u64::from(timeout) * 1000})
+    let (policy, timeout, register) = with_auth(|a| {
+        (
+            a.cfg.policy.is_some(),
+            a.cfg.origin_timeout,
+            a.cfg.registration_path.clone(),
+        )
+    })
+    .unwrap_or((false, 100, String::new()));
+    serde_json::json!({"strip": proxy::STRIP_REQUEST, "prefix": proxy::IDENTITY_PREFIX, "policy": policy, "originTimeoutMs": u64::from(timeout) * 1000, "register": register})
         .to_string()
 }
 
@@ -363,6 +377,28 @@ pub async fn authorize(
     let e = Error::KeysUnavailable("no usable key after refreshing".into());
     with_auth(|a| a.refuse(router::Route::Mcp, &info, &e).to_wire(level))
         .unwrap_or_else(|e| config_failure(&e))
+}
+
+/// The answer when a rate-limiting binding refused a request (429): `what` is
+/// "subject", "client" or "address".
+#[wasm_bindgen(js_name = edge_rate_limited)]
+pub fn rate_limited(method: &str, url: &str, what: &str) -> String {
+    let path = split_url(url).map(|(p, _)| p).unwrap_or_default();
+    let info = RequestInfo {
+        method,
+        path: &path,
+        ..Default::default()
+    };
+    let e = Error::RateLimited(match what {
+        "client" => "client",
+        "address" => "address",
+        _ => "subject",
+    });
+    with_auth(|a| {
+        let route = router::route(&a.cfg, &path);
+        a.refuse(route, &info, &e).to_wire(a.log_level())
+    })
+    .unwrap_or_else(|e| config_failure(&e))
 }
 
 /// The answer when the origin could not be reached (502) or sent no answer in time
