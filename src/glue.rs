@@ -556,26 +556,38 @@ async fn ensure_keys() -> Result<(), Error> {
     single_flight(&KEYS_INFLIGHT, || Box::pin(refresh_keys())).await
 }
 
+/// Fetch the JWKS (discovering its URL first if need be) and install it. Every
+/// outcome is recorded, so a failure, discovery's included, is not retried on every
+/// request (see [`Authorizer::install_keys`]).
 async fn refresh_keys() -> Result<(), Error> {
+    let body = fetch_jwks().await;
+    with_auth(|a| a.install_keys(body.as_deref().map_err(Clone::clone), now()))?
+}
+
+/// The JWKS document. Failures other than configuration errors mean "no keys right
+/// now" (503 with Retry-After), whichever upstream step failed.
+async fn fetch_jwks() -> Result<Vec<u8>, Error> {
+    let keys_unavailable = |e: Error| match e {
+        Error::Config { .. } | Error::KeysUnavailable(_) => e,
+        other => Error::KeysUnavailable(other.to_string()),
+    };
     let url = match with_auth(|a| a.jwks_url())? {
         Some(u) => u,
         None => {
-            ensure_upstream().await?;
-            with_auth(|a| a.jwks_url())?.ok_or_else(|| {
-                Error::Upstream(
-                    "the authorization server advertises no jwks_uri; set JWKS_URL".into(),
-                )
+            ensure_upstream().await.map_err(keys_unavailable)?;
+            with_auth(|a| a.jwks_url())?.ok_or_else(|| Error::Config {
+                binding: "JWKS_URL".into(),
+                problem: "the authorization server advertises no jwks_uri; set JWKS_URL".into(),
             })?
         }
     };
-    let body = match fetch_bytes(Method::Get, &url, None, None).await {
+    match fetch_bytes(Method::Get, &url, None, None).await {
         Ok((200, body)) => Ok(body),
         Ok((status, _)) => Err(Error::KeysUnavailable(format!(
             "JWKS at {url} answered {status}"
         ))),
-        Err(e) => Err(e),
-    };
-    with_auth(|a| a.install_keys(body.as_deref().map_err(Clone::clone), now()))?
+        Err(e) => Err(keys_unavailable(e)),
+    }
 }
 
 /// How long the authorization server (discovery, JWKS, registration) may take.

@@ -235,6 +235,11 @@ ${capnpWorker("jose", bundles.jose, { ORIGIN_URL: origin, RESOURCE_URL: joseReso
   }
   const runs = [];
   let freshOffset = 0;
+  // workerd's resident memory (all the benchmark's workers in one process), sampled
+  // after each round: a leak shows as growth round after round.
+  const rssMiB = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${workerd.pid}/status`, "utf8"))[1]) / 1024;
+  const rssRounds = [rssMiB()];
+  let requestsSent = 0;
   for (let round = 1; round <= ROUNDS; round++) {
     for (const c of LEVELS) {
       // edge-fresh and jose-fresh share a slice no run has sent before (they are different workers)
@@ -244,9 +249,12 @@ ${capnpWorker("jose", bundles.jose, { ORIGIN_URL: origin, RESOURCE_URL: joseReso
         await wrk(port, { mode: mode === "fresh" ? "cycle" : mode, tokensFile: mode === "fresh" ? files.reused : file, connections: c, requests: WARMUP });
         const r = await wrk(port, { mode, tokensFile: file, connections: c, requests: REQUESTS });
         runs.push({ name, c, round, ...r });
+        requestsSent += REQUESTS + WARMUP;
         console.error(`bench: round ${round} c=${c} ${name}: ${r.rps.toFixed(0)} req/s, p50 ${(r.p50_us / 1000).toFixed(2)} ms, p99 ${(r.p99_us / 1000).toFixed(2)} ms, non-2xx ${r.non2xx}, errors ${r.errors}`);
       }
     }
+    rssRounds.push(rssMiB());
+    console.error(`bench: workerd RSS after round ${round}: ${rssRounds.at(-1).toFixed(0)} MiB`);
   }
   const median = (xs) => {
     const s = [...xs].sort((a, b) => a - b);
@@ -268,6 +276,7 @@ ${capnpWorker("jose", bundles.jose, { ORIGIN_URL: origin, RESOURCE_URL: joseReso
     }
   }
   const upstreamHits = await (await fetch(`http://127.0.0.1:${upPort}/stats`)).json();
+  const memoryLine = `workerd RSS (all workers, one process): ${rssRounds.map((m) => m.toFixed(0)).join(" -> ")} MiB at start and after each round; ${requestsSent} requests in all.`;
   await stopAll();
 
   // Report.
@@ -292,6 +301,7 @@ ${capnpWorker("jose", bundles.jose, { ORIGIN_URL: origin, RESOURCE_URL: joseReso
   const rs = sizes(bundles["rs-passthrough"]);
   lines.push(`Bundle (workers-rs pass-through): total ${kb(rs.gz)} gzip. jose authorizer: ${kb(sizes(bundles.jose).gz)} gzip.`);
   lines.push(`workerd start-up to the edge worker's first answer: ${startup} ms (process start, four workers).`);
+  lines.push(memoryLine);
   lines.push(`Authorization-server fetches during the whole run: mcp-edge-auth ${upstreamHits.discovery} discovery and ${upstreamHits.jwks} JWKS; jose ${upstreamHits.joseJwks} JWKS.`);
   lines.push(`mcp-edge-auth ran with LOG_LEVEL=${LOG_LEVEL}.`);
   console.log(lines.join("\n"));

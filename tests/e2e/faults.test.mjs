@@ -8,7 +8,8 @@ import assert from "node:assert/strict";
 import http from "node:http";
 import * as rig from "./lib/rig.mjs";
 
-let base, broken, keys, upstream, jwksFails = true, jwksHits = 0, servedJwks;
+let downHits = 0;
+let base, broken, nodisc, keys, upstream, jwksFails = true, jwksHits = 0, servedJwks;
 let registration = { status: 400, body: '{"error":"invalid_client_metadata","error_description":"grant not allowed"}' };
 
 before(async () => {
@@ -17,6 +18,11 @@ before(async () => {
   servedJwks = rig.publicJwks(keys);
   const upPort = await rig.freePort();
   upstream = http.createServer((req, res) => {
+    // An authorization server that is down: every request to it dropped, and counted.
+    if (req.url.includes("/down")) {
+      downHits++;
+      return req.socket.destroy();
+    }
     // The origin: /origin/mcp/hang never answers; anything else is dropped unanswered.
     if (req.url.startsWith("/origin/mcp/hang")) return;
     // /origin/mcp/die: an event stream whose origin dies after the first event.
@@ -45,7 +51,8 @@ before(async () => {
     res.writeHead(404).end();
   });
   await new Promise((r) => upstream.listen(upPort, "127.0.0.1", r));
-  const [wPort, bPort] = [await rig.freePort(), await rig.freePort()];
+  const [wPort, bPort, nPort] = [await rig.freePort(), await rig.freePort(), await rig.freePort()];
+  nodisc = `http://127.0.0.1:${nPort}`;
   base = `http://127.0.0.1:${wPort}`;
   broken = `http://127.0.0.1:${bPort}`;
   await Promise.all([
@@ -64,6 +71,11 @@ before(async () => {
       port: bPort,
       vars: { ORIGIN_URL: "http://127.0.0.1:1", RESOURCE_URL: `${broken}/mcp`, ISSUER: "not a url" },
     }),
+    // The authorization server is down from the start: nothing to discover.
+    rig.startWorker({
+      port: nPort,
+      vars: { ORIGIN_URL: `http://127.0.0.1:${upPort}/origin`, RESOURCE_URL: `${nodisc}/mcp`, ISSUER: `http://127.0.0.1:${upPort}/down` },
+    }),
   ]);
 });
 
@@ -77,6 +89,24 @@ async function token() {
   const iss = (await (await fetch(`${base}/.well-known/oauth-protected-resource`)).json()).authorization_servers[0];
   return rig.signToken(keys, "RS256", { iss, sub: "u", aud: `${base}/mcp`, exp: now + 600 });
 }
+
+test("discovery down at start-up: PRM still served, metadata 502, tokens 503 with Retry-After and no retry storm", async () => {
+  assert.equal((await fetch(`${nodisc}/.well-known/oauth-protected-resource`)).status, 200);
+  const meta = await fetch(`${nodisc}/.well-known/oauth-authorization-server/down`);
+  assert.equal(meta.status, 502);
+  assert.equal((await meta.json()).error, "server_error");
+  const now = Math.floor(Date.now() / 1000);
+  const t = await rig.signToken(keys, "RS256", { iss: "http://issuer.invalid/down", aud: `${nodisc}/mcp`, exp: now + 600 });
+  const call = () => fetch(`${nodisc}/mcp`, { method: "POST", headers: { authorization: `Bearer ${t}` }, body: "{}" });
+  const first = await call();
+  assert.equal(first.status, 503);
+  assert.ok(Number(first.headers.get("retry-after")) > 0);
+  assert.equal((await first.json()).error, "temporarily_unavailable");
+  const hits = downHits;
+  const second = await call();
+  assert.equal(second.status, 503);
+  assert.equal(downHits, hits, "the failure is remembered for the backoff, not rediscovered per request");
+});
 
 test("a malformed binding answers 500 naming it, on every route", async () => {
   for (const path of ["/mcp", "/.well-known/oauth-protected-resource", "/register"]) {
