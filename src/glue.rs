@@ -625,28 +625,24 @@ async fn fetch_bytes(
     // The authorization server gets UPSTREAM_TIMEOUT_SECONDS for its whole answer.
     let signal: worker::AbortSignal =
         web_sys::AbortSignal::timeout_with_u32(UPSTREAM_TIMEOUT_SECONDS * 1000).into();
-    let mut response = Fetch::Request(request)
-        .send_with_signal(&signal)
-        .await
-        .map_err(|e| {
-            if signal.aborted() {
-                Error::Upstream(format!(
-                    "{url} did not answer within {UPSTREAM_TIMEOUT_SECONDS} s"
-                ))
-            } else {
-                Error::Upstream(format!("{url} unreachable: {e}"))
-            }
-        })?;
-    let status = response.status_code();
-    let bytes = response.bytes().await.map_err(|e| {
+    let failed = |what: String| {
         if signal.aborted() {
             Error::Upstream(format!(
                 "{url} did not answer within {UPSTREAM_TIMEOUT_SECONDS} s"
             ))
         } else {
-            Error::Upstream(format!("{url}: {e}"))
+            Error::Upstream(what)
         }
-    })?;
+    };
+    let mut response = Fetch::Request(request)
+        .send_with_signal(&signal)
+        .await
+        .map_err(|e| failed(format!("{url} unreachable: {e}")))?;
+    let status = response.status_code();
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| failed(format!("{url}: {e}")))?;
     Ok((status, bytes))
 }
 
