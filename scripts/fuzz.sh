@@ -15,6 +15,7 @@ targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(token registration config jsonrpc)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+command -v cargo-fuzz >/dev/null 2>&1 || bash scripts/setup.sh --tests
 cd fuzz
 for t in "${targets[@]}"; do
   mkdir -p "$work/$t"

@@ -5,6 +5,7 @@
 #   - wasm-bindgen-cli at exactly the wasm-bindgen version in Cargo.lock (crates.io)
 #   - the pinned JS tooling in package-lock.json (npm): wrangler/workerd, binaryen's
 #     wasm-opt, and the real peers the end-to-end suite drives
+# and, with --tests (scripts/test.sh), what only the test suite needs:
 #   - nightly Rust and cargo-fuzz, for the fuzz targets in fuzz/ (scripts/fuzz.sh)
 #   - the official MCP Python SDK, pinned in tests/e2e/python/requirements.txt (PyPI),
 #     in .venv, for the Python client in the end-to-end suite
@@ -38,6 +39,14 @@ if [ "$have" != "$want" ]; then
     || cargo install wasm-bindgen-cli --version "$want" --quiet
 fi
 
+stamp=node_modules/.package-lock.json
+if [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ] || [ package.json -nt "$stamp" ]; then
+  echo "setup: installing the pinned JS tooling (npm ci)"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+
+[ "${1:-}" = "--tests" ] || exit 0
+
 if ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
   echo "setup: installing nightly Rust (for cargo-fuzz)"
   rustup toolchain install nightly --profile minimal
@@ -45,12 +54,6 @@ fi
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
   echo "setup: installing cargo-fuzz (about a minute, once)"
   cargo install cargo-fuzz --locked --quiet
-fi
-
-stamp=node_modules/.package-lock.json
-if [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ] || [ package.json -nt "$stamp" ]; then
-  echo "setup: installing the pinned JS tooling (npm ci)"
-  npm ci --no-audit --no-fund --loglevel=error
 fi
 
 venv=.venv

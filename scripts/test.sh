@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
-bash scripts/setup.sh
+bash scripts/setup.sh --tests
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
