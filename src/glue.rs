@@ -29,6 +29,7 @@ use crate::proxy;
 use crate::registration;
 use crate::router;
 use crate::sse::SseFilter;
+use futures_util::StreamExt;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -593,8 +594,12 @@ async fn fetch_jwks() -> Result<Vec<u8>, Error> {
 /// How long the authorization server (discovery, JWKS, registration) may take.
 const UPSTREAM_TIMEOUT_SECONDS: u32 = 10;
 
-/// GET or POST `url`, reading the whole answer (bounded by the callers' own caps)
-/// within [`UPSTREAM_TIMEOUT_SECONDS`].
+/// The largest answer read from the authorization server (discovery, JWKS,
+/// registration): the JWKS limit, and far above any real document.
+const MAX_UPSTREAM_BYTES: usize = crate::jwks::MAX_JWKS_BYTES;
+
+/// GET or POST `url`, reading the answer as it streams in, at most
+/// [`MAX_UPSTREAM_BYTES`] of it, within [`UPSTREAM_TIMEOUT_SECONDS`].
 async fn fetch_bytes(
     method: Method,
     url: &str,
@@ -639,10 +644,18 @@ async fn fetch_bytes(
         .await
         .map_err(|e| failed(format!("{url} unreachable: {e}")))?;
     let status = response.status_code();
-    let bytes = response
-        .bytes()
-        .await
+    let mut stream = response
+        .stream()
         .map_err(|e| failed(format!("{url}: {e}")))?;
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        bytes.extend_from_slice(&chunk.map_err(|e| failed(format!("{url}: {e}")))?);
+        if bytes.len() > MAX_UPSTREAM_BYTES {
+            return Err(Error::Upstream(format!(
+                "{url} answered more than {MAX_UPSTREAM_BYTES} bytes"
+            )));
+        }
+    }
     Ok((status, bytes))
 }
 

@@ -9,7 +9,7 @@ import http from "node:http";
 import * as rig from "./lib/rig.mjs";
 
 let downHits = 0;
-let base, broken, nodisc, keys, upstream, jwksFails = true, jwksHits = 0, servedJwks;
+let base, broken, nodisc, bigjwks, keys, upstream, jwksFails = true, jwksHits = 0, servedJwks;
 let registration = { status: 400, body: '{"error":"invalid_client_metadata","error_description":"grant not allowed"}' };
 
 before(async () => {
@@ -33,6 +33,18 @@ before(async () => {
       return;
     }
     if (req.url.startsWith("/origin/")) return req.socket.destroy();
+    // A JWKS far over the 256 KiB cap, streamed slowly: read no further than the cap.
+    if (req.url === "/bigjwks") {
+      res.writeHead(200, { "content-type": "application/json" });
+      res.write('{"keys":[');
+      const pad = JSON.stringify({ kty: "oct", k: "x".repeat(64 * 1024) });
+      let n = 0;
+      const more = () => {
+        if (n++ >= 64 || res.destroyed) return res.end('{"kty":"oct","k":"eA"}]}');
+        res.write(pad + ",", () => setTimeout(more, 5));
+      };
+      return more();
+    }
     if (req.url === "/jwks") {
       jwksHits++;
       if (jwksFails) return res.writeHead(500).end("down");
@@ -51,8 +63,9 @@ before(async () => {
     res.writeHead(404).end();
   });
   await new Promise((r) => upstream.listen(upPort, "127.0.0.1", r));
-  const [wPort, bPort, nPort] = [await rig.freePort(), await rig.freePort(), await rig.freePort()];
+  const [wPort, bPort, nPort, jPort] = [await rig.freePort(), await rig.freePort(), await rig.freePort(), await rig.freePort()];
   nodisc = `http://127.0.0.1:${nPort}`;
+  bigjwks = `http://127.0.0.1:${jPort}`;
   base = `http://127.0.0.1:${wPort}`;
   broken = `http://127.0.0.1:${bPort}`;
   await Promise.all([
@@ -70,6 +83,11 @@ before(async () => {
     rig.startWorker({
       port: bPort,
       vars: { ORIGIN_URL: "http://127.0.0.1:1", RESOURCE_URL: `${broken}/mcp`, ISSUER: "not a url" },
+    }),
+    // A JWKS endpoint answering 4 MiB.
+    rig.startWorker({
+      port: jPort,
+      vars: { ORIGIN_URL: `http://127.0.0.1:${upPort}/origin`, RESOURCE_URL: `${bigjwks}/mcp`, ISSUER: `http://127.0.0.1:${upPort}/big`, JWKS_URL: `http://127.0.0.1:${upPort}/bigjwks` },
     }),
     // The authorization server is down from the start: nothing to discover.
     rig.startWorker({
@@ -106,6 +124,15 @@ test("discovery down at start-up: PRM still served, metadata 502, tokens 503 wit
   const second = await call();
   assert.equal(second.status, 503);
   assert.equal(downHits, hits, "the failure is remembered for the backoff, not rediscovered per request");
+});
+
+test("a JWKS over 256 KiB is cut off at the cap: 503, never an allow", async () => {
+  const now = Math.floor(Date.now() / 1000);
+  const t = await rig.signToken(keys, "RS256", { iss: `http://127.0.0.1:0/big`, aud: `${bigjwks}/mcp`, exp: now + 600 });
+  const res = await fetch(`${bigjwks}/mcp`, { method: "POST", headers: { authorization: `Bearer ${t}` }, body: "{}" });
+  const body = await res.json();
+  assert.equal(res.status, 503, JSON.stringify(body));
+  assert.match(body.error_description, /more than 262144 bytes/);
 });
 
 test("a malformed binding answers 500 naming it, on every route", async () => {
