@@ -312,10 +312,6 @@ impl Authorizer {
         }
     }
 
-    pub fn has_keys(&self) -> bool {
-        self.keys.is_some()
-    }
-
     /// Keys are held and not older than their TTL plus `JWKS_MAX_STALE_SECONDS`:
     /// while refreshes fail, old keys keep tokens flowing, but not forever.
     pub fn has_usable_keys(&self, now: i64) -> bool {
@@ -692,7 +688,7 @@ mod tests {
         let mut a = Authorizer::new(config());
         let d = a.check(&req(Some("Bearer garbage"), None), 0);
         assert_eq!(status(&d), 401);
-        assert!(!a.has_keys());
+        assert!(!a.has_usable_keys(0));
     }
 
     #[test]
