@@ -9,6 +9,10 @@
 //!    parsed, its key looked up ([`Decision::NeedKeys`] when the JWKS is missing,
 //!    stale or lacks the `kid`), and its signature handed to the glue
 //!    ([`Decision::Verify`]); [`Authorizer::complete`] then checks the claims (R4).
+//!    With `INTROSPECTION_URL`, a token that is not a JWT (and, with
+//!    `INTROSPECT_JWTS`, a JWT once valid locally) is sent to the introspection
+//!    endpoint ([`Decision::Introspect`]); [`Authorizer::install_introspection`] reads
+//!    the answer and caches it ([`crate::introspection`]).
 //! 5. With a `SCOPE_POLICY`, a POST's body is read ([`Decision::NeedBody`] asks the
 //!    glue for it, only once a bearer token is present) and inspected
 //!    ([`jsonrpc::inspect`]): malformed is 400 (JSON-RPC -32700/-32600), larger than
@@ -26,6 +30,7 @@
 use crate::cache::{self, Refusal, TokenCache, TokenHash};
 use crate::config::{Config, LogLevel};
 use crate::error::{ChallengeContext, Error, Reply};
+use crate::introspection::{self, Verdict};
 use crate::jsonrpc::{self, FilterSpec};
 use crate::jwks::{self, Key, KeySet, Lookup};
 use crate::log::LogLine;
@@ -109,6 +114,9 @@ pub enum Decision {
     /// Read the request body (at most this many bytes), then decide again.
     NeedBody(usize),
     Verify(Box<Pending>),
+    /// Ask the introspection endpoint about the request's token, then
+    /// [`Authorizer::install_introspection`] and [`Authorizer::finish_introspection`].
+    Introspect,
     /// Not an MCP request: see [`Authorizer::serve`].
     NotMcp,
 }
@@ -134,12 +142,37 @@ pub struct Authorizer {
     upstream: Option<(Upstream, i64)>,
     cache: TokenCache,
     refused: TokenCache<Refusal>,
+    /// Introspection answers (opaque tokens, and JWTs with `INTROSPECT_JWTS`).
+    introspected: TokenCache<Introspected>,
+    /// JWTs valid locally, waiting for the introspection endpoint (`INTROSPECT_JWTS`).
+    awaiting_introspection: TokenCache,
     /// How many key sets have been installed: key ids are `<generation>.<index>`.
     key_generation: u64,
     /// Rate-limiting bindings present (`MCP_RATE_LIMITER`, `MCP_CLIENT_RATE_LIMITER`):
     /// forward decisions then name the keys to count.
     pub limit_subjects: bool,
     pub limit_clients: bool,
+}
+
+/// An introspection answer, remembered under the token's hash.
+#[derive(Debug, Clone)]
+enum Introspected {
+    Active { principal: Principal, until: i64 },
+    Refused { error: Error, until: i64 },
+}
+
+impl cache::Entry for Introspected {
+    fn live(&self, now: i64, leeway: i64) -> bool {
+        match self {
+            Introspected::Active { principal, until } => {
+                now < *until && principal.live(now, leeway)
+            }
+            Introspected::Refused { until, .. } => now < *until,
+        }
+    }
+    fn kid(&self) -> Option<&str> {
+        None
+    }
 }
 
 fn bad_signature() -> Error {
@@ -167,6 +200,8 @@ impl Authorizer {
             upstream: None,
             cache: TokenCache::new(TOKEN_CACHE_CAPACITY),
             refused: TokenCache::new(REFUSAL_CACHE_CAPACITY),
+            introspected: TokenCache::new(TOKEN_CACHE_CAPACITY),
+            awaiting_introspection: TokenCache::new(REFUSAL_CACHE_CAPACITY),
             key_generation: 0,
             limit_subjects: false,
             limit_clients: false,
@@ -234,6 +269,25 @@ impl Authorizer {
         }
         if self.refused.get(&hash, now, 0).is_some() {
             return Err(bad_signature());
+        }
+        if let Some(intro) = &self.cfg.introspection {
+            match self.introspected.get(&hash, now, self.cfg.leeway) {
+                Some(Introspected::Active { principal, .. }) => {
+                    let p = principal.clone();
+                    return self.admit(req, &p);
+                }
+                Some(Introspected::Refused { error, .. }) => return Err(error.clone()),
+                None => {}
+            }
+            if !introspection::looks_like_jwt(token)
+                || (intro.jwts
+                    && self
+                        .awaiting_introspection
+                        .get(&hash, now, self.cfg.leeway)
+                        .is_some())
+            {
+                return Ok(Decision::Introspect);
+            }
         }
         let jwt = token::parse(token, &self.cfg.algorithms)?;
         if let Some(t) = &self.cfg.token_typ {
@@ -356,11 +410,83 @@ impl Authorizer {
             self.refused.insert(pending.hash, refusal, now, 0);
             Err(bad_signature())
         };
+        let revocable = self.cfg.introspection.as_ref().is_some_and(|i| i.jwts);
         match result.and_then(|p| {
+            if revocable {
+                self.awaiting_introspection
+                    .insert(pending.hash, p, now, self.cfg.leeway);
+                return Ok(Decision::Introspect);
+            }
             self.cache
                 .insert(pending.hash, p.clone(), now, self.cfg.leeway);
             self.admit(req, &p)
         }) {
+            Ok(d) => d,
+            Err(e) => self.refuse(Route::Mcp, req, &e),
+        }
+    }
+
+    /// Record the introspection endpoint's answer about `token` (the raw bytes, or why
+    /// there are none) and say what it means: the caller, or why the token is refused.
+    /// Active answers are reused for `INTROSPECTION_CACHE_SECONDS` at most (never past
+    /// `exp`), refusals for [`introspection::REFUSED_SECONDS`]; an unusable answer
+    /// ([`Error::IntrospectionUnavailable`], 503) is not remembered.
+    pub fn install_introspection(
+        &mut self,
+        token: &str,
+        answer: Result<(u16, Vec<u8>), Error>,
+        now: i64,
+    ) -> Result<Principal, Error> {
+        let Some(intro) = &self.cfg.introspection else {
+            return Err(Error::IntrospectionUnavailable(
+                "INTROSPECTION_URL is not set".into(),
+            ));
+        };
+        let cache_seconds = intro.cache_seconds;
+        let hash = cache::hash(token);
+        let verdict = answer
+            .map_err(|e| match e {
+                Error::IntrospectionUnavailable(_) => e,
+                other => Error::IntrospectionUnavailable(other.to_string()),
+            })
+            .and_then(|(status, body)| introspection::read_answer(status, &body))?;
+        let result = match verdict {
+            Verdict::Refused(why) => Err(Error::InvalidToken(why.into())),
+            // A JWT checked locally keeps its verified claims.
+            Verdict::Active(claims) => match self.awaiting_introspection.remove(&hash) {
+                Some(p) => Ok(p),
+                None => {
+                    let mut claims = *claims;
+                    // RFC 7662: `iss` is optional in an answer; when present it must match.
+                    claims.iss.get_or_insert_with(|| self.cfg.issuer.clone());
+                    token::check_claims(&claims, None, &self.cfg, now)
+                }
+            },
+        };
+        let entry = match &result {
+            Ok(p) if cache_seconds > 0 => Some(Introspected::Active {
+                principal: p.clone(),
+                until: now.saturating_add(cache_seconds),
+            }),
+            Ok(_) => None,
+            Err(e) => Some(Introspected::Refused {
+                error: e.clone(),
+                until: now.saturating_add(introspection::REFUSED_SECONDS),
+            }),
+        };
+        if let Some(entry) = entry {
+            self.introspected.insert(hash, entry, now, self.cfg.leeway);
+        }
+        result
+    }
+
+    /// The decision once the introspection endpoint has answered.
+    pub fn finish_introspection(
+        &self,
+        req: &RequestInfo<'_>,
+        result: Result<Principal, Error>,
+    ) -> Decision {
+        match result.and_then(|p| self.admit(req, &p)) {
             Ok(d) => d,
             Err(e) => self.refuse(Route::Mcp, req, &e),
         }
@@ -601,7 +727,9 @@ impl Decision {
                 l: log(level, l),
             }),
             // The glue answers Verify with `Pending::to_wire` after keeping it.
-            Decision::NeedKeys | Decision::Verify(_) => return r#"{"p":1}"#.to_string(),
+            Decision::NeedKeys | Decision::Verify(_) | Decision::Introspect => {
+                return r#"{"p":1}"#.to_string()
+            }
             Decision::NeedBody(max) => return format!(r#"{{"b":{max}}}"#),
             Decision::NotMcp => return r#"{"x":1}"#.to_string(),
         };

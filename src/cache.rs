@@ -118,6 +118,11 @@ impl<V: Entry> TokenCache<V> {
         }
     }
 
+    /// Take an entry out (the order queue forgets it lazily).
+    pub fn remove(&mut self, key: &TokenHash) -> Option<V> {
+        self.entries.remove(key)
+    }
+
     /// Drop entries whose signing key is no longer in the set.
     pub fn retain_keys(&mut self, keys: &KeySet) {
         self.entries.retain(|_, p| keys.contains_kid(p.kid()));

@@ -26,6 +26,13 @@
 //! | `ORIGIN_TIMEOUT_SECONDS` | no | how long to wait for the origin's response headers (default 100, 1 to 600); then 504 |
 //! | `SCOPE_POLICY` | no | JSON: scopes per MCP method and tool/prompt/resource name (see [`crate::policy`]) |
 //! | `POLICY_MAX_BODY_BYTES` | no | largest POST body the policy inspects (default 1 MiB, at most 16 MiB); larger is 413 |
+//! | `INTROSPECTION_URL` | no | RFC 7662 endpoint: tokens that are not JWTs are checked there (see [`Introspection`]) |
+//! | `INTROSPECTION_CLIENT_ID` + `INTROSPECTION_CLIENT_SECRET` | no (secrets) | HTTP Basic credentials for the introspection endpoint |
+//! | `INTROSPECTION_BEARER_TOKEN` | no (secret) | or a bearer API key for it (Ory Network) |
+//! | `INTROSPECT_JWTS` | no | `true`: JWTs, once valid locally, must also be active at the endpoint (revocation) |
+//! | `INTROSPECTION_CACHE_SECONDS` | no | longest an active answer is reused (default 60, 0 to 3600; never past the token's `exp`) |
+//! | `INTROSPECTION_TIMEOUT_SECONDS` | no | how long the endpoint may take (default 5, 1 to 30); then 503 |
+//! | `AS_FLAVOR` | no | `generic` (default) or `hydra`: the Ory Hydra adapter (see [`Flavor`]) |
 
 use crate::error::Error;
 use crate::policy::Policy;
@@ -56,6 +63,14 @@ pub const BINDINGS: &[&str] = &[
     "ORIGIN_TIMEOUT_SECONDS",
     "TOKEN_TYP",
     "JWKS_MAX_STALE_SECONDS",
+    "INTROSPECTION_URL",
+    "INTROSPECTION_CLIENT_ID",
+    "INTROSPECTION_CLIENT_SECRET",
+    "INTROSPECTION_BEARER_TOKEN",
+    "INTROSPECT_JWTS",
+    "INTROSPECTION_CACHE_SECONDS",
+    "INTROSPECTION_TIMEOUT_SECONDS",
+    "AS_FLAVOR",
 ];
 
 /// Default and ceiling of `POLICY_MAX_BODY_BYTES`.
@@ -88,6 +103,51 @@ pub enum LogLevel {
     Off,
     Warn,
     Info,
+}
+
+/// The authorization server's kind, for what it needs that others do not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Flavor {
+    /// Any RFC 8414 server: nothing added beyond the MCP defaults.
+    #[default]
+    Generic,
+    /// Ory Hydra (self-hosted or Ory Network): it ignores RFC 8707 `resource`, so the
+    /// worker asks for the audience with Hydra's own `audience` parameter on
+    /// authorization and client-credentials token requests, allows it on registered
+    /// clients, drops registration members Hydra refuses, and assumes Hydra's
+    /// `/oauth2/register` when its metadata advertises no registration endpoint.
+    Hydra,
+}
+
+/// How the introspection endpoint is told who is asking (RFC 7662 §2.1).
+#[derive(Clone, PartialEq, Eq)]
+pub enum Credentials {
+    None,
+    /// The whole `Authorization` header value: `Basic <base64(id:secret)>`, each part
+    /// form-encoded first (RFC 6749 §2.3.1), or `Bearer <api key>`.
+    Header(String),
+}
+
+/// Secrets never reach a log line, not even through `{:?}`.
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::None => f.write_str("None"),
+            Credentials::Header(_) => f.write_str("Header(<redacted>)"),
+        }
+    }
+}
+
+/// Opaque tokens checked at an RFC 7662 endpoint (`INTROSPECTION_*` bindings).
+#[derive(Debug, Clone)]
+pub struct Introspection {
+    pub url: Url,
+    pub credentials: Credentials,
+    /// JWTs too, once valid locally (revocation checks).
+    pub jwts: bool,
+    /// Longest reuse of an active answer; never past the token's `exp`.
+    pub cache_seconds: i64,
+    pub timeout_seconds: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -125,6 +185,8 @@ pub struct Config {
     pub token_typ: Option<String>,
     /// Seconds past the JWKS's TTL its keys stay in use while refreshes fail.
     pub jwks_max_stale: i64,
+    pub introspection: Option<Introspection>,
+    pub flavor: Flavor,
 }
 
 fn problem(binding: &str, problem: impl Into<String>) -> Error {
@@ -185,6 +247,93 @@ where
             ),
         )),
     }
+}
+
+/// The `INTROSPECTION_*` bindings: `None` without `INTROSPECTION_URL`.
+fn introspection(get: &impl Fn(&str) -> Option<String>) -> Result<Option<Introspection>, Error> {
+    let related = [
+        "INTROSPECTION_CLIENT_ID",
+        "INTROSPECTION_CLIENT_SECRET",
+        "INTROSPECTION_BEARER_TOKEN",
+        "INTROSPECT_JWTS",
+        "INTROSPECTION_CACHE_SECONDS",
+        "INTROSPECTION_TIMEOUT_SECONDS",
+    ];
+    let Some(url) = get("INTROSPECTION_URL") else {
+        if let Some(name) = related.iter().find(|n| get(n).is_some()) {
+            return Err(problem(name, "is set but INTROSPECTION_URL is not"));
+        }
+        return Ok(None);
+    };
+    let url = http_url("INTROSPECTION_URL", &url)?;
+    let form = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+    let credentials = match (
+        get("INTROSPECTION_CLIENT_ID"),
+        get("INTROSPECTION_CLIENT_SECRET"),
+        get("INTROSPECTION_BEARER_TOKEN"),
+    ) {
+        (None, None, None) => Credentials::None,
+        (Some(id), Some(secret), None) => {
+            use base64::Engine;
+            let pair = format!("{}:{}", form(&id), form(&secret));
+            Credentials::Header(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(pair)
+            ))
+        }
+        (None, None, Some(key)) => {
+            if !key.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(problem(
+                    "INTROSPECTION_BEARER_TOKEN",
+                    "must be printable ASCII without spaces",
+                ));
+            }
+            Credentials::Header(format!("Bearer {key}"))
+        }
+        (Some(_), None, None) => {
+            return Err(problem(
+                "INTROSPECTION_CLIENT_SECRET",
+                "is required with INTROSPECTION_CLIENT_ID",
+            ))
+        }
+        (None, Some(_), None) => {
+            return Err(problem(
+                "INTROSPECTION_CLIENT_ID",
+                "is required with INTROSPECTION_CLIENT_SECRET",
+            ))
+        }
+        (_, _, Some(_)) => return Err(problem(
+            "INTROSPECTION_BEARER_TOKEN",
+            "set either it or INTROSPECTION_CLIENT_ID and INTROSPECTION_CLIENT_SECRET, not both",
+        )),
+    };
+    let jwts = match get("INTROSPECT_JWTS").as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(problem(
+                "INTROSPECT_JWTS",
+                format!("must be true or false, got {other:?}"),
+            ))
+        }
+    };
+    Ok(Some(Introspection {
+        url,
+        credentials,
+        jwts,
+        cache_seconds: number(
+            get("INTROSPECTION_CACHE_SECONDS"),
+            "INTROSPECTION_CACHE_SECONDS",
+            60,
+            0..=3600,
+        )?,
+        timeout_seconds: number(
+            get("INTROSPECTION_TIMEOUT_SECONDS"),
+            "INTROSPECTION_TIMEOUT_SECONDS",
+            5,
+            1..=30,
+        )?,
+    }))
 }
 
 /// The origin (`scheme://host[:port]`) of a URL, as browsers serialise it.
@@ -334,6 +483,18 @@ impl Config {
             }
         }
 
+        let introspection = introspection(&get)?;
+        let flavor = match get("AS_FLAVOR").as_deref() {
+            None | Some("generic") => Flavor::Generic,
+            Some("hydra") => Flavor::Hydra,
+            Some(other) => {
+                return Err(problem(
+                    "AS_FLAVOR",
+                    format!("must be generic or hydra, got {other:?}"),
+                ))
+            }
+        };
+
         let mut allowed_origins = Vec::new();
         let mut any_origin = false;
         for o in words(get("ALLOWED_ORIGINS")) {
@@ -429,7 +590,29 @@ impl Config {
             origin_timeout,
             token_typ,
             jwks_max_stale,
+            introspection,
+            flavor,
         })
+    }
+
+    /// The audience the Hydra adapter asks for: the resource when it is accepted
+    /// (the default), else the first accepted audience. Never anything else.
+    pub fn hydra_audience(&self) -> &str {
+        if self.audiences.contains(&self.resource) {
+            &self.resource
+        } else {
+            &self.audiences[0]
+        }
+    }
+
+    /// The scopes asked for on a client's behalf when it names none: `REQUIRED_SCOPES`,
+    /// else `SCOPES_SUPPORTED` (what a challenge would name).
+    pub fn default_scopes(&self) -> &[String] {
+        if self.required_scopes.is_empty() {
+            &self.scopes_supported
+        } else {
+            &self.required_scopes
+        }
     }
 
     /// The worker's public origin, taken from `RESOURCE_URL`.
@@ -675,5 +858,101 @@ pub(crate) mod tests {
         assert!(path_matches("/oauth2", "/oauth2/"));
         assert!(!path_matches("/oauth22", "/oauth2/"));
         assert!(path_matches("/userinfo", "/userinfo"));
+    }
+
+    #[test]
+    fn introspection_is_off_without_a_url_and_related_bindings_need_one() {
+        assert!(config().introspection.is_none());
+        assert_eq!(
+            binding_of(with(&[("INTROSPECT_JWTS", "true")]).unwrap_err()),
+            "INTROSPECT_JWTS"
+        );
+    }
+
+    #[test]
+    fn introspection_credentials_basic_bearer_or_none() {
+        let url = (
+            "INTROSPECTION_URL",
+            "http://127.0.0.1:4445/admin/oauth2/introspect",
+        );
+        let c = with(&[url]).unwrap().introspection.unwrap();
+        assert_eq!(c.credentials, Credentials::None);
+        assert_eq!((c.cache_seconds, c.timeout_seconds, c.jwts), (60, 5, false));
+        // RFC 6749 §2.3.1: id and secret are form-encoded before base64.
+        let c = with(&[
+            url,
+            ("INTROSPECTION_CLIENT_ID", "edge client"),
+            ("INTROSPECTION_CLIENT_SECRET", "s:cr=t"),
+        ])
+        .unwrap()
+        .introspection
+        .unwrap();
+        use base64::Engine;
+        let expected = base64::engine::general_purpose::STANDARD.encode("edge+client:s%3Acr%3Dt");
+        assert_eq!(
+            c.credentials,
+            Credentials::Header(format!("Basic {expected}"))
+        );
+        assert!(
+            !format!("{c:?}").contains(&expected),
+            "secrets are redacted in Debug"
+        );
+        let c = with(&[url, ("INTROSPECTION_BEARER_TOKEN", "ory_pat_x")])
+            .unwrap()
+            .introspection
+            .unwrap();
+        assert_eq!(
+            c.credentials,
+            Credentials::Header("Bearer ory_pat_x".into())
+        );
+        assert!(!format!("{c:?}").contains("ory_pat_x"));
+        for (extra, binding) in [
+            (
+                vec![("INTROSPECTION_CLIENT_ID", "a")],
+                "INTROSPECTION_CLIENT_SECRET",
+            ),
+            (
+                vec![("INTROSPECTION_CLIENT_SECRET", "a")],
+                "INTROSPECTION_CLIENT_ID",
+            ),
+            (
+                vec![
+                    ("INTROSPECTION_CLIENT_ID", "a"),
+                    ("INTROSPECTION_CLIENT_SECRET", "b"),
+                    ("INTROSPECTION_BEARER_TOKEN", "c"),
+                ],
+                "INTROSPECTION_BEARER_TOKEN",
+            ),
+            (vec![("INTROSPECT_JWTS", "yes")], "INTROSPECT_JWTS"),
+            (
+                vec![("INTROSPECTION_CACHE_SECONDS", "3601")],
+                "INTROSPECTION_CACHE_SECONDS",
+            ),
+            (
+                vec![("INTROSPECTION_TIMEOUT_SECONDS", "0")],
+                "INTROSPECTION_TIMEOUT_SECONDS",
+            ),
+        ] {
+            let mut all = vec![url];
+            all.extend(extra);
+            assert_eq!(binding_of(with(&all).unwrap_err()), binding);
+        }
+        let e = with(&[("INTROSPECTION_URL", "http://u:p@h/introspect")]).unwrap_err();
+        assert_eq!(binding_of(e), "INTROSPECTION_URL");
+    }
+
+    #[test]
+    fn flavor_and_hydra_audience() {
+        assert_eq!(config().flavor, Flavor::Generic);
+        let c = with(&[("AS_FLAVOR", "hydra")]).unwrap();
+        assert_eq!(c.flavor, Flavor::Hydra);
+        assert_eq!(c.hydra_audience(), "https://mcp.example.com/mcp");
+        let c = with(&[("AUDIENCE", "api://mcp https://other")]).unwrap();
+        assert_eq!(c.hydra_audience(), "api://mcp");
+        assert_eq!(
+            binding_of(with(&[("AS_FLAVOR", "keycloak")]).unwrap_err()),
+            "AS_FLAVOR"
+        );
+        assert_eq!(config().default_scopes(), ["mcp:tools"]);
     }
 }

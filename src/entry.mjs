@@ -248,7 +248,11 @@ export default {
       d = JSON.parse(fast(method, url, authorization, origin, resuming, ...more));
     }
     if (d.p) d = JSON.parse(await authorize(method, url, authorization, origin, resuming, ...more));
-    if (d.v !== undefined) d = JSON.parse(complete(d.v, await verified(d, authorization)));
+    if (d.v !== undefined) {
+      d = JSON.parse(complete(d.v, await verified(d, authorization)));
+      // INTROSPECT_JWTS: a JWT valid locally is then asked about at the endpoint.
+      if (d.p) d = JSON.parse(await authorize(method, url, authorization, origin, resuming, ...more));
+    }
     if (d.f) {
       const limited = d.q && (await overLimit(env, d.q));
       if (limited) return reply(JSON.parse(rateLimited(method, url, limited)));

@@ -12,6 +12,7 @@
 //! | [`Error::InvalidRedirectUri`], [`Error::InvalidClientMetadata`] | 400 | RFC 7591 §3.2.2 | none |
 //! | [`Error::UpstreamRejected`] | upstream 4xx | RFC 7591 body | none |
 //! | [`Error::Upstream`] | 502 | `server_error` | none |
+//! | [`Error::KeysUnavailable`], [`Error::IntrospectionUnavailable`] | 503 + `Retry-After` | `temporarily_unavailable` | none |
 //! | [`Error::OriginUnreachable`] | 502 | JSON-RPC error | none |
 //! | [`Error::OriginTimeout`] | 504 | JSON-RPC error | none |
 //! | [`Error::JsonRpc`] | 400 | JSON-RPC error (-32700, -32600, -32602, -32020) | none |
@@ -115,6 +116,9 @@ pub enum Error {
     Upstream(String),
     /// The JWKS could not be obtained, so no token can be checked: 503, never an allow.
     KeysUnavailable(String),
+    /// The introspection endpoint could not be used (unreachable, slow, 4xx/5xx, an
+    /// answer that is not RFC 7662): 503, never an allow.
+    IntrospectionUnavailable(String),
     /// The MCP origin could not be reached.
     OriginUnreachable(String),
     /// The MCP origin sent no response headers within `ORIGIN_TIMEOUT_SECONDS`.
@@ -151,6 +155,7 @@ impl fmt::Display for Error {
             }
             Error::Upstream(d) => write!(f, "authorization server: {d}"),
             Error::KeysUnavailable(d) => write!(f, "signing keys unavailable: {d}"),
+            Error::IntrospectionUnavailable(d) => write!(f, "introspection unavailable: {d}"),
             Error::OriginUnreachable(d) => write!(f, "origin unreachable: {d}"),
             Error::OriginTimeout(s) => write!(f, "origin sent no answer within {s} s"),
             Error::RateLimited(what) => write!(f, "rate limited (per {what})"),
@@ -217,7 +222,9 @@ impl Error {
             | Error::Upstream(_)
             | Error::OriginUnreachable(_)
             | Error::OriginTimeout(_) => "server_error",
-            Error::KeysUnavailable(_) => "temporarily_unavailable",
+            Error::KeysUnavailable(_) | Error::IntrospectionUnavailable(_) => {
+                "temporarily_unavailable"
+            }
             Error::MissingToken => "unauthorized",
             Error::InvalidToken(_) => "invalid_token",
             Error::InvalidRequest(_) | Error::JsonRpc { .. } => "invalid_request",
@@ -249,7 +256,7 @@ impl Error {
             Error::Upstream(_) | Error::OriginUnreachable(_) => 502,
             Error::OriginTimeout(_) => 504,
             Error::RateLimited(_) => 429,
-            Error::KeysUnavailable(_) => 503,
+            Error::KeysUnavailable(_) | Error::IntrospectionUnavailable(_) => 503,
         }
     }
 
@@ -306,7 +313,7 @@ impl Error {
                 &json!({"error": self.code(), "error_description": format!("too many requests for this {what}; retry later")}),
             )
             .with_header("retry-after", RATE_LIMIT_RETRY_AFTER_SECONDS.to_string()),
-            Error::KeysUnavailable(d) => Reply::json(
+            Error::KeysUnavailable(d) | Error::IntrospectionUnavailable(d) => Reply::json(
                 status,
                 &json!({"error": self.code(), "error_description": format!("cannot check tokens right now: {d}")}),
             )

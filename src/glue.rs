@@ -20,7 +20,7 @@
 //!   rewritten for the token that asked ([`crate::jsonrpc`], [`crate::sse`]).
 
 use crate::authorizer::{Authorizer, Body, Decision, Pending, RequestInfo, Serve};
-use crate::config::{Config, LogLevel};
+use crate::config::{Config, Credentials, LogLevel};
 use crate::error::{ChallengeContext, Error, Reply};
 use crate::jsonrpc::{self, FilterSpec};
 use crate::log::LogLine;
@@ -372,12 +372,45 @@ pub async fn authorize(
                 }
             }
             Decision::Verify(pending) => return hand_to_js(pending, &info),
+            Decision::Introspect => return introspect(&info).await,
             other => return other.to_wire(level),
         }
     }
     let e = Error::KeysUnavailable("no usable key after refreshing".into());
     with_auth(|a| a.refuse(router::Route::Mcp, &info, &e).to_wire(level))
         .unwrap_or_else(|e| config_failure(&e))
+}
+
+/// Ask the introspection endpoint about the request's token, and decide with its
+/// answer. The token is sent only there, in a form body, never logged.
+async fn introspect(info: &RequestInfo<'_>) -> String {
+    let token = crate::token::bearer(info.authorization).unwrap_or_default();
+    let answer = match with_auth(|a| a.cfg.introspection.clone()) {
+        Ok(Some(intro)) => {
+            let auth = match intro.credentials {
+                Credentials::Header(h) => Some(h),
+                Credentials::None => None,
+            };
+            let body = crate::introspection::request_body(token).into_bytes();
+            fetch_bytes(
+                Method::Post,
+                intro.url.as_str(),
+                Some((body, "application/x-www-form-urlencoded")),
+                auth,
+                intro.timeout_seconds,
+            )
+            .await
+        }
+        Ok(None) => Err(Error::IntrospectionUnavailable(
+            "INTROSPECTION_URL is not set".into(),
+        )),
+        Err(e) => return config_failure(&e),
+    };
+    with_auth(|a| {
+        let result = a.install_introspection(token, answer, now());
+        a.finish_introspection(info, result).to_wire(a.log_level())
+    })
+    .unwrap_or_else(|e| config_failure(&e))
 }
 
 /// The answer when a rate-limiting binding refused a request (429): `what` is
@@ -539,7 +572,14 @@ async fn discover() -> Result<(), Error> {
     let urls = with_auth(|a| metadata::discovery_urls(&a.cfg))?;
     let mut tried = Vec::new();
     for url in urls {
-        let (status, body) = fetch_bytes(Method::Get, url.as_str(), None, None).await?;
+        let (status, body) = fetch_bytes(
+            Method::Get,
+            url.as_str(),
+            None,
+            None,
+            UPSTREAM_TIMEOUT_SECONDS,
+        )
+        .await?;
         let accepted = with_auth(|a| metadata::accept_upstream(&a.cfg, &url, status, &body))??;
         if let Some(up) = accepted {
             with_auth(|a| a.install_upstream(up, now()))?;
@@ -582,7 +622,7 @@ async fn fetch_jwks() -> Result<Vec<u8>, Error> {
             })?
         }
     };
-    match fetch_bytes(Method::Get, &url, None, None).await {
+    match fetch_bytes(Method::Get, &url, None, None, UPSTREAM_TIMEOUT_SECONDS).await {
         Ok((200, body)) => Ok(body),
         Ok((status, _)) => Err(Error::KeysUnavailable(format!(
             "JWKS at {url} answered {status}"
@@ -598,18 +638,19 @@ const UPSTREAM_TIMEOUT_SECONDS: u32 = 10;
 /// registration): the JWKS limit, and far above any real document.
 const MAX_UPSTREAM_BYTES: usize = crate::jwks::MAX_JWKS_BYTES;
 
-/// GET or POST `url`, reading the answer as it streams in, at most
-/// [`MAX_UPSTREAM_BYTES`] of it, within [`UPSTREAM_TIMEOUT_SECONDS`].
+/// GET or POST `url` (the body with its content type), reading the answer as it
+/// streams in, at most [`MAX_UPSTREAM_BYTES`] of it, within `timeout` seconds.
 async fn fetch_bytes(
     method: Method,
     url: &str,
-    body: Option<Vec<u8>>,
+    body: Option<(Vec<u8>, &str)>,
     auth: Option<String>,
+    timeout: u32,
 ) -> Result<(u16, Vec<u8>), Error> {
     let headers = Headers::new();
     let _ = headers.set("accept", "application/json");
-    if body.is_some() {
-        let _ = headers.set("content-type", "application/json");
+    if let Some((_, content_type)) = &body {
+        let _ = headers.set("content-type", content_type);
     }
     if let Some(a) = auth {
         let _ = headers.set("authorization", &a);
@@ -622,19 +663,16 @@ async fn fetch_bytes(
     init.with_method(method)
         .with_headers(headers)
         .with_redirect(RequestRedirect::Manual);
-    if let Some(b) = body {
+    if let Some((b, _)) = body {
         init.with_body(Some(js_sys::Uint8Array::from(b.as_slice()).into()));
     }
     let request = Request::new_with_init(url, &init)
         .map_err(|e| Error::Upstream(format!("bad upstream URL {url}: {e}")))?;
-    // The authorization server gets UPSTREAM_TIMEOUT_SECONDS for its whole answer.
-    let signal: worker::AbortSignal =
-        web_sys::AbortSignal::timeout_with_u32(UPSTREAM_TIMEOUT_SECONDS * 1000).into();
+    // The authorization server gets `timeout` seconds for its whole answer.
+    let signal: worker::AbortSignal = web_sys::AbortSignal::timeout_with_u32(timeout * 1000).into();
     let failed = |what: String| {
         if signal.aborted() {
-            Error::Upstream(format!(
-                "{url} did not answer within {UPSTREAM_TIMEOUT_SECONDS} s"
-            ))
+            Error::Upstream(format!("{url} did not answer within {timeout} s"))
         } else {
             Error::Upstream(what)
         }
@@ -783,7 +821,14 @@ async fn register(mut req: Request) -> Result<Reply, Error> {
             .and_then(|_| registration::widen_scope(&request, &a.cfg.scopes_supported))
     })?;
     let body = widened.unwrap_or(body);
-    let (status, answer) = fetch_bytes(Method::Post, &endpoint, Some(body), auth).await?;
+    let (status, answer) = fetch_bytes(
+        Method::Post,
+        &endpoint,
+        Some((body, "application/json")),
+        auth,
+        UPSTREAM_TIMEOUT_SECONDS,
+    )
+    .await?;
     if (200..300).contains(&status) {
         registration::clean_answer(&request, &answer)
     } else {

@@ -24,6 +24,7 @@ pub mod authorizer;
 pub mod cache;
 pub mod config;
 pub mod error;
+pub mod introspection;
 pub mod jsonrpc;
 pub mod jwks;
 pub mod log;

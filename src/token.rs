@@ -49,7 +49,7 @@ pub struct Header {
     pub crit: Option<serde_json::Value>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct Claims {
     pub iss: Option<String>,
     pub sub: Option<String>,

@@ -558,3 +558,253 @@ fn malformed_bodies_and_header_mismatches_are_400_after_authentication() {
     let (d, _, _) = decide_info(&mut a, &forged, &keys, NOW, post("{not json"));
     assert_eq!(status(&d), 401);
 }
+
+// ---- introspection (RFC 7662) ------------------------------------------------------
+
+const INTROSPECT: (&str, &str) = (
+    "INTROSPECTION_URL",
+    "http://127.0.0.1:4445/admin/oauth2/introspect",
+);
+
+/// Drive one request as the glue does, answering introspection with `answer` (the
+/// token it was asked about in, the endpoint's status and body out). Returns the
+/// decision and how many introspection requests it took.
+fn decide_introspecting(
+    a: &mut Authorizer,
+    token: &str,
+    now: i64,
+    answer: &dyn Fn(&str) -> Answer,
+) -> (Decision, usize) {
+    let auth = format!("Bearer {token}");
+    let req = mcp_post(&auth);
+    let mut asked = 0;
+    let mut d = a.check(&req, now);
+    for _ in 0..3 {
+        d = match d {
+            Decision::NeedKeys => {
+                let _ = a.install_keys(Ok(&all_keys()), now);
+                a.check(&req, now)
+            }
+            Decision::Verify(p) => {
+                let jwt = mcp_edge_auth::token::parse(token, &a.cfg.algorithms).unwrap();
+                let ok = verify_native(&jwt, &p.key).is_ok();
+                a.complete(&req, &p, ok, now)
+            }
+            Decision::Introspect => {
+                asked += 1;
+                let result = a.install_introspection(token, answer(token), now);
+                return (a.finish_introspection(&req, result), asked);
+            }
+            other => return (other, asked),
+        };
+    }
+    (d, asked)
+}
+
+fn active(extra: Value) -> Answer {
+    let mut doc = json!({
+        "active": true,
+        "iss": "https://auth.example.com/",
+        "sub": "user-9",
+        "client_id": "client-9",
+        "aud": ["https://mcp.example.com/mcp"],
+        "scope": "mcp:tools",
+        "exp": NOW + 3600,
+        "iat": NOW,
+        "token_type": "Bearer",
+        "token_use": "access_token",
+    });
+    doc.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    Ok((200, serde_json::to_vec(&doc).unwrap()))
+}
+
+fn reply_parts(d: &Decision) -> (u16, String) {
+    match d {
+        Decision::Reply { reply, .. } => (
+            reply.status,
+            reply
+                .header("www-authenticate")
+                .or(reply.header("retry-after"))
+                .unwrap_or_default()
+                .to_string(),
+        ),
+        Decision::Forward { .. } => (200, String::new()),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// What the introspection endpoint answers: status and body, or why there are none.
+type Answer = Result<(u16, Vec<u8>), mcp_edge_auth::error::Error>;
+type Endpoint = Box<dyn Fn(&str) -> Answer>;
+
+const OPAQUE: &str = "ory_at_Yd8oxU0Qw1Ew4X9yQ.2Jb9XqZ-A6dCb4pVd2Hg";
+
+#[test]
+fn opaque_tokens_are_introspected_once_then_cached_within_the_bound() {
+    let mut a = Authorizer::new(config_with(&[
+        INTROSPECT,
+        ("INTROSPECTION_CACHE_SECONDS", "30"),
+    ]));
+    let seen = std::cell::RefCell::new(Vec::new());
+    let answer = |t: &str| {
+        seen.borrow_mut().push(t.to_string());
+        active(json!({}))
+    };
+    let (d, asked) = decide_introspecting(&mut a, OPAQUE, NOW, &answer);
+    assert_eq!(asked, 1);
+    assert_eq!(
+        seen.borrow().as_slice(),
+        [OPAQUE],
+        "the endpoint is asked about this token"
+    );
+    let Decision::Forward { headers, .. } = d else {
+        panic!("{d:?}")
+    };
+    assert!(headers.contains(&("x-auth-subject", "user-9".into())));
+    assert!(headers.contains(&("x-auth-client-id", "client-9".into())));
+    assert!(headers.contains(&("x-auth-scopes", "mcp:tools".into())));
+    // Reused within INTROSPECTION_CACHE_SECONDS...
+    let (d, asked) = decide_introspecting(&mut a, OPAQUE, NOW + 29, &answer);
+    assert_eq!((status(&d), asked), (200, 0));
+    // ...then asked again: revoked by now.
+    let revoked = |_: &str| Ok((200, br#"{"active":false}"#.to_vec()));
+    let (d, asked) = decide_introspecting(&mut a, OPAQUE, NOW + 30, &revoked);
+    assert_eq!(asked, 1);
+    let (code, challenge) = reply_parts(&d);
+    assert_eq!(code, 401);
+    assert!(
+        challenge.contains(r#"error="invalid_token""#),
+        "{challenge}"
+    );
+    assert!(challenge.contains("not active"), "{challenge}");
+    assert!(!challenge.contains(OPAQUE));
+    // The refusal is remembered briefly, then asked again.
+    let (d, asked) = decide_introspecting(&mut a, OPAQUE, NOW + 35, &answer);
+    assert_eq!((status(&d), asked), (401, 0));
+    let (d, asked) = decide_introspecting(&mut a, OPAQUE, NOW + 41, &answer);
+    assert_eq!((status(&d), asked), (200, 1));
+}
+
+#[test]
+fn a_cached_answer_never_outlives_the_tokens_exp() {
+    let mut a = Authorizer::new(config_with(&[
+        INTROSPECT,
+        ("INTROSPECTION_CACHE_SECONDS", "600"),
+    ]));
+    let short = |_: &str| active(json!({"exp": NOW + 20}));
+    let (d, _) = decide_introspecting(&mut a, OPAQUE, NOW, &short);
+    assert_eq!(status(&d), 200);
+    // Past exp plus the clock leeway (60 s), the cached answer is not used.
+    let (d, asked) = decide_introspecting(&mut a, OPAQUE, NOW + 81, &short);
+    assert_eq!((status(&d), asked), (401, 1));
+}
+
+#[test]
+fn introspection_answers_meet_the_jwt_claim_rules() {
+    for (extra, status_code, says) in [
+        (
+            json!({"aud": ["https://other.example.com/mcp"]}),
+            401,
+            "does not include",
+        ),
+        (json!({"aud": []}), 401, "no audience"),
+        (json!({"aud": null}), 401, "no audience"),
+        (
+            json!({"iss": "https://auth.example.com"}),
+            401,
+            "not the configured issuer",
+        ),
+        (json!({"exp": NOW - 3600}), 401, "expired"),
+        (json!({"exp": null}), 401, "no valid exp"),
+        (json!({"nbf": NOW + 3600}), 401, "not valid yet"),
+        (
+            json!({"token_use": "refresh_token"}),
+            401,
+            "not an access token",
+        ),
+        (json!({"scope": "other"}), 403, "insufficient_scope"),
+        // iss is optional in RFC 7662 answers; scp arrays are read as JWTs' are.
+        (json!({"iss": null}), 200, ""),
+        (json!({"scope": null, "scp": ["mcp:tools"]}), 200, ""),
+        (json!({"aud": "https://mcp.example.com/mcp"}), 200, ""),
+    ] {
+        let mut a = Authorizer::new(config_with(&[INTROSPECT]));
+        let answer = |_: &str| active(extra.clone());
+        let (d, asked) = decide_introspecting(&mut a, OPAQUE, NOW, &answer);
+        let (code, challenge) = reply_parts(&d);
+        assert_eq!((code, asked), (status_code, 1), "{extra}: {challenge}");
+        assert!(challenge.contains(says), "{extra}: {challenge}");
+    }
+}
+
+#[test]
+fn an_unusable_endpoint_is_503_never_an_allow_and_not_remembered() {
+    use mcp_edge_auth::error::Error;
+    let answers: Vec<Endpoint> = vec![
+        Box::new(|_| Err(Error::Upstream("connection refused".into()))),
+        Box::new(|_| Err(Error::Upstream("did not answer within 5 s".into()))),
+        Box::new(|_| Ok((500, b"{\"active\":true}".to_vec()))),
+        Box::new(|_| Ok((401, b"{\"error\":\"invalid_client\"}".to_vec()))),
+        Box::new(|_| Ok((200, b"<html>sign in</html>".to_vec()))),
+        Box::new(|_| Ok((200, b"{\"active\":\"yes\"}".to_vec()))),
+        Box::new(|_| Ok((200, b"{\"active\":true,\"exp\":\"later\"}".to_vec()))),
+    ];
+    for answer in &answers {
+        let mut a = Authorizer::new(config_with(&[INTROSPECT]));
+        let (d, asked) = decide_introspecting(&mut a, OPAQUE, NOW, answer.as_ref());
+        let Decision::Reply { reply, .. } = &d else {
+            panic!("{d:?}")
+        };
+        assert_eq!((reply.status, asked), (503, 1), "{}", reply.body);
+        assert_eq!(reply.header("retry-after"), Some("5"));
+        assert!(reply.body.contains("temporarily_unavailable"));
+        // Nothing was cached: the next request asks again.
+        let (d, asked) = decide_introspecting(&mut a, OPAQUE, NOW + 1, &|_| active(json!({})));
+        assert_eq!((status(&d), asked), (200, 1));
+    }
+}
+
+#[test]
+fn without_an_introspection_url_opaque_tokens_are_401_and_jwts_stay_local() {
+    let mut a = Authorizer::new(config());
+    let (d, asked) = decide_introspecting(&mut a, OPAQUE, NOW, &|_| active(json!({})));
+    assert_eq!((status(&d), asked), (401, 0));
+    // With introspection on, a JWT still takes the local path by default.
+    let mut a = Authorizer::new(config_with(&[INTROSPECT]));
+    let t = sign("rsa", Algorithm::RS256, "rs1", &claims(json!({})));
+    let (d, asked) = decide_introspecting(&mut a, &t, NOW, &|_| panic!("not asked"));
+    assert_eq!((status(&d), asked), (200, 0));
+    // A forged JWT is refused locally, never sent out.
+    let forged = format!("{}x", &t[..t.len() - 1]);
+    let (d, asked) = decide_introspecting(&mut a, &forged, NOW, &|_| panic!("not asked"));
+    assert_eq!((status(&d), asked), (401, 0));
+}
+
+#[test]
+fn introspect_jwts_checks_revocation_after_the_local_check() {
+    let mut a = Authorizer::new(config_with(&[
+        INTROSPECT,
+        ("INTROSPECT_JWTS", "true"),
+        ("INTROSPECTION_CACHE_SECONDS", "10"),
+    ]));
+    let t = sign("rsa", Algorithm::RS256, "rs1", &claims(json!({})));
+    // The answer's claims do not replace the verified ones.
+    let (d, asked) =
+        decide_introspecting(&mut a, &t, NOW, &|_| active(json!({"sub": "someone-else"})));
+    assert_eq!(asked, 1);
+    let Decision::Forward { headers, .. } = d else {
+        panic!("{d:?}")
+    };
+    assert!(headers.contains(&("x-auth-subject", "user-1".into())));
+    let (d, asked) = decide_introspecting(&mut a, &t, NOW + 5, &|_| panic!("cached"));
+    assert_eq!((status(&d), asked), (200, 0));
+    let revoked = |_: &str| Ok((200, br#"{"active":false}"#.to_vec()));
+    let (d, asked) = decide_introspecting(&mut a, &t, NOW + 10, &revoked);
+    assert_eq!((status(&d), asked), (401, 1));
+    // A forged JWT is not introspected.
+    let forged = format!("{}x", &t[..t.len() - 1]);
+    let (d, asked) = decide_introspecting(&mut a, &forged, NOW, &|_| panic!("not asked"));
+    assert_eq!((status(&d), asked), (401, 0));
+}

@@ -1,8 +1,10 @@
 //! Token handling from the `Authorization` header to a decision: bearer extraction,
-//! JWT parsing (header, allowlist, claims), JWKS parsing and key lookup, claim checks.
+//! JWT parsing (header, allowlist, claims), JWKS parsing and key lookup, claim checks,
+//! and introspection answers (RFC 7662) read and held to the same claim rules.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use mcp_edge_auth::config::Config;
+use mcp_edge_auth::introspection;
 use mcp_edge_auth::jwks::KeySet;
 use mcp_edge_auth::token;
 use std::sync::OnceLock;
@@ -33,6 +35,8 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     if let Ok(t) = token::bearer(Some(header)) {
+        let _ = introspection::looks_like_jwt(t);
+        let _ = introspection::request_body(t);
         if let Ok(jwt) = token::parse(t, &cfg.algorithms) {
             let _ = token::check_typ(jwt.header.typ.as_deref(), "at+jwt");
             if let Ok(keys) = KeySet::parse(jwks, &cfg.algorithms) {
@@ -42,4 +46,7 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let _ = KeySet::parse(rest, &cfg.algorithms);
+    if let Ok(introspection::Verdict::Active(claims)) = introspection::read_answer(200, rest) {
+        let _ = token::check_claims(&claims, None, cfg, 1_800_000_000);
+    }
 });

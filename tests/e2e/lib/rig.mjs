@@ -100,7 +100,7 @@ export function publicJwks(keys) {
   return { keys: keys.keys.map(({ d, p, q, dp, dq, qi, ...pub }) => pub) };
 }
 
-export async function startAuthorizationServer({ port, issuer, keys, tokenAlg = "RS256", ttl = 3600, scopes, encKey = false }) {
+export async function startAuthorizationServer({ port, issuer, keys, tokenAlg = "RS256", ttl = 3600, scopes, encKey = false, opaque = false, introspector }) {
   const proc = start("authorization-server", process.execPath, ["tests/e2e/peers/authorization-server.mjs"], {
     AS_PORT: String(port),
     AS_ISSUER: issuer,
@@ -109,6 +109,8 @@ export async function startAuthorizationServer({ port, issuer, keys, tokenAlg = 
     AS_TOKEN_TTL: String(ttl),
     ...(scopes ? { AS_SCOPES: scopes } : {}),
     ...(encKey ? { AS_ENC_KEY: "1" } : {}),
+    ...(opaque ? { AS_OPAQUE: "1" } : {}),
+    ...(introspector ? { AS_INTROSPECTOR: introspector } : {}),
   });
   const mount = new URL(issuer).pathname.replace(/\/$/, "");
   await waitFor(`http://127.0.0.1:${port}${mount}/.well-known/openid-configuration`, proc);

@@ -12,6 +12,9 @@
 //   AS_TOKEN_TTL access-token lifetime in seconds (3600 default)
 //   AS_SCOPES    resource scopes on offer (default "mcp:tools mcp:admin")
 //   AS_ENC_KEY   "1": also publish an encryption key (use "enc") in the JWKS, as Keycloak does
+//   AS_OPAQUE    "1": issue opaque access tokens (checked by introspection, RFC 7662)
+//   AS_INTROSPECTOR "id:secret": a confidential client (client_secret_basic) allowed to
+//                introspect any token, as a resource server's credentials would be
 //
 // Token shapes: a client whose client_name holds "shape=<rfc9068|hydra|keycloak|auth0>"
 // gets access tokens reshaped like that server's (SPEC "Authorization-server shapes"),
@@ -39,6 +42,19 @@ const tokenAlg = process.env.AS_TOKEN_ALG || "RS256";
 const ttl = Number(process.env.AS_TOKEN_TTL || 3600);
 const resourceScopes = process.env.AS_SCOPES || "mcp:tools mcp:admin";
 const mount = new URL(issuer).pathname.replace(/\/$/, "");
+const opaque = process.env.AS_OPAQUE === "1";
+const staticClients = [];
+if (process.env.AS_INTROSPECTOR) {
+  const [id, secret] = process.env.AS_INTROSPECTOR.split(":");
+  staticClients.push({
+    client_id: id,
+    client_secret: secret,
+    grant_types: [],
+    response_types: [],
+    redirect_uris: [],
+    token_endpoint_auth_method: "client_secret_basic",
+  });
+}
 
 // "shape=hydra alg=ES256 break" in a client's name: how its tokens look.
 function shapeOf(client) {
@@ -79,6 +95,7 @@ function reshape({ shape, broken }, jwt) {
 
 const provider = new Provider(issuer, {
   jwks,
+  clients: staticClients,
   cookies: { keys: [randomBytes(16).toString("hex")] },
   scopes: ["openid", "offline_access", ...resourceScopes.split(" ")],
   clientDefaults: {
@@ -99,7 +116,7 @@ const provider = new Provider(issuer, {
       useGrantedResource: () => true,
       getResourceServerInfo: (ctx, resource, client) => ({
         scope: resourceScopes,
-        accessTokenFormat: "jwt",
+        accessTokenFormat: opaque ? "opaque" : "jwt",
         accessTokenTTL: ttl,
         jwt: { sign: { alg: shapeOf(client).alg || tokenAlg } },
       }),
