@@ -718,7 +718,7 @@ fn to_response(reply: &Reply) -> Response {
 /// Serve every route but an MCP request's forwarding.
 #[wasm_bindgen(js_name = edge_respond)]
 pub async fn respond(request: web_sys::Request) -> web_sys::Response {
-    let req = Request::from(request);
+    let mut req = Request::from(request);
     let method = req.method().to_string();
     let url = req.url().ok();
     let path = url
@@ -748,7 +748,7 @@ pub async fn respond(request: web_sys::Request) -> web_sys::Response {
         Ok(Serve::Register) => register(req).await.map(|r| to_response(&r)),
         Ok(Serve::Passthrough(target)) => {
             log.decision = "proxy";
-            passthrough(&req, &target).await
+            passthrough(&mut req, &target).await
         }
         Err(e) => Err(e),
     };
@@ -814,13 +814,7 @@ async fn register(mut req: Request) -> Result<Reply, Error> {
         }
     };
     let auth = req.headers().get("authorization").ok().flatten();
-    let widened = with_auth(|a| {
-        a.cfg
-            .policy
-            .as_ref()
-            .and_then(|_| registration::widen_scope(&request, &a.cfg.scopes_supported))
-    })?;
-    let body = widened.unwrap_or(body);
+    let body = with_auth(|a| registration::outgoing(&a.cfg, &request, body))?;
     let (status, answer) = fetch_bytes(
         Method::Post,
         &endpoint,
@@ -836,11 +830,56 @@ async fn register(mut req: Request) -> Result<Reply, Error> {
     }
 }
 
-async fn passthrough(req: &Request, target: &str) -> Result<Response, Error> {
+/// The largest form body the Hydra adapter reads to fill in a token request.
+const MAX_FORM_BYTES: usize = 64 * 1024;
+
+/// With `AS_FLAVOR=hydra`, a form POST (a token request) with the defaults
+/// [`proxy::token_defaults`] adds; `None` to stream the client's body unchanged.
+async fn hydra_token_body(req: &mut Request) -> Result<Option<String>, Error> {
+    let hydra = with_auth(|a| a.cfg.flavor == crate::config::Flavor::Hydra)?;
+    let form = req
+        .headers()
+        .get("content-type")
+        .ok()
+        .flatten()
+        .is_some_and(|t| {
+            t.to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        });
+    if !hydra || !form || req.method() != Method::Post {
+        return Ok(None);
+    }
+    let too_large =
+        || Error::InvalidRequest(format!("form body larger than {MAX_FORM_BYTES} bytes"));
+    let declared: Option<usize> = req
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.parse().ok());
+    if declared.is_some_and(|n| n > MAX_FORM_BYTES) {
+        return Err(too_large());
+    }
+    let body = req
+        .text()
+        .await
+        .map_err(|_| Error::InvalidRequest("the request body could not be read".into()))?;
+    if body.len() > MAX_FORM_BYTES {
+        return Err(too_large());
+    }
+    Ok(Some(
+        with_auth(|a| proxy::token_defaults(&a.cfg, &body))?.unwrap_or(body),
+    ))
+}
+
+async fn passthrough(req: &mut Request, target: &str) -> Result<Response, Error> {
+    let form = hydra_token_body(req).await?;
     let headers = Headers::new();
     for (name, value) in req.headers().entries() {
         // The authorization server needs the client's own credentials (token requests).
-        if !proxy::STRIP_REQUEST.contains(&name.as_str()) || name == "authorization" {
+        if (!proxy::STRIP_REQUEST.contains(&name.as_str()) || name == "authorization")
+            && !(form.is_some() && name == "content-length")
+        {
             let _ = headers.append(&name, &value);
         }
     }
@@ -856,7 +895,10 @@ async fn passthrough(req: &Request, target: &str) -> Result<Response, Error> {
     init.with_method(req.method())
         .with_headers(headers)
         .with_redirect(RequestRedirect::Manual)
-        .with_body(req.inner().body().map(JsValue::from));
+        .with_body(match form {
+            Some(f) => Some(JsValue::from_str(&f)),
+            None => req.inner().body().map(JsValue::from),
+        });
     let upstream = Request::new_with_init(target, &init)
         .map_err(|e| Error::Upstream(format!("bad pass-through URL: {e}")))?;
     Fetch::Request(upstream)

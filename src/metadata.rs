@@ -5,9 +5,13 @@
 //!   SPEC A1 ([`discovery_urls`]), checked ([`accept_upstream`]: status, JSON object,
 //!   `issuer` equal to `ISSUER` per RFC 8414 §3.3) and patched ([`patch`]): the
 //!   registration endpoint points at the worker's cleaning proxy and `S256` is listed.
+//!   With `AS_FLAVOR=hydra`, a document without `registration_endpoint` (Hydra's
+//!   default) still gets the worker's, proxying to Hydra's `/oauth2/register`; and
+//!   Hydra before v25.4, which serves only `openid-configuration`, is found by the
+//!   discovery order's second URL.
 //!   `issuer` is never rewritten.
 
-use crate::config::Config;
+use crate::config::{Config, Flavor};
 use crate::error::Error;
 use serde_json::{json, Map, Value};
 use url::Url;
@@ -114,13 +118,26 @@ pub fn accept_upstream(
     };
     let registration_endpoint = match &cfg.registration_url {
         Some(u) => Some(u.clone()),
-        None => endpoint("registration_endpoint")?,
+        None => endpoint("registration_endpoint")?.or_else(|| hydra_registration(cfg)),
     };
     Ok(Some(Upstream {
         document: doc,
         jwks_uri,
         registration_endpoint,
     }))
+}
+
+/// Hydra advertises its registration endpoint only when configured to
+/// (`webfinger.oidc_discovery.client_registration_url`), but serves it at
+/// `<issuer>/oauth2/register` whenever dynamic registration is enabled.
+fn hydra_registration(cfg: &Config) -> Option<Url> {
+    if cfg.flavor != Flavor::Hydra {
+        return None;
+    }
+    let mut u = cfg.issuer_url.clone();
+    let path = format!("{}/oauth2/register", u.path().trim_end_matches('/'));
+    u.set_path(&path);
+    Some(cfg.rebase_upstream(&u))
 }
 
 /// The document the worker serves: the upstream's, with the registration endpoint
@@ -257,6 +274,39 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(patch(&c, &up).get("registration_endpoint").is_none());
+    }
+
+    #[test]
+    fn hydra_without_a_registration_endpoint_gets_the_workers() {
+        // Hydra's default: issuer with a trailing slash, on the worker's host, no
+        // registration_endpoint in its openid-configuration.
+        let mut v = base();
+        v.retain(|(k, _)| !matches!(*k, "ISSUER" | "AS_PASSTHROUGH"));
+        v.extend([
+            ("ISSUER", "https://mcp.example.com/"),
+            ("AS_PASSTHROUGH", "/oauth2/"),
+            ("AS_FLAVOR", "hydra"),
+        ]);
+        let c = Config::build(vars(&v)).unwrap();
+        let doc = json!({
+            "issuer": "https://mcp.example.com/",
+            "authorization_endpoint": "https://mcp.example.com/oauth2/auth",
+            "jwks_uri": "https://mcp.example.com/.well-known/jwks.json",
+        });
+        let url = Url::parse("http://127.0.0.1:9100/.well-known/openid-configuration").unwrap();
+        let up = accept_upstream(&c, &url, 200, doc.to_string().as_bytes())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            up.registration_endpoint.as_ref().unwrap().as_str(),
+            "http://127.0.0.1:9100/oauth2/register"
+        );
+        let served = patch(&c, &up);
+        assert_eq!(
+            served["registration_endpoint"],
+            "https://mcp.example.com/register"
+        );
+        assert_eq!(served["code_challenge_methods_supported"], json!(["S256"]));
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //! Authorization requests passing through to the authorization server (the
 //! single-host layout) get what known clients forget ([`authorization_defaults`]).
 
-use crate::config::Config;
+use crate::config::{Config, Flavor};
 use crate::token::Principal;
 
 pub const SUBJECT: &str = "x-auth-subject";
@@ -57,30 +57,68 @@ pub fn target(cfg: &Config, path: &str, query: Option<&str>) -> String {
 /// * no or an empty `scope` (Claude Code, SPEC; oidc-provider refuses such requests):
 ///   `REQUIRED_SCOPES`, else `SCOPES_SUPPORTED`, the scopes a challenge would name.
 ///
+/// * with `AS_FLAVOR=hydra`, no `audience` while `resource` names this resource:
+///   `audience=<resource>` (Hydra ignores RFC 8707 and binds only what its own
+///   `audience` parameter asks for; [`Config::hydra_audience`]).
+///
 /// Returns the new query, or `None` when nothing is added (not an authorization
 /// request, or nothing missing). Parameters already present are never changed.
 pub fn authorization_defaults(cfg: &Config, query: &str) -> Option<String> {
-    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
-        .into_owned()
-        .collect();
+    let pairs = form_pairs(query);
     let has = |k: &str| pairs.iter().any(|(n, v)| n == k && !v.trim().is_empty());
     if !has("response_type") || !has("client_id") {
         return None;
     }
+    add_defaults(cfg, query, &pairs)
+}
+
+/// The same defaults for a `client_credentials` token request (its form body) on its
+/// way to Hydra (`AS_FLAVOR=hydra` only; other servers take RFC 8707 `resource`).
+pub fn token_defaults(cfg: &Config, body: &str) -> Option<String> {
+    if cfg.flavor != Flavor::Hydra {
+        return None;
+    }
+    let pairs = form_pairs(body);
+    if !pairs
+        .iter()
+        .any(|(n, v)| n == "grant_type" && v == "client_credentials")
+    {
+        return None;
+    }
+    add_defaults(cfg, body, &pairs)
+}
+
+fn form_pairs(raw: &str) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(raw.as_bytes())
+        .into_owned()
+        .collect()
+}
+
+fn add_defaults(cfg: &Config, query: &str, pairs: &[(String, String)]) -> Option<String> {
+    let has = |k: &str| pairs.iter().any(|(n, v)| n == k && !v.trim().is_empty());
     let mut extra = url::form_urlencoded::Serializer::new(String::new());
     let mut added = false;
     if !pairs.iter().any(|(n, _)| n == "resource") {
         extra.append_pair("resource", &cfg.resource);
         added = true;
     }
-    let scopes = if cfg.required_scopes.is_empty() {
-        &cfg.scopes_supported
-    } else {
-        &cfg.required_scopes
-    };
+    let scopes = cfg.default_scopes();
     if !has("scope") && !scopes.is_empty() {
         extra.append_pair("scope", &scopes.join(" "));
         added = true;
+    }
+    if cfg.flavor == Flavor::Hydra && !pairs.iter().any(|(n, _)| n == "audience") {
+        let ours = |r: &str| r == cfg.resource || cfg.audiences.iter().any(|a| a == r);
+        let resources: Vec<&str> = pairs
+            .iter()
+            .filter(|(n, _)| n == "resource")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        // No resource given means the one just added: this worker's.
+        if resources.is_empty() || resources.iter().any(|r| ours(r)) {
+            extra.append_pair("audience", cfg.hydra_audience());
+            added = true;
+        }
     }
     if !added {
         return None;
@@ -198,6 +236,69 @@ mod tests {
             None
         );
         assert_eq!(authorization_defaults(&c, ""), None);
+    }
+
+    fn hydra() -> Config {
+        let mut v = crate::config::tests::base();
+        v.push(("AS_FLAVOR", "hydra"));
+        Config::build(crate::config::tests::vars(&v)).unwrap()
+    }
+
+    #[test]
+    fn hydra_authorization_requests_ask_for_the_audience() {
+        let c = hydra();
+        let res = "https%3A%2F%2Fmcp.example.com%2Fmcp";
+        let q = format!("response_type=code&client_id=abc&resource={res}&scope=mcp%3Atools");
+        assert_eq!(
+            authorization_defaults(&c, &q).unwrap(),
+            format!("{q}&audience={res}")
+        );
+        // No resource (Claude.ai) and no scope (Claude Code): all three added.
+        assert_eq!(
+            authorization_defaults(&c, "response_type=code&client_id=abc").unwrap(),
+            format!(
+                "response_type=code&client_id=abc&resource={res}&scope=mcp%3Atools&audience={res}"
+            )
+        );
+        // Another resource, or an audience the client chose: no audience added.
+        let other = "response_type=code&client_id=abc&resource=https%3A%2F%2Fother&scope=x";
+        assert_eq!(authorization_defaults(&c, other), None);
+        let chosen = format!("response_type=code&client_id=abc&resource={res}&scope=x&audience=y");
+        assert_eq!(authorization_defaults(&c, &chosen), None);
+        // The generic flavour never adds an audience.
+        assert_eq!(authorization_defaults(&config(), &q), None);
+    }
+
+    #[test]
+    fn hydra_client_credentials_requests_get_the_same_defaults() {
+        let c = hydra();
+        let res = "https%3A%2F%2Fmcp.example.com%2Fmcp";
+        assert_eq!(
+            token_defaults(&c, "grant_type=client_credentials").unwrap(),
+            format!(
+                "grant_type=client_credentials&resource={res}&scope=mcp%3Atools&audience={res}"
+            )
+        );
+        let full = format!("grant_type=client_credentials&resource={res}&scope=a&audience={res}");
+        assert_eq!(token_defaults(&c, &full), None);
+        // Other grants are left alone, and only Hydra gets any of this.
+        assert_eq!(
+            token_defaults(&c, "grant_type=authorization_code&code=x"),
+            None
+        );
+        assert_eq!(
+            token_defaults(&config(), "grant_type=client_credentials"),
+            None
+        );
+        // Accepted audiences other than the resource count as this resource's too.
+        let mut v = crate::config::tests::base();
+        v.extend([("AS_FLAVOR", "hydra"), ("AUDIENCE", "api://mcp")]);
+        let c = Config::build(crate::config::tests::vars(&v)).unwrap();
+        assert_eq!(
+            token_defaults(&c, "grant_type=client_credentials&resource=api%3A%2F%2Fmcp&scope=a")
+                .unwrap(),
+            "grant_type=client_credentials&resource=api%3A%2F%2Fmcp&scope=a&audience=api%3A%2F%2Fmcp"
+        );
     }
 
     #[test]

@@ -4,11 +4,15 @@
 //!    `redirect_uris`, when present, is an array of absolute `https` URIs or loopback
 //!    `http` URIs without fragments (OAuth 2.1 §2.3.1, SPEC A6). Failures are RFC 7591
 //!    §3.2.2 errors (`invalid_redirect_uri`, `invalid_client_metadata`).
-//! 2. The glue forwards the body unchanged to the upstream registration endpoint,
-//!    except with a `SCOPE_POLICY`: then a requested `scope` is widened to every
-//!    scope the resource advertises ([`widen_scope`]), because clients register
-//!    with the scope of their first challenge and an authorization server that
-//!    holds clients to their registered scope would refuse the step-up later.
+//! 2. The glue forwards the body unchanged to the upstream registration endpoint
+//!    ([`outgoing`]), except:
+//!    * with `AS_FLAVOR=hydra` ([`for_hydra`]): members Hydra refuses with a 400 are
+//!      dropped, the resource is allowed as an `audience` (so Hydra grants it later)
+//!      and the default scopes are asked for when the client names none;
+//!    * with a `SCOPE_POLICY`, a requested `scope` is widened to every scope the
+//!      resource advertises ([`widen_scope`]), because clients register with the
+//!      scope of their first challenge and an authorization server that holds
+//!      clients to their registered scope would refuse the step-up later.
 //! 3. [`clean_answer`]: members that are `null` or `""` are dropped (Hydra answers
 //!    `client_uri: ""` and `contacts: null`, which the TypeScript SDK's strict schema
 //!    refuses), RFC 7591 §2 defaults are filled in where absent, and the answer is
@@ -16,6 +20,7 @@
 //! 4. [`upstream_error`]: a 4xx keeps its status and RFC 7591 error code; a 5xx or an
 //!    unusable answer is a 502.
 
+use crate::config::{Config, Flavor};
 use crate::error::{Error, Reply};
 use serde_json::{json, Map, Value};
 use url::{Host, Url};
@@ -115,7 +120,10 @@ pub fn validate_request(body: &[u8]) -> Result<Map<String, Value>, Error> {
 
 /// With a scope policy, the registration body with `scope` widened to include every
 /// advertised scope; `None` when it stays as sent (no `scope`, or nothing to add).
-pub fn widen_scope(request: &Map<String, Value>, advertised: &[String]) -> Option<Vec<u8>> {
+pub fn widen_scope(
+    request: &Map<String, Value>,
+    advertised: &[String],
+) -> Option<Map<String, Value>> {
     let requested = request.get("scope")?.as_str()?;
     let mut scopes: Vec<&str> = requested.split_whitespace().collect();
     let before = scopes.len();
@@ -129,7 +137,62 @@ pub fn widen_scope(request: &Map<String, Value>, advertised: &[String]) -> Optio
     }
     let mut body = request.clone();
     body.insert("scope".into(), Value::String(scopes.join(" ")));
-    serde_json::to_vec(&body).ok()
+    Some(body)
+}
+
+/// Members Ory Hydra answers 400 for in a registration request (SPEC "Ory Hydra").
+pub const HYDRA_REFUSED: &[&str] = &[
+    "client_secret",
+    "metadata",
+    "skip_consent",
+    "access_token_strategy",
+];
+
+/// The registration as Hydra will take it and later honour: without the members it
+/// refuses, with `audience` allowing `audience` (Hydra grants a token only the
+/// audiences its client may ask for), and with `scope` set to `default_scopes` when
+/// the client asks for none.
+pub fn for_hydra(
+    request: &Map<String, Value>,
+    audience: &str,
+    default_scopes: &[String],
+) -> Map<String, Value> {
+    let mut body = request.clone();
+    body.retain(|k, _| !HYDRA_REFUSED.contains(&k.as_str()));
+    let mut audiences: Vec<Value> = match body.get("audience") {
+        Some(Value::Array(a)) => a.iter().filter(|v| v.is_string()).cloned().collect(),
+        Some(Value::String(s)) => s.split_whitespace().map(|s| json!(s)).collect(),
+        _ => Vec::new(),
+    };
+    if !audiences.iter().any(|a| a == audience) {
+        audiences.push(json!(audience));
+    }
+    body.insert("audience".into(), Value::Array(audiences));
+    let no_scope = body
+        .get("scope")
+        .and_then(Value::as_str)
+        .is_none_or(|s| s.trim().is_empty());
+    if no_scope && !default_scopes.is_empty() {
+        body.insert("scope".into(), json!(default_scopes.join(" ")));
+    }
+    body
+}
+
+/// The body sent to the upstream registration endpoint: the client's own bytes,
+/// unless the Hydra adapter or a scope policy changes the request (see the module).
+pub fn outgoing(cfg: &Config, request: &Map<String, Value>, body: Vec<u8>) -> Vec<u8> {
+    let mut changed = (cfg.flavor == Flavor::Hydra)
+        .then(|| for_hydra(request, cfg.hydra_audience(), cfg.default_scopes()));
+    if cfg.policy.is_some() {
+        let base = changed.as_ref().unwrap_or(request);
+        if let Some(wider) = widen_scope(base, &cfg.scopes_supported) {
+            changed = Some(wider);
+        }
+    }
+    match changed {
+        Some(map) => serde_json::to_vec(&map).unwrap_or(body),
+        None => body,
+    }
 }
 
 /// Turn the upstream's success answer into one strict clients accept.
@@ -331,12 +394,82 @@ mod tests {
     fn scope_is_widened_to_the_advertised_scopes() {
         let advertised: Vec<String> = ["mcp:tools", "repo:admin"].map(String::from).to_vec();
         let req = validate_request(br#"{"scope":"mcp:tools","client_name":"c"}"#).unwrap();
-        let body: Value = serde_json::from_slice(&widen_scope(&req, &advertised).unwrap()).unwrap();
+        let body = Value::Object(widen_scope(&req, &advertised).unwrap());
         assert_eq!(body["scope"], "mcp:tools repo:admin");
         assert_eq!(body["client_name"], "c");
         let all = validate_request(br#"{"scope":"repo:admin mcp:tools"}"#).unwrap();
         assert_eq!(widen_scope(&all, &advertised), None);
         let none = validate_request(br#"{"client_name":"c"}"#).unwrap();
         assert_eq!(widen_scope(&none, &advertised), None);
+    }
+
+    fn cfg(extra: &[(&'static str, &'static str)]) -> Config {
+        let mut v = crate::config::tests::base();
+        v.extend_from_slice(extra);
+        Config::build(crate::config::tests::vars(&v)).unwrap()
+    }
+
+    #[test]
+    fn hydra_registrations_drop_what_hydra_refuses_and_allow_the_audience() {
+        let request = validate_request(
+            br#"{"redirect_uris":["http://127.0.0.1:1/cb"],"client_secret":"x","metadata":{},"skip_consent":true,"access_token_strategy":"jwt","audience":["https://other"],"client_name":"n"}"#,
+        )
+        .unwrap();
+        let out = for_hydra(
+            &request,
+            "https://mcp.example.com/mcp",
+            &["mcp:tools".into()],
+        );
+        for k in HYDRA_REFUSED {
+            assert!(!out.contains_key(*k), "{k} kept");
+        }
+        assert_eq!(
+            out["audience"],
+            json!(["https://other", "https://mcp.example.com/mcp"])
+        );
+        assert_eq!(out["scope"], "mcp:tools");
+        assert_eq!(out["client_name"], "n");
+        // A scope the client asked for is kept; the audience is not added twice.
+        let again = for_hydra(
+            &{
+                let mut m = out.clone();
+                m.insert("scope".into(), json!("a b"));
+                m
+            },
+            "https://mcp.example.com/mcp",
+            &["mcp:tools".into()],
+        );
+        assert_eq!(again["scope"], "a b");
+        assert_eq!(
+            again["audience"],
+            json!(["https://other", "https://mcp.example.com/mcp"])
+        );
+    }
+
+    #[test]
+    fn outgoing_bodies_change_only_for_hydra_or_a_policy() {
+        let body = br#"{"redirect_uris":["http://127.0.0.1:1/cb"],"scope":"mcp:tools"}"#.to_vec();
+        let request = validate_request(&body).unwrap();
+        // Generic flavour, no policy: the client's exact bytes.
+        assert_eq!(outgoing(&cfg(&[]), &request, body.clone()), body);
+        let hydra: Value = serde_json::from_slice(&outgoing(
+            &cfg(&[("AS_FLAVOR", "hydra")]),
+            &request,
+            body.clone(),
+        ))
+        .unwrap();
+        assert_eq!(hydra["audience"], json!(["https://mcp.example.com/mcp"]));
+        assert_eq!(hydra["scope"], "mcp:tools");
+        // Both: Hydra's changes, then the policy's wider scope.
+        let both = cfg(&[
+            ("AS_FLAVOR", "hydra"),
+            (
+                "SCOPE_POLICY",
+                r#"{"default":"mcp:tools","methods":{"tools/call":{"names":{"admin_*":"mcp:admin"}}}}"#,
+            ),
+        ]);
+        let out: Value = serde_json::from_slice(&outgoing(&both, &request, body)).unwrap();
+        assert_eq!(out["scope"], "mcp:tools mcp:admin");
+        assert_eq!(out["audience"], json!(["https://mcp.example.com/mcp"]));
     }
 }

@@ -1,4 +1,5 @@
-//! The registration proxy: request validation, scope widening, answer cleaning and
+//! The registration proxy: request validation, scope widening, the Hydra adapter's
+//! rewriting, answer cleaning and
 //! upstream error mapping.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
@@ -13,6 +14,11 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(req) = registration::validate_request(request) {
         let _ =
             registration::widen_scope(&req, &["mcp:tools".to_string(), "repo:admin".to_string()]);
+        let _ = registration::for_hydra(
+            &req,
+            "https://mcp.example.com/mcp",
+            &["mcp:tools".to_string()],
+        );
         let _ = registration::clean_answer(&req, answer);
     }
     let _ = registration::upstream_error(400, answer);

@@ -145,6 +145,17 @@ export async function startHydraRegistration({ port, backend }) {
   return proc;
 }
 
+/** The Hydra-shaped authorization server (tests/e2e/peers/hydra.mjs). */
+export async function startHydra({ port, issuer, opaque = false }) {
+  const proc = start("hydra", process.execPath, ["tests/e2e/peers/hydra.mjs"], {
+    HYDRA_PORT: String(port),
+    HYDRA_ISSUER: issuer,
+    ...(opaque ? { HYDRA_OPAQUE: "1" } : {}),
+  });
+  await waitFor(`http://127.0.0.1:${port}/stats`, proc);
+  return proc;
+}
+
 /** Bindings for the single-host layout the suites share: the worker on `base`, the
  * origin and oidc-provider (mounted at /oidc) on loopback ports behind it. */
 export function singleHostVars(base, originPort, asPort) {
