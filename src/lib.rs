@@ -23,6 +23,8 @@
 pub mod authorizer;
 pub mod cache;
 pub mod config;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod doctor;
 pub mod error;
 pub mod introspection;
 pub mod jsonrpc;

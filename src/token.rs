@@ -150,7 +150,7 @@ pub fn parse<'a>(token: &'a str, algorithms: &[Algorithm]) -> Result<Jwt<'a>, Er
     }
     if segments != 3 {
         return Err(Error::InvalidToken(format!(
-            "the token is not a JWT ({segments} segment(s) instead of 3); is the authorization server issuing opaque tokens?"
+            "the token is not a JWT ({segments} segment(s) instead of 3); is the authorization server issuing opaque tokens? Set INTROSPECTION_URL to check them, or have it issue JWT access tokens (Hydra: strategies.access_token = jwt)"
         )));
     }
     let (signing_input, signature_b64) = token.rsplit_once('.').expect("three segments");
@@ -282,7 +282,7 @@ pub fn check_claims(
         .unwrap_or_default();
     if aud.is_empty() {
         return Err(Error::InvalidToken(format!(
-            "the token has no audience; the authorization server must bind it to {} (RFC 8707 resource parameter; on Hydra, allow and request the audience)",
+            "the token has no audience; the authorization server must bind it to {} (RFC 8707 resource parameter; Ory Hydra ignores it: set AS_FLAVOR=hydra on the worker, which asks Hydra for the audience)",
             cfg.audiences.join(" ")
         )));
     }
