@@ -41,7 +41,7 @@ impl Answer {
 /// (unreachable, timed out); the implementation must bound every call in time and
 /// must not follow redirects.
 pub trait Http {
-    fn get(&self, url: &str) -> Result<Answer, String>;
+    fn get(&self, url: &str, headers: &[(&str, &str)]) -> Result<Answer, String>;
     fn post(&self, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<Answer, String>;
 }
 
@@ -186,10 +186,27 @@ pub fn run(vars: &HashMap<String, String>, http: &dyn Http, opts: &Options) -> V
     out
 }
 
+/// The headers the worker sends the authorization server (`X-Forwarded-*` in the
+/// single-host layout, [`Config::forwarded_headers`]), so it answers the doctor as it
+/// answers the worker.
+fn get_upstream(cfg: &Config, http: &dyn Http, url: &str) -> Result<Answer, String> {
+    let forwarded = cfg.forwarded_headers();
+    let headers: Vec<(&str, &str)> = forwarded
+        .iter()
+        .flat_map(|(host, proto)| {
+            [
+                ("x-forwarded-host", host.as_str()),
+                ("x-forwarded-proto", proto.as_str()),
+            ]
+        })
+        .collect();
+    http.get(url, &headers)
+}
+
 fn discovery(cfg: &Config, http: &dyn Http, out: &mut Vec<Check>) -> Option<Upstream> {
     let mut tried = Vec::new();
     for url in metadata::discovery_urls(cfg) {
-        let answer = match http.get(url.as_str()) {
+        let answer = match get_upstream(cfg, http, url.as_str()) {
             Ok(a) => a,
             Err(e) => {
                 out.push(fail(
@@ -310,7 +327,7 @@ fn jwks(
         }
         return None;
     };
-    let answer = match http.get(url.as_str()) {
+    let answer = match get_upstream(cfg, http, url.as_str()) {
         Ok(a) if a.status == 200 => a,
         Ok(a) => {
             out.push(fail(
@@ -607,7 +624,7 @@ fn deployed(cfg: &Config, url: &str, http: &dyn Http, out: &mut Vec<Check>) {
     let expected = metadata::protected_resource(cfg);
     out.push(
         match http
-            .get(&prm_url)
+            .get(&prm_url, &[])
             .map(|a| (a.status, serde_json::from_slice::<Value>(&a.body)))
         {
             Ok((200, Ok(doc))) if doc == expected => pass(
@@ -647,7 +664,7 @@ fn deployed(cfg: &Config, url: &str, http: &dyn Http, out: &mut Vec<Check>) {
     );
     let ip = cfg.issuer_url.path().trim_end_matches('/');
     let as_url = format!("{url}/.well-known/oauth-authorization-server{ip}");
-    out.push(match http.get(&as_url).map(|a| (a.status, serde_json::from_slice::<Value>(&a.body))) {
+    out.push(match http.get(&as_url, &[]).map(|a| (a.status, serde_json::from_slice::<Value>(&a.body))) {
         Ok((200, Ok(doc))) if doc.get("issuer").and_then(Value::as_str) == Some(cfg.issuer.as_str()) => {
             pass("deployed: as metadata", format!("{as_url} names issuer {}", cfg.issuer))
         }
@@ -731,7 +748,7 @@ CLOCK_LEEWAY_SECONDS = 30
 
     struct Offline;
     impl Http for Offline {
-        fn get(&self, url: &str) -> Result<Answer, String> {
+        fn get(&self, url: &str, _: &[(&str, &str)]) -> Result<Answer, String> {
             Err(format!("{url} unreachable"))
         }
         fn post(&self, url: &str, _: &[(&str, &str)], _: &[u8]) -> Result<Answer, String> {

@@ -77,8 +77,12 @@ mod native {
     }
 
     impl Http for Client {
-        fn get(&self, url: &str) -> Result<Answer, String> {
-            Client::answer(self.0.get(url).set("accept", "application/json").call())
+        fn get(&self, url: &str, headers: &[(&str, &str)]) -> Result<Answer, String> {
+            let mut req = self.0.get(url).set("accept", "application/json");
+            for (n, v) in headers {
+                req = req.set(n, v);
+            }
+            Client::answer(req.call())
         }
         fn post(&self, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<Answer, String> {
             let mut req = self.0.post(url);
