@@ -24,7 +24,7 @@ before(async () => {
   [asPort, faultPort, deadPort] = [await rig.freePort(), await rig.freePort(), await rig.freePort()];
   base = `http://127.0.0.1:${wPort}`;
   keys = await rig.makeKeys();
-  await rig.startAuthorizationServer({ port: asPort, issuer: `${base}/oidc`, keys });
+  await rig.startAuthorizationServer({ port: asPort, issuer: `${base}/oidc`, keys, introspector: "doctor-introspector:right-secret" });
   await rig.startEverythingOrigin(oPort);
   const vars = { ...rig.singleHostVars(base, oPort, asPort), SCOPES_SUPPORTED: "mcp:tools mcp:admin", REQUIRED_SCOPES: "mcp:tools" };
   await rig.startWorker({ port: wPort, vars });
@@ -142,4 +142,21 @@ test("a Hydra-shaped server without AS_FLAVOR=hydra gets Hydra-specific advice; 
   assert.equal(fixed.byName.hydra.ok, true);
   assert.equal(fixed.byName.registration.ok, true);
   assert.equal(fixed.code, 0, JSON.stringify(fixed.report.checks.filter((c) => !c.ok)));
+});
+
+test("introspection: the endpoint and its credentials are checked, a wrong secret named as such", async () => {
+  const vars = (secret) => [
+    "--var", `INTROSPECTION_URL=http://127.0.0.1:${asPort}/oidc/token/introspection`,
+    "--var", "INTROSPECTION_CLIENT_ID=doctor-introspector",
+    "--var", `INTROSPECTION_CLIENT_SECRET=${secret}`,
+  ];
+  const good = await doctor(...vars("right-secret"));
+  assert.equal(good.byName.introspection?.ok, true, JSON.stringify(good.byName.introspection));
+  assert.equal(good.code, 0);
+  const bad = await doctor(...vars("wrong-secret"));
+  assert.equal(bad.code, 1);
+  assert.equal(bad.byName.introspection.ok, false);
+  assert.match(bad.byName.introspection.detail, /401/);
+  assert.match(bad.byName.introspection.fix, /refused the worker's credentials/);
+  assert.ok(!bad.stdout.includes("wrong-secret") && !good.stdout.includes("right-secret"), "secrets are not printed");
 });
