@@ -39,7 +39,7 @@ use crate::policy::Policy;
 use jsonwebtoken::Algorithm;
 use url::Url;
 
-/// Every binding the worker reads, so the glue can fetch them in one pass.
+/// Every binding the worker reads (the doctor flags any other name as a likely typo).
 pub const BINDINGS: &[&str] = &[
     "ORIGIN_URL",
     "RESOURCE_URL",

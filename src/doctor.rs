@@ -161,6 +161,19 @@ pub fn run(vars: &HashMap<String, String>, http: &dyn Http, opts: &Options) -> V
             return out;
         }
     };
+    let mut unknown: Vec<&str> = vars
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !crate::config::BINDINGS.contains(k))
+        .collect();
+    unknown.sort_unstable();
+    if !unknown.is_empty() {
+        out.push(fail(
+            "bindings",
+            format!("not bindings of this worker: {}", unknown.join(", ")),
+            "remove them or correct their names (a misspelt binding is silently unset); the README's configuration table lists every binding",
+        ));
+    }
     out.push(pass(
         "configuration",
         format!(
@@ -765,6 +778,23 @@ CLOCK_LEEWAY_SECONDS = 30
         assert!(!report[0].ok);
         assert!(report[0].detail.contains("RESOURCE_URL"), "{:?}", report[0]);
         assert!(report[0].fix.as_deref().unwrap().contains("RESOURCE_URL"));
+    }
+
+    #[test]
+    fn misspelt_bindings_are_named() {
+        let vars: HashMap<String, String> = [
+            ("ORIGIN_URL", "http://127.0.0.1:1"),
+            ("RESOURCE_URL", "http://127.0.0.1:2/mcp"),
+            ("ISSUER", "http://127.0.0.1:3/"),
+            ("REQUIRED_SCOPE", "mcp:tools"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let report = run(&vars, &Offline, &Options::default());
+        let c = report.iter().find(|c| c.name == "bindings").unwrap();
+        assert!(!c.ok);
+        assert_eq!(c.detail, "not bindings of this worker: REQUIRED_SCOPE");
     }
 
     #[test]

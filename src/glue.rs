@@ -778,13 +778,17 @@ async fn as_metadata() -> Result<Reply, Error> {
     })?
 }
 
-async fn register(mut req: Request) -> Result<Reply, Error> {
-    let declared: Option<usize> = req
-        .headers()
+/// The request's `Content-Length`, when it declares one.
+fn declared_length(req: &Request) -> Option<usize> {
+    req.headers()
         .get("content-length")
         .ok()
         .flatten()
-        .and_then(|v| v.parse().ok());
+        .and_then(|v| v.parse().ok())
+}
+
+async fn register(mut req: Request) -> Result<Reply, Error> {
+    let declared = declared_length(&req);
     if declared.is_some_and(|n| n > registration::MAX_BODY) {
         return Err(Error::InvalidClientMetadata(format!(
             "registration request larger than {} bytes",
@@ -851,12 +855,7 @@ async fn hydra_token_body(req: &mut Request) -> Result<Option<String>, Error> {
     }
     let too_large =
         || Error::InvalidRequest(format!("form body larger than {MAX_FORM_BYTES} bytes"));
-    let declared: Option<usize> = req
-        .headers()
-        .get("content-length")
-        .ok()
-        .flatten()
-        .and_then(|v| v.parse().ok());
+    let declared = declared_length(req);
     if declared.is_some_and(|n| n > MAX_FORM_BYTES) {
         return Err(too_large());
     }
