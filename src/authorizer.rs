@@ -140,6 +140,9 @@ pub struct Authorizer {
     keys_fetched_at: Option<i64>,
     last_key_attempt: Option<i64>,
     upstream: Option<(Upstream, i64)>,
+    /// The last failed discovery and when: repeated for [`FAILED_FETCH_BACKOFF_SECONDS`]
+    /// instead of asking the authorization server again on every request.
+    discovery_failure: Option<(Error, i64)>,
     cache: TokenCache,
     refused: TokenCache<Refusal>,
     /// Introspection answers (opaque tokens, and JWTs with `INTROSPECT_JWTS`).
@@ -198,6 +201,7 @@ impl Authorizer {
             keys_fetched_at: None,
             last_key_attempt: None,
             upstream: None,
+            discovery_failure: None,
             cache: TokenCache::new(TOKEN_CACHE_CAPACITY),
             refused: TokenCache::new(REFUSAL_CACHE_CAPACITY),
             introspected: TokenCache::new(TOKEN_CACHE_CAPACITY),
@@ -340,7 +344,11 @@ impl Authorizer {
         match (self.keys.as_ref(), self.keys_fetched_at) {
             (None, _) | (_, None) => true,
             (Some(_), Some(at)) => {
-                now - at >= jwks::TTL_SECONDS && jwks::can_refresh(now, self.last_key_attempt)
+                // Past the TTL, refreshed at most once per REFRESH_INTERVAL_SECONDS
+                // (or per TTL, when that is shorter) while refreshes fail.
+                let gap = jwks::REFRESH_INTERVAL_SECONDS.min(self.cfg.jwks_ttl);
+                now - at >= self.cfg.jwks_ttl
+                    && self.last_key_attempt.is_none_or(|t| now - t >= gap)
             }
         }
     }
@@ -370,7 +378,7 @@ impl Authorizer {
     /// while refreshes fail, old keys keep tokens flowing, but not forever.
     pub fn has_usable_keys(&self, now: i64) -> bool {
         match (self.keys.as_ref(), self.keys_fetched_at) {
-            (Some(_), Some(at)) => now - at <= jwks::TTL_SECONDS + self.cfg.jwks_max_stale,
+            (Some(_), Some(at)) => now - at <= self.cfg.jwks_ttl + self.cfg.jwks_max_stale,
             _ => false,
         }
     }
@@ -602,6 +610,21 @@ impl Authorizer {
 
     pub fn install_upstream(&mut self, upstream: Upstream, now: i64) {
         self.upstream = Some((upstream, now));
+        self.discovery_failure = None;
+    }
+
+    /// Record a failed discovery (see [`Authorizer::discovery_backoff`]).
+    pub fn discovery_failed(&mut self, error: Error, now: i64) {
+        self.discovery_failure = Some((error, now));
+    }
+
+    /// The last discovery failure, while it is recent enough to answer with it
+    /// instead of fetching again.
+    pub fn discovery_backoff(&self, now: i64) -> Option<Error> {
+        self.discovery_failure
+            .as_ref()
+            .filter(|(_, at)| now - at < FAILED_FETCH_BACKOFF_SECONDS)
+            .map(|(e, _)| e.clone())
     }
 
     /// Answer a non-MCP request, or say what I/O it needs.
@@ -870,11 +893,50 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_discovery_is_repeated_for_the_backoff_then_retried() {
+        let mut a = Authorizer::new(config());
+        assert_eq!(a.discovery_backoff(100), None);
+        a.discovery_failed(Error::Upstream("down".into()), 100);
+        assert_eq!(
+            a.discovery_backoff(100 + FAILED_FETCH_BACKOFF_SECONDS - 1),
+            Some(Error::Upstream("down".into()))
+        );
+        assert_eq!(
+            a.discovery_backoff(100 + FAILED_FETCH_BACKOFF_SECONDS),
+            None
+        );
+        a.discovery_failed(Error::Upstream("down".into()), 200);
+        let doc = br#"{"issuer":"https://mcp.example.com/oidc"}"#;
+        let url = url::Url::parse("http://127.0.0.1:9100/x").unwrap();
+        let up = metadata::accept_upstream(&a.cfg, &url, 200, doc)
+            .unwrap()
+            .unwrap();
+        a.install_upstream(up, 201);
+        assert_eq!(a.discovery_backoff(201), None, "a success clears it");
+    }
+
+    #[test]
+    fn a_short_jwks_ttl_refreshes_within_it_and_bounds_stale_keys() {
+        let mut v = crate::config::tests::base();
+        v.extend([("JWKS_CACHE_SECONDS", "2"), ("JWKS_MAX_STALE_SECONDS", "3")]);
+        let mut a = Authorizer::new(Config::build(crate::config::tests::vars(&v)).unwrap());
+        let jwks = br#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"k","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#;
+        a.install_keys(Ok(jwks), 0).unwrap();
+        assert!(!a.keys_due(1));
+        assert!(a.keys_due(2), "past the TTL");
+        let _ = a.install_keys(Err(Error::KeysUnavailable("down".into())), 2);
+        assert!(!a.keys_due(3), "one attempt per TTL while failing");
+        assert!(a.keys_due(4));
+        assert!(a.has_usable_keys(5));
+        assert!(!a.has_usable_keys(6));
+    }
+
+    #[test]
     fn stale_keys_serve_until_the_limit_then_503() {
         let mut a = Authorizer::new(config());
         let jwks = br#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"k","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#;
         a.install_keys(Ok(jwks), 0).unwrap();
-        let limit = jwks::TTL_SECONDS + a.cfg.jwks_max_stale;
+        let limit = a.cfg.jwks_ttl + a.cfg.jwks_max_stale;
         assert!(a.has_usable_keys(limit));
         assert!(!a.has_usable_keys(limit + 1));
         // Past the TTL every refresh fails; the old keys hold up to the limit.

@@ -21,6 +21,7 @@
 //! | `RESOURCE_NAME`, `RESOURCE_DOCUMENTATION` | no | PRM `resource_name`, `resource_documentation` |
 //! | `REGISTRATION_PATH` | no | path of the worker's registration endpoint (default `/register`) |
 //! | `LOG_LEVEL` | no | `info` (a line per request, default), `warn` (refusals and failures), `off` |
+//! | `JWKS_CACHE_SECONDS` | no | how long a fetched JWKS is used before it is fetched again (default 600, 1 to 86400) |
 //! | `JWKS_MAX_STALE_SECONDS` | no | how long keys stay in use when the JWKS cannot be refreshed (default 86400, 0 to 604800); then 503 |
 //! | `TOKEN_TYP` | no | required JWT header `typ` (e.g. `at+jwt`, RFC 9068); unset: any |
 //! | `ORIGIN_TIMEOUT_SECONDS` | no | how long to wait for the origin's response headers (default 100, 1 to 600); then 504 |
@@ -63,6 +64,7 @@ pub const BINDINGS: &[&str] = &[
     "ORIGIN_TIMEOUT_SECONDS",
     "TOKEN_TYP",
     "JWKS_MAX_STALE_SECONDS",
+    "JWKS_CACHE_SECONDS",
     "INTROSPECTION_URL",
     "INTROSPECTION_CLIENT_ID",
     "INTROSPECTION_CLIENT_SECRET",
@@ -185,6 +187,8 @@ pub struct Config {
     pub token_typ: Option<String>,
     /// Seconds past the JWKS's TTL its keys stay in use while refreshes fail.
     pub jwks_max_stale: i64,
+    /// `JWKS_CACHE_SECONDS`: the JWKS's TTL.
+    pub jwks_ttl: i64,
     pub introspection: Option<Introspection>,
     pub flavor: Flavor,
 }
@@ -470,6 +474,12 @@ impl Config {
             86_400,
             0..=604_800,
         )?;
+        let jwks_ttl: i64 = number(
+            get("JWKS_CACHE_SECONDS"),
+            "JWKS_CACHE_SECONDS",
+            crate::jwks::TTL_SECONDS,
+            1..=86_400,
+        )?;
         let token_typ = get("TOKEN_TYP");
         if let Some(t) = &token_typ {
             if !t
@@ -590,6 +600,7 @@ impl Config {
             origin_timeout,
             token_typ,
             jwks_max_stale,
+            jwks_ttl,
             introspection,
             flavor,
         })

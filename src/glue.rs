@@ -565,7 +565,14 @@ async fn ensure_upstream() -> Result<(), Error> {
     if with_auth(|a| a.upstream(now()).is_some())? {
         return Ok(());
     }
-    single_flight(&DISCOVERY_INFLIGHT, || Box::pin(discover())).await
+    if let Some(e) = with_auth(|a| a.discovery_backoff(now()))? {
+        return Err(e);
+    }
+    let result = single_flight(&DISCOVERY_INFLIGHT, || Box::pin(discover())).await;
+    if let Err(e) = &result {
+        with_auth(|a| a.discovery_failed(e.clone(), now()))?;
+    }
+    result
 }
 
 async fn discover() -> Result<(), Error> {

@@ -9,7 +9,8 @@ import http from "node:http";
 import * as rig from "./lib/rig.mjs";
 
 let downHits = 0;
-let base, broken, nodisc, bigjwks, keys, upstream, jwksFails = true, jwksHits = 0, servedJwks;
+let base, broken, nodisc, bigjwks, stale, keys, upstream, jwksFails = true, jwksHits = 0, servedJwks;
+let staleUp = true, staleHits = 0;
 let registration = { status: 400, body: '{"error":"invalid_client_metadata","error_description":"grant not allowed"}' };
 
 before(async () => {
@@ -45,6 +46,12 @@ before(async () => {
       };
       return more();
     }
+    // The stale-limit worker's JWKS, switched off and on by the test.
+    if (req.url === "/stalejwks") {
+      staleHits++;
+      if (!staleUp) return req.socket.destroy();
+      return res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(servedJwks));
+    }
     if (req.url === "/jwks") {
       jwksHits++;
       if (jwksFails) return res.writeHead(500).end("down");
@@ -63,7 +70,8 @@ before(async () => {
     res.writeHead(404).end();
   });
   await new Promise((r) => upstream.listen(upPort, "127.0.0.1", r));
-  const [wPort, bPort, nPort, jPort] = [await rig.freePort(), await rig.freePort(), await rig.freePort(), await rig.freePort()];
+  const [wPort, bPort, nPort, jPort, sPort] = [await rig.freePort(), await rig.freePort(), await rig.freePort(), await rig.freePort(), await rig.freePort()];
+  stale = `http://127.0.0.1:${sPort}`;
   nodisc = `http://127.0.0.1:${nPort}`;
   bigjwks = `http://127.0.0.1:${jPort}`;
   base = `http://127.0.0.1:${wPort}`;
@@ -89,6 +97,19 @@ before(async () => {
       port: jPort,
       vars: { ORIGIN_URL: `http://127.0.0.1:${upPort}/origin`, RESOURCE_URL: `${bigjwks}/mcp`, ISSUER: `http://127.0.0.1:${upPort}/big`, JWKS_URL: `http://127.0.0.1:${upPort}/bigjwks` },
     }),
+    // A one-second JWKS TTL and a three-second stale limit, so the limit is reached
+    // within the test.
+    rig.startWorker({
+      port: sPort,
+      vars: {
+        ORIGIN_URL: `http://127.0.0.1:${upPort}/origin`,
+        RESOURCE_URL: `${stale}/mcp`,
+        ISSUER: `http://127.0.0.1:${upPort}/stale`,
+        JWKS_URL: `http://127.0.0.1:${upPort}/stalejwks`,
+        JWKS_CACHE_SECONDS: "1",
+        JWKS_MAX_STALE_SECONDS: "3",
+      },
+    }),
     // The authorization server is down from the start: nothing to discover.
     rig.startWorker({
       port: nPort,
@@ -113,6 +134,9 @@ test("discovery down at start-up: PRM still served, metadata 502, tokens 503 wit
   const meta = await fetch(`${nodisc}/.well-known/oauth-authorization-server/down`);
   assert.equal(meta.status, 502);
   assert.equal((await meta.json()).error, "server_error");
+  const metaHits = downHits;
+  assert.equal((await fetch(`${nodisc}/.well-known/oauth-authorization-server/down`)).status, 502);
+  assert.equal(downHits, metaHits, "the metadata route does not rediscover on every request either");
   const now = Math.floor(Date.now() / 1000);
   const t = await rig.signToken(keys, "RS256", { iss: "http://issuer.invalid/down", aud: `${nodisc}/mcp`, exp: now + 600 });
   const call = () => fetch(`${nodisc}/mcp`, { method: "POST", headers: { authorization: `Bearer ${t}` }, body: "{}" });
@@ -271,4 +295,33 @@ test("JWKS rotation: a new kid is picked up on first sight; a removed key is ref
   res = await fetch(`${base}/mcp/echo`, { method: "POST", headers: { authorization: `Bearer ${before}` }, body: "{}" });
   assert.equal(res.status, 401);
   assert.match((await res.json()).error_description, /kid/);
+});
+
+test("JWKS down: cached keys serve up to JWKS_MAX_STALE_SECONDS past the TTL, then 503; back up, tokens flow again", async () => {
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  // A fresh token each time: a cached one would not need the keys at all.
+  const fresh = async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const iss = `http://127.0.0.1:${upstream.address().port}/stale`;
+    const t = await rig.signToken(keys, "RS256", { iss, sub: `u${Math.random()}`, aud: `${stale}/mcp`, exp: now + 600 });
+    return fetch(`${stale}/mcp`, { method: "POST", headers: { authorization: `Bearer ${t}` }, body: "{}" });
+  };
+  // Authorized requests reach the origin, which drops them: 502 means "let through".
+  assert.equal((await fresh()).status, 502);
+  const fetchedAt = Date.now();
+  staleUp = false;
+  const hits = staleHits;
+  await sleep(1600);
+  assert.equal((await fresh()).status, 502, "past the TTL, the refresh fails and the old keys still serve");
+  assert.ok(staleHits > hits, "a refresh was attempted");
+  // TTL 1 s + stale limit 3 s, counted in whole seconds: by 6 s the limit has passed.
+  await sleep(Math.max(0, fetchedAt + 6000 - Date.now()));
+  const res = await fresh();
+  const body = await res.json();
+  assert.equal(res.status, 503, JSON.stringify(body));
+  assert.ok(Number(res.headers.get("retry-after")) > 0);
+  assert.match(body.error_description, /JWKS_MAX_STALE_SECONDS/);
+  staleUp = true;
+  await sleep(1100);
+  assert.equal((await fresh()).status, 502, "keys refreshed once the JWKS is back");
 });
