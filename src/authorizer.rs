@@ -383,6 +383,18 @@ impl Authorizer {
         }
     }
 
+    /// The error for a failed JWKS refresh that leaves no usable keys: when keys are
+    /// held but past `JWKS_CACHE_SECONDS` + `JWKS_MAX_STALE_SECONDS`, it says so.
+    pub fn keys_failure(&self, e: Error, now: i64) -> Error {
+        match (&e, self.keys.is_some() && !self.has_usable_keys(now)) {
+            (Error::KeysUnavailable(d), true) => Error::KeysUnavailable(format!(
+                "{d}; the cached keys are older than JWKS_CACHE_SECONDS + JWKS_MAX_STALE_SECONDS ({} s)",
+                self.cfg.jwks_ttl + self.cfg.jwks_max_stale
+            )),
+            _ => e,
+        }
+    }
+
     /// A loaded key by its id, with the WebCrypto import parameters for `alg`, as
     /// the JS entry needs them to import it: `{"jwk": …, "import": …}`.
     pub fn webcrypto_key(&self, id: &str, alg: &str) -> Option<String> {
@@ -953,6 +965,9 @@ mod tests {
             .is_err());
         let d = a.check(&req(Some(&t), None), at);
         assert_eq!(status(&d), 503);
+        let e = a.keys_failure(Error::KeysUnavailable("JWKS unreachable".into()), at);
+        assert!(e.to_string().contains("JWKS_MAX_STALE_SECONDS"), "{e}");
+        assert!(e.to_string().contains("JWKS unreachable"), "{e}");
     }
 
     #[test]

@@ -364,7 +364,10 @@ pub async fn authorize(
                     if matches!(e, Error::Config { .. })
                         || !with_auth(|a| a.has_usable_keys(now())).unwrap_or(false)
                     {
-                        let d = with_auth(|a| a.refuse(router::Route::Mcp, &info, &e));
+                        let d = with_auth(|a| {
+                            let e = a.keys_failure(e, now());
+                            a.refuse(router::Route::Mcp, &info, &e)
+                        });
                         return d
                             .map(|d| d.to_wire(level))
                             .unwrap_or_else(|e| config_failure(&e));

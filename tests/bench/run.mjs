@@ -3,6 +3,12 @@
 // req/s, so it is not used here). Prints one table per run.
 //
 //   node tests/bench/run.mjs [--requests 8000] [--concurrency 16,64] [--rounds 3] [--log-level warn]
+//   node tests/bench/run.mjs --memory [--rounds 8] [--requests 8000]
+//
+// --memory: each of mcp-edge-auth, the jose authorizer and the JS pass-through runs
+// alone in its own workerd process; every round sends it reused, fresh and invalid
+// tokens (REQUESTS of each, 64 connections) and records the process's RSS, so the
+// growth of each worker can be read against the baselines'.
 //
 // Every cell runs once per round, the rounds interleaved, and the table shows the
 // median of the rounds (a single run on two shared cores moves by 20% or more).
@@ -35,6 +41,7 @@ const LEVELS = arg("concurrency", "16,64").split(",").map(Number);
 const WARMUP = 2000;
 const LOG_LEVEL = arg("log-level", "warn");
 const ONLY = arg("only", "");
+const MEMORY = process.argv.includes("--memory");
 const out = path.join(root, "target/bench");
 mkdirSync(out, { recursive: true });
 const sh = (cmd, args, opts = {}) => execFileSync(cmd, args, { cwd: root, stdio: ["ignore", "pipe", "inherit"], ...opts }).toString();
@@ -187,27 +194,28 @@ async function main() {
   await waitFor(`http://127.0.0.1:${upPort}/stats`);
 
   const origin = `http://127.0.0.1:${originPort}`;
-  const config = `using Workerd = import "/workerd/workerd.capnp";
+  const workers = {
+    edge: ["edge", capnpWorker("edge", bundles.edge, { ORIGIN_URL: origin, RESOURCE_URL: resource, ISSUER: issuer, REQUIRED_SCOPES: "mcp:tools", SCOPES_SUPPORTED: "mcp:tools", LOG_LEVEL: LOG_LEVEL })],
+    "edge-policy": ["edgePolicy", capnpWorker("edge-policy", bundles.edge, { ORIGIN_URL: origin, RESOURCE_URL: policyResource, ISSUER: issuer, REQUIRED_SCOPES: "mcp:tools", SCOPES_SUPPORTED: "mcp:tools mcp:admin", SCOPE_POLICY: POLICY, LOG_LEVEL: LOG_LEVEL }, "edge")],
+    "rs-passthrough": ["rsPassthrough", capnpWorker("rs-passthrough", bundles["rs-passthrough"], { ORIGIN_URL: origin })],
+    "js-passthrough": ["jsPassthrough", capnpWorker("js-passthrough", bundles["js-passthrough"], { ORIGIN_URL: origin })],
+    jose: ["jose", capnpWorker("jose", bundles.jose, { ORIGIN_URL: origin, RESOURCE_URL: joseResource, ISSUER: issuer, JWKS_URL: `${issuer}/jwks-jose`, REQUIRED_SCOPES: "mcp:tools" })],
+  };
+  // A workerd configuration serving `names` (each on its port), with outbound access to loopback.
+  const configFor = (names) => `using Workerd = import "/workerd/workerd.capnp";
 const config :Workerd.Config = (
   services = [
-    (name = "edge", worker = .edge),
-    (name = "edge-policy", worker = .edgePolicy),
-    (name = "rs-passthrough", worker = .rsPassthrough),
-    (name = "js-passthrough", worker = .jsPassthrough),
-    (name = "jose", worker = .jose),
+${names.map((n) => `    (name = "${n}", worker = .${workers[n][0]}),`).join("\n")}
     (name = "net", network = (allow = ["public", "private", "local"], tlsOptions = (trustBrowserCas = true))),
   ],
   sockets = [
-${Object.entries(ports).map(([n, p]) => `    (name = "${n}", address = "127.0.0.1:${p}", http = (), service = "${n}"),`).join("\n")}
+${names.map((n) => `    (name = "${n}", address = "127.0.0.1:${ports[n]}", http = (), service = "${n}"),`).join("\n")}
   ],
 );
-${capnpWorker("edge", bundles.edge, { ORIGIN_URL: origin, RESOURCE_URL: resource, ISSUER: issuer, REQUIRED_SCOPES: "mcp:tools", SCOPES_SUPPORTED: "mcp:tools", LOG_LEVEL: LOG_LEVEL })}
-${capnpWorker("edge-policy", bundles.edge, { ORIGIN_URL: origin, RESOURCE_URL: policyResource, ISSUER: issuer, REQUIRED_SCOPES: "mcp:tools", SCOPES_SUPPORTED: "mcp:tools mcp:admin", SCOPE_POLICY: POLICY, LOG_LEVEL: LOG_LEVEL }, "edge")}
-${capnpWorker("rs-passthrough", bundles["rs-passthrough"], { ORIGIN_URL: origin })}
-${capnpWorker("js-passthrough", bundles["js-passthrough"], { ORIGIN_URL: origin })}
-${capnpWorker("jose", bundles.jose, { ORIGIN_URL: origin, RESOURCE_URL: joseResource, ISSUER: issuer, JWKS_URL: `${issuer}/jwks-jose`, REQUIRED_SCOPES: "mcp:tools" })}
+${names.map((n) => workers[n][1]).join("\n")}
 `;
-  writeFileSync(path.join(out, "workerd.capnp"), config);
+  if (MEMORY) return memory({ configFor, ports, files, fresh });
+  writeFileSync(path.join(out, "workerd.capnp"), configFor(Object.keys(workers)));
   const t0 = Date.now();
   const workerd = start("workerd", path.join(root, "node_modules/.bin/workerd"), ["serve", path.join(out, "workerd.capnp")], {});
   await waitFor(`http://127.0.0.1:${ports.edge}/.well-known/oauth-protected-resource`, workerd);
@@ -306,6 +314,59 @@ ${capnpWorker("jose", bundles.jose, { ORIGIN_URL: origin, RESOURCE_URL: joseReso
   lines.push(`mcp-edge-auth ran with LOG_LEVEL=${LOG_LEVEL}.`);
   console.log(lines.join("\n"));
   writeFileSync(path.join(out, "report.md"), lines.join("\n") + "\n");
+}
+
+/** Each worker alone in its own workerd, RSS after every round of mixed load. */
+async function memory({ configFor, ports, files, fresh }) {
+  const rows = [];
+  let freshOffset = 0;
+  for (const [name, loads] of [
+    ["edge", ["reused", "fresh", "invalid"]],
+    ["jose", ["reused", "fresh", "invalid"]],
+    ["js-passthrough", ["none"]],
+  ]) {
+    const file = path.join(out, `workerd-${name}.capnp`);
+    writeFileSync(file, configFor([name]));
+    const workerd = start(`workerd-${name}`, path.join(root, "node_modules/.bin/workerd"), ["serve", file], {});
+    await waitFor(`http://127.0.0.1:${ports[name]}/`, workerd);
+    const rss = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${workerd.pid}/status`, "utf8"))[1]) / 1024;
+    const samples = [rss()];
+    let sent = 0;
+    let bad = 0;
+    for (let round = 1; round <= ROUNDS; round++) {
+      for (const load of loads) {
+        let opts = { mode: "none", tokensFile: null };
+        if (load === "reused") opts = { mode: "cycle", tokensFile: files.reused };
+        if (load === "invalid") opts = { mode: "cycle", tokensFile: files.invalid };
+        if (load === "fresh") {
+          writeFileSync(files.fresh, fresh.slice(freshOffset, freshOffset + REQUESTS + 50).join("\n") + "\n");
+          freshOffset = (freshOffset + REQUESTS + 50) % Math.max(1, fresh.length - REQUESTS - 50);
+          opts = { mode: "fresh", tokensFile: files.fresh };
+        }
+        const r = await wrk(ports[name], { ...opts, connections: 64, requests: REQUESTS });
+        sent += r.requests;
+        // Invalid tokens are meant to be refused; anything else must succeed.
+        if (load !== "invalid") bad += r.non2xx + r.errors;
+      }
+      samples.push(rss());
+      console.error(`bench: ${name} round ${round}: RSS ${samples.at(-1).toFixed(0)} MiB`);
+    }
+    process.kill(-workerd.pid, "SIGKILL");
+    rows.push({ name, samples, sent, bad, loads });
+  }
+  await stopAll();
+  const lines = [];
+  lines.push(`Memory: each worker alone in its own workerd; ${ROUNDS} rounds, each ${REQUESTS} requests per load at 64 connections; RSS in MiB at start and after each round; ${new Date().toISOString().slice(0, 10)}.`);
+  lines.push("");
+  lines.push("| worker | loads per round | requests | failed | RSS start -> each round (MiB) | growth, first half of rounds | growth, second half |");
+  lines.push("|---|---|---|---|---|---|---|");
+  for (const r of rows) {
+    const mid = Math.floor(r.samples.length / 2);
+    const d = (a, b) => `${(r.samples[b] - r.samples[a]).toFixed(0)} MiB`;
+    lines.push(`| ${r.name} | ${r.loads.join(", ")} | ${r.sent} | ${r.bad} | ${r.samples.map((m) => m.toFixed(0)).join(" -> ")} | ${d(0, mid)} | ${d(mid, r.samples.length - 1)} |`);
+  }
+  console.log(lines.join("\n"));
+  writeFileSync(path.join(out, "memory.md"), lines.join("\n") + "\n");
 }
 
 main().catch(async (e) => {

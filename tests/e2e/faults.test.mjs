@@ -10,7 +10,7 @@ import * as rig from "./lib/rig.mjs";
 
 let downHits = 0;
 let base, broken, nodisc, bigjwks, stale, keys, upstream, jwksFails = true, jwksHits = 0, servedJwks;
-let staleUp = true, staleHits = 0;
+let staleUp = true, staleHits = 0, staleKeys, staleServer;
 let registration = { status: 400, body: '{"error":"invalid_client_metadata","error_description":"grant not allowed"}' };
 
 before(async () => {
@@ -46,12 +46,6 @@ before(async () => {
       };
       return more();
     }
-    // The stale-limit worker's JWKS, switched off and on by the test.
-    if (req.url === "/stalejwks") {
-      staleHits++;
-      if (!staleUp) return req.socket.destroy();
-      return res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(servedJwks));
-    }
     if (req.url === "/jwks") {
       jwksHits++;
       if (jwksFails) return res.writeHead(500).end("down");
@@ -70,6 +64,16 @@ before(async () => {
     res.writeHead(404).end();
   });
   await new Promise((r) => upstream.listen(upPort, "127.0.0.1", r));
+  // The stale-limit worker's JWKS, on a server of its own (its own keys, its own
+  // connections), switched off and on by the test.
+  staleKeys = await rig.makeKeys();
+  const stalePort = await rig.freePort();
+  staleServer = http.createServer((req, res) => {
+    staleHits++;
+    if (!staleUp) return req.socket.destroy();
+    res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(rig.publicJwks(staleKeys)));
+  });
+  await new Promise((r) => staleServer.listen(stalePort, "127.0.0.1", r));
   const [wPort, bPort, nPort, jPort, sPort] = [await rig.freePort(), await rig.freePort(), await rig.freePort(), await rig.freePort(), await rig.freePort()];
   stale = `http://127.0.0.1:${sPort}`;
   nodisc = `http://127.0.0.1:${nPort}`;
@@ -105,7 +109,7 @@ before(async () => {
         ORIGIN_URL: `http://127.0.0.1:${upPort}/origin`,
         RESOURCE_URL: `${stale}/mcp`,
         ISSUER: `http://127.0.0.1:${upPort}/stale`,
-        JWKS_URL: `http://127.0.0.1:${upPort}/stalejwks`,
+        JWKS_URL: `http://127.0.0.1:${stalePort}/jwks`,
         JWKS_CACHE_SECONDS: "1",
         JWKS_MAX_STALE_SECONDS: "3",
       },
@@ -120,6 +124,8 @@ before(async () => {
 
 after(async () => {
   upstream?.close();
+  staleServer?.closeAllConnections();
+  staleServer?.close();
   await rig.stopAll();
 });
 
@@ -303,11 +309,12 @@ test("JWKS down: cached keys serve up to JWKS_MAX_STALE_SECONDS past the TTL, th
   const fresh = async () => {
     const now = Math.floor(Date.now() / 1000);
     const iss = `http://127.0.0.1:${upstream.address().port}/stale`;
-    const t = await rig.signToken(keys, "RS256", { iss, sub: `u${Math.random()}`, aud: `${stale}/mcp`, exp: now + 600 });
+    const t = await rig.signToken(staleKeys, "RS256", { iss, sub: `u${Math.random()}`, aud: `${stale}/mcp`, exp: now + 600 });
     return fetch(`${stale}/mcp`, { method: "POST", headers: { authorization: `Bearer ${t}` }, body: "{}" });
   };
   // Authorized requests reach the origin, which drops them: 502 means "let through".
-  assert.equal((await fresh()).status, 502);
+  const first = await fresh();
+  assert.equal(first.status, 502, await first.text());
   const fetchedAt = Date.now();
   staleUp = false;
   const hits = staleHits;
