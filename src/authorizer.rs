@@ -355,6 +355,21 @@ impl Authorizer {
 
     /// Record a JWKS answer. On success the token cache loses entries whose key left.
     pub fn install_keys(&mut self, body: Result<&[u8], Error>, now: i64) -> Result<(), Error> {
+        self.install_keys_fetched(body, now)
+    }
+
+    /// Are any keys held (however old)?
+    pub fn has_keys(&self) -> bool {
+        self.keys.is_some()
+    }
+
+    /// Install a JWKS another isolate fetched at `fetched_at` (shared through the Cache
+    /// API): its TTL and the refresh interval count from that fetch, not from now.
+    pub fn install_shared_keys(&mut self, body: &[u8], fetched_at: i64) -> Result<(), Error> {
+        self.install_keys_fetched(Ok(body), fetched_at)
+    }
+
+    fn install_keys_fetched(&mut self, body: Result<&[u8], Error>, now: i64) -> Result<(), Error> {
         self.last_key_attempt = Some(now);
         let set = body.and_then(|b| KeySet::parse(b, &self.cfg.algorithms));
         match set {
@@ -925,6 +940,22 @@ mod tests {
             .unwrap();
         a.install_upstream(up, 201);
         assert_eq!(a.discovery_backoff(201), None, "a success clears it");
+    }
+
+    #[test]
+    fn shared_keys_age_from_their_fetch() {
+        let mut a = Authorizer::new(config());
+        assert!(!a.has_keys());
+        let jwks = br#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"k","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#;
+        // Fetched by another isolate 500 s ago: due again 100 s from now, not 600.
+        a.install_shared_keys(jwks, 1_000).unwrap();
+        assert!(a.has_keys());
+        assert!(!a.keys_due(1_500));
+        assert!(a.keys_due(1_600));
+        assert!(
+            jwks::can_refresh(1_500, a.last_key_attempt),
+            "an unknown kid may refresh at once"
+        );
     }
 
     #[test]

@@ -578,7 +578,75 @@ async fn ensure_upstream() -> Result<(), Error> {
     result
 }
 
+// ---- shared with the other isolates (the Cache API) --------------------------------
+
+/// The Cache API key under which isolates share a document from the authorization
+/// server. A name of the worker's own, never the upstream URL itself, so an entry can
+/// only have been written by this worker.
+fn shared_key(kind: &str, id: &str) -> String {
+    let id: String = url::form_urlencoded::byte_serialize(id.as_bytes()).collect();
+    format!("https://mcp-edge-auth.cache.internal/{kind}?id={id}")
+}
+
+/// A document another isolate stored: its bytes, when it was fetched, and the URL it
+/// came from. Best effort: any failure is a miss.
+async fn shared_get(key: &str) -> Option<(Vec<u8>, i64, String)> {
+    let mut response = worker::Cache::default().get(key, false).await.ok()??;
+    let headers = response.headers();
+    let at: i64 = headers.get("x-edge-fetched-at").ok()??.parse().ok()?;
+    let from = headers.get("x-edge-url").ok()??;
+    let body = response.bytes().await.ok()?;
+    Some((body, at, from))
+}
+
+/// Store a document for the other isolates, for `ttl` seconds. Best effort.
+async fn shared_put(key: &str, body: &[u8], fetched_at: i64, ttl: i64, from: &str) {
+    let headers = Headers::new();
+    let _ = headers.set("content-type", "application/json");
+    let _ = headers.set("cache-control", &format!("public, max-age={ttl}"));
+    let _ = headers.set("x-edge-fetched-at", &fetched_at.to_string());
+    let _ = headers.set("x-edge-url", from);
+    if let Ok(r) = Response::from_bytes(body.to_vec()) {
+        let _ = worker::Cache::default()
+            .put(key, r.with_headers(headers))
+            .await;
+    }
+}
+
+/// A new isolate's JWKS, from another isolate through the Cache API, when one is
+/// stored and younger than `JWKS_CACHE_SECONDS`. Isolates holding keys never use it:
+/// their refreshes (TTL, unknown `kid`) go to the authorization server.
+async fn shared_keys() -> Option<(Vec<u8>, i64)> {
+    if with_auth(|a| a.has_keys()).ok()? {
+        return None;
+    }
+    let url = match with_auth(|a| a.jwks_url()).ok()? {
+        Some(u) => u,
+        None => {
+            ensure_upstream().await.ok()?;
+            with_auth(|a| a.jwks_url()).ok()??
+        }
+    };
+    let (body, at, from) = shared_get(&shared_key("jwks", &url)).await?;
+    let ttl = with_auth(|a| a.cfg.jwks_ttl).ok()?;
+    (from == url && now() - at < ttl).then_some((body, at))
+}
+
 async fn discover() -> Result<(), Error> {
+    let issuer = with_auth(|a| a.cfg.issuer.clone())?;
+    let key = shared_key("discovery", &issuer);
+    if let Some((body, at, from)) = shared_get(&key).await {
+        if now() - at < crate::authorizer::METADATA_TTL_SECONDS {
+            if let Ok(url) = url::Url::parse(&from) {
+                if let Ok(Ok(Some(up))) =
+                    with_auth(|a| metadata::accept_upstream(&a.cfg, &url, 200, &body))
+                {
+                    with_auth(|a| a.install_upstream(up, at))?;
+                    return Ok(());
+                }
+            }
+        }
+    }
     let urls = with_auth(|a| metadata::discovery_urls(&a.cfg))?;
     let mut tried = Vec::new();
     for url in urls {
@@ -592,7 +660,16 @@ async fn discover() -> Result<(), Error> {
         .await?;
         let accepted = with_auth(|a| metadata::accept_upstream(&a.cfg, &url, status, &body))??;
         if let Some(up) = accepted {
-            with_auth(|a| a.install_upstream(up, now()))?;
+            let at = now();
+            with_auth(|a| a.install_upstream(up, at))?;
+            shared_put(
+                &key,
+                &body,
+                at,
+                crate::authorizer::METADATA_TTL_SECONDS,
+                url.as_str(),
+            )
+            .await;
             return Ok(());
         }
         tried.push(url.to_string());
@@ -611,6 +688,11 @@ async fn ensure_keys() -> Result<(), Error> {
 /// outcome is recorded, so a failure, discovery's included, is not retried on every
 /// request (see [`Authorizer::install_keys`]).
 async fn refresh_keys() -> Result<(), Error> {
+    if let Some((body, at)) = shared_keys().await {
+        if with_auth(|a| a.install_shared_keys(&body, at))?.is_ok() {
+            return Ok(());
+        }
+    }
     let body = fetch_jwks().await;
     with_auth(|a| a.install_keys(body.as_deref().map_err(Clone::clone), now()))?
 }
@@ -633,7 +715,19 @@ async fn fetch_jwks() -> Result<Vec<u8>, Error> {
         }
     };
     match fetch_bytes(Method::Get, &url, None, None, UPSTREAM_TIMEOUT_SECONDS).await {
-        Ok((200, body)) => Ok(body),
+        Ok((200, body)) => {
+            // Shared only once it parses: a broken set is not handed to other isolates.
+            let (usable, ttl) = with_auth(|a| {
+                (
+                    crate::jwks::KeySet::parse(&body, &a.cfg.algorithms).is_ok(),
+                    a.cfg.jwks_ttl,
+                )
+            })?;
+            if usable {
+                shared_put(&shared_key("jwks", &url), &body, now(), ttl, &url).await;
+            }
+            Ok(body)
+        }
         Ok((status, _)) => Err(Error::KeysUnavailable(format!(
             "JWKS at {url} answered {status}"
         ))),
