@@ -780,17 +780,22 @@ CLOCK_LEEWAY_SECONDS = 30
         assert!(report[0].fix.as_deref().unwrap().contains("RESOURCE_URL"));
     }
 
-    #[test]
-    fn misspelt_bindings_are_named() {
-        let vars: HashMap<String, String> = [
+    /// The three required bindings, pointing at closed ports.
+    fn minimal() -> HashMap<String, String> {
+        [
             ("ORIGIN_URL", "http://127.0.0.1:1"),
             ("RESOURCE_URL", "http://127.0.0.1:2/mcp"),
             ("ISSUER", "http://127.0.0.1:3/"),
-            ("REQUIRED_SCOPE", "mcp:tools"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+        .collect()
+    }
+
+    #[test]
+    fn misspelt_bindings_are_named() {
+        let mut vars = minimal();
+        vars.insert("REQUIRED_SCOPE".into(), "mcp:tools".into());
         let report = run(&vars, &Offline, &Options::default());
         let c = report.iter().find(|c| c.name == "bindings").unwrap();
         assert!(!c.ok);
@@ -799,14 +804,7 @@ CLOCK_LEEWAY_SECONDS = 30
 
     #[test]
     fn dead_hosts_are_failed_checks_with_advice() {
-        let vars: HashMap<String, String> = [
-            ("ORIGIN_URL", "http://127.0.0.1:1"),
-            ("RESOURCE_URL", "http://127.0.0.1:2/mcp"),
-            ("ISSUER", "http://127.0.0.1:3/"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+        let vars = minimal();
         let report = run(&vars, &Offline, &Options::default());
         let names: Vec<(&str, bool)> = report.iter().map(|c| (c.name.as_str(), c.ok)).collect();
         assert_eq!(

@@ -694,7 +694,14 @@ async fn refresh_keys() -> Result<(), Error> {
         }
     }
     let body = fetch_jwks().await;
-    with_auth(|a| a.install_keys(body.as_deref().map_err(Clone::clone), now()))?
+    let at = now();
+    with_auth(|a| a.install_keys(body.as_deref().map_err(Clone::clone), at))??;
+    // Shared only once it installed: a set that does not parse is not handed on.
+    if let (Ok(body), Ok((Some(url), ttl))) = (body, with_auth(|a| (a.jwks_url(), a.cfg.jwks_ttl)))
+    {
+        shared_put(&shared_key("jwks", &url), &body, at, ttl, &url).await;
+    }
+    Ok(())
 }
 
 /// The JWKS document. Failures other than configuration errors mean "no keys right
@@ -715,19 +722,7 @@ async fn fetch_jwks() -> Result<Vec<u8>, Error> {
         }
     };
     match fetch_bytes(Method::Get, &url, None, None, UPSTREAM_TIMEOUT_SECONDS).await {
-        Ok((200, body)) => {
-            // Shared only once it parses: a broken set is not handed to other isolates.
-            let (usable, ttl) = with_auth(|a| {
-                (
-                    crate::jwks::KeySet::parse(&body, &a.cfg.algorithms).is_ok(),
-                    a.cfg.jwks_ttl,
-                )
-            })?;
-            if usable {
-                shared_put(&shared_key("jwks", &url), &body, now(), ttl, &url).await;
-            }
-            Ok(body)
-        }
+        Ok((200, body)) => Ok(body),
         Ok((status, _)) => Err(Error::KeysUnavailable(format!(
             "JWKS at {url} answered {status}"
         ))),
