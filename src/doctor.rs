@@ -607,7 +607,7 @@ fn scopes(cfg: &Config, p: &token::Principal, out: &mut Vec<Check>) {
 /// Advice for a refused token, by what the refusal says.
 fn token_fix(cfg: &Config, e: &Error) -> String {
     let d = e.to_string();
-    if d.contains("no audience") || d.contains("audience") {
+    if d.contains("audience") {
         if cfg.flavor != Flavor::Hydra && d.contains("no audience") {
             return format!("the authorization server must bind tokens to {} (RFC 8707 resource). On Ory Hydra set AS_FLAVOR = \"hydra\" on the worker; on Keycloak add an Audience mapper; on Auth0 use an API with that identifier", cfg.hydra_audience());
         }
