@@ -34,6 +34,10 @@
 //! | `INTROSPECTION_CACHE_SECONDS` | no | longest an active answer is reused (default 60, 0 to 3600; never past the token's `exp`) |
 //! | `INTROSPECTION_TIMEOUT_SECONDS` | no | how long the endpoint may take (default 5, 1 to 30); then 503 |
 //! | `AS_FLAVOR` | no | `generic` (default) or `hydra`: the Ory Hydra adapter (see [`Flavor`]) |
+//! | `CIMD` | no | `true`: accept Client ID Metadata Documents for the upstream (see [`crate::cimd`]); needs `AS_PASSTHROUGH` and a KV namespace bound as `CIMD_KV` |
+//! | `CIMD_ALLOW_LOOPBACK` | no | `true` (development only): documents may live on loopback hosts, over http too |
+//! | `CIMD_TIMEOUT_SECONDS` | no | how long a document's host may take (default 5, 1 to 30) |
+//! | `CIMD_CACHE_SECONDS` | no | longest a document is reused, whatever its `Cache-Control` says (default 3600, 0 to 86400) |
 
 use crate::error::Error;
 use crate::policy::Policy;
@@ -73,6 +77,10 @@ pub const BINDINGS: &[&str] = &[
     "INTROSPECTION_CACHE_SECONDS",
     "INTROSPECTION_TIMEOUT_SECONDS",
     "AS_FLAVOR",
+    "CIMD",
+    "CIMD_ALLOW_LOOPBACK",
+    "CIMD_TIMEOUT_SECONDS",
+    "CIMD_CACHE_SECONDS",
 ];
 
 /// Default and ceiling of `POLICY_MAX_BODY_BYTES`.
@@ -191,6 +199,71 @@ pub struct Config {
     pub jwks_ttl: i64,
     pub introspection: Option<Introspection>,
     pub flavor: Flavor,
+    /// `CIMD=true`: clients may name themselves by a metadata document URL.
+    pub cimd: Option<Cimd>,
+}
+
+/// Client ID Metadata Documents at the edge (`CIMD=true`, see [`crate::cimd`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cimd {
+    /// `CIMD_ALLOW_LOOPBACK`: documents on loopback hosts (http or https) are fetched.
+    /// For development; private and link-local hosts stay refused.
+    pub allow_loopback: bool,
+    /// `CIMD_TIMEOUT_SECONDS`.
+    pub timeout: u32,
+    /// `CIMD_CACHE_SECONDS`: the ceiling on a document's cache lifetime.
+    pub cache_max: i64,
+}
+
+/// A `true`/`false` binding (unset: false).
+fn boolean(value: Option<String>, binding: &str) -> Result<bool, Error> {
+    match value.as_deref() {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(problem(
+            binding,
+            format!("must be true or false, got {other:?}"),
+        )),
+    }
+}
+
+fn cimd(
+    get: &impl Fn(&str) -> Option<String>,
+    passthrough: &[String],
+) -> Result<Option<Cimd>, Error> {
+    if !boolean(get("CIMD"), "CIMD")? {
+        for name in [
+            "CIMD_ALLOW_LOOPBACK",
+            "CIMD_TIMEOUT_SECONDS",
+            "CIMD_CACHE_SECONDS",
+        ] {
+            if get(name).is_some() {
+                return Err(problem(name, "is set but CIMD is not true"));
+            }
+        }
+        return Ok(None);
+    }
+    if passthrough.is_empty() {
+        return Err(problem(
+            "CIMD",
+            "needs the single-host layout: set AS_PASSTHROUGH so that authorization and token requests pass through the worker",
+        ));
+    }
+    Ok(Some(Cimd {
+        allow_loopback: boolean(get("CIMD_ALLOW_LOOPBACK"), "CIMD_ALLOW_LOOPBACK")?,
+        timeout: number(
+            get("CIMD_TIMEOUT_SECONDS"),
+            "CIMD_TIMEOUT_SECONDS",
+            5,
+            1..=30,
+        )?,
+        cache_max: number(
+            get("CIMD_CACHE_SECONDS"),
+            "CIMD_CACHE_SECONDS",
+            3600,
+            0..=86_400,
+        )?,
+    }))
 }
 
 fn problem(binding: &str, problem: impl Into<String>) -> Error {
@@ -311,16 +384,7 @@ fn introspection(get: &impl Fn(&str) -> Option<String>) -> Result<Option<Introsp
             "set either it or INTROSPECTION_CLIENT_ID and INTROSPECTION_CLIENT_SECRET, not both",
         )),
     };
-    let jwts = match get("INTROSPECT_JWTS").as_deref() {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(other) => {
-            return Err(problem(
-                "INTROSPECT_JWTS",
-                format!("must be true or false, got {other:?}"),
-            ))
-        }
-    };
+    let jwts = boolean(get("INTROSPECT_JWTS"), "INTROSPECT_JWTS")?;
     Ok(Some(Introspection {
         url,
         credentials,
@@ -505,6 +569,8 @@ impl Config {
             }
         };
 
+        let cimd = cimd(&get, &as_passthrough)?;
+
         let mut allowed_origins = Vec::new();
         let mut any_origin = false;
         for o in words(get("ALLOWED_ORIGINS")) {
@@ -603,6 +669,7 @@ impl Config {
             jwks_ttl,
             introspection,
             flavor,
+            cimd,
         })
     }
 
@@ -740,6 +807,57 @@ pub(crate) mod tests {
         match e {
             Error::Config { binding, .. } => binding,
             other => panic!("not a config error: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn cimd_needs_the_single_host_layout_and_valid_settings() {
+        assert_eq!(config().cimd, None);
+        let c = with(&[("CIMD", "true")]).unwrap();
+        assert_eq!(
+            c.cimd,
+            Some(Cimd {
+                allow_loopback: false,
+                timeout: 5,
+                cache_max: 3600
+            })
+        );
+        let c = with(&[
+            ("CIMD", "true"),
+            ("CIMD_ALLOW_LOOPBACK", "true"),
+            ("CIMD_TIMEOUT_SECONDS", "2"),
+            ("CIMD_CACHE_SECONDS", "0"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.cimd,
+            Some(Cimd {
+                allow_loopback: true,
+                timeout: 2,
+                cache_max: 0
+            })
+        );
+        let mut v = base();
+        v.retain(|(k, _)| *k != "AS_PASSTHROUGH");
+        v.push(("CIMD", "true"));
+        assert_eq!(binding_of(Config::build(vars(&v)).unwrap_err()), "CIMD");
+        for (extra, binding) in [
+            (vec![("CIMD", "yes")], "CIMD"),
+            (vec![("CIMD_TIMEOUT_SECONDS", "2")], "CIMD_TIMEOUT_SECONDS"),
+            (
+                vec![("CIMD", "true"), ("CIMD_TIMEOUT_SECONDS", "0")],
+                "CIMD_TIMEOUT_SECONDS",
+            ),
+            (
+                vec![("CIMD", "true"), ("CIMD_CACHE_SECONDS", "90000")],
+                "CIMD_CACHE_SECONDS",
+            ),
+            (
+                vec![("CIMD", "true"), ("CIMD_ALLOW_LOOPBACK", "1")],
+                "CIMD_ALLOW_LOOPBACK",
+            ),
+        ] {
+            assert_eq!(binding_of(with(&extra).unwrap_err()), binding, "{extra:?}");
         }
     }
 

@@ -132,6 +132,15 @@ pub enum Error {
         code: i64,
         message: String,
     },
+    /// An OAuth request the worker answers itself (Client ID Metadata Documents, see
+    /// [`crate::cimd`]): sent to the client's redirect URI (`location`, a 302) when
+    /// the worker can trust one, else a JSON error with `status`.
+    OAuth {
+        error: &'static str,
+        description: String,
+        status: u16,
+        location: Option<String>,
+    },
 }
 
 impl fmt::Display for Error {
@@ -160,6 +169,9 @@ impl fmt::Display for Error {
             Error::OriginTimeout(s) => write!(f, "origin sent no answer within {s} s"),
             Error::RateLimited(what) => write!(f, "rate limited (per {what})"),
             Error::JsonRpc { code, message } => write!(f, "JSON-RPC {code}: {message}"),
+            Error::OAuth {
+                error, description, ..
+            } => write!(f, "{error}: {description}"),
         }
     }
 }
@@ -237,6 +249,7 @@ impl Error {
             Error::InvalidRedirectUri(_) => "invalid_redirect_uri",
             Error::InvalidClientMetadata(_) => "invalid_client_metadata",
             Error::UpstreamRejected { error, .. } => error,
+            Error::OAuth { error, .. } => error,
         }
     }
 
@@ -253,6 +266,10 @@ impl Error {
             Error::MethodNotAllowed { .. } => 405,
             Error::PayloadTooLarge(_) => 413,
             Error::UpstreamRejected { status, .. } => *status,
+            Error::OAuth {
+                location: Some(_), ..
+            } => 302,
+            Error::OAuth { status, .. } => *status,
             Error::Upstream(_) | Error::OriginUnreachable(_) => 502,
             Error::OriginTimeout(_) => 504,
             Error::RateLimited(_) => 429,
@@ -308,6 +325,19 @@ impl Error {
                 }
                 Reply::json(status, &body).with_header("cache-control", "no-store")
             }
+            Error::OAuth {
+                location: Some(location),
+                ..
+            } => Reply::empty(status)
+                .with_header("location", location.as_str())
+                .with_header("cache-control", "no-store"),
+            Error::OAuth {
+                error, description, ..
+            } => Reply::json(
+                status,
+                &json!({"error": error, "error_description": description}),
+            )
+            .with_header("cache-control", "no-store"),
             Error::RateLimited(what) => Reply::json(
                 status,
                 &json!({"error": self.code(), "error_description": format!("too many requests for this {what}; retry later")}),

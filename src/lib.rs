@@ -12,7 +12,8 @@
 //!   (what reaches the origin), [`policy`] (`SCOPE_POLICY`: scopes per method and
 //!   name), [`jsonrpc`] (request inspection, R11 header checks, list-answer
 //!   filtering), [`sse`] (event-stream filtering), [`error`] (the one error type and its HTTP mapping),
-//!   [`log`] (the structured log line).
+//!   [`log`] (the structured log line), [`cimd`] (Client ID Metadata Documents mapped to
+//!   upstream clients).
 //! * [`glue`] (wasm32 only): the thin Worker layer, which reads the `Env`, performs
 //!   fetches, the Cache API, WebCrypto signature checks and the clock.
 //!
@@ -22,6 +23,7 @@
 
 pub mod authorizer;
 pub mod cache;
+pub mod cimd;
 pub mod config;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod doctor;

@@ -162,7 +162,44 @@ pub fn patch(cfg: &Config, upstream: &Upstream) -> Value {
         "code_challenge_methods_supported".into(),
         Value::Array(methods),
     );
+    if cimd_ready(cfg, upstream) {
+        doc.insert("client_id_metadata_document_supported".into(), json!(true));
+        let mut auth: Vec<Value> = match doc.get("token_endpoint_auth_methods_supported") {
+            Some(Value::Array(a)) => a.clone(),
+            _ => Vec::new(),
+        };
+        if !auth.is_empty() && !auth.iter().any(|m| m == "none") {
+            auth.push(json!("none"));
+            doc.insert(
+                "token_endpoint_auth_methods_supported".into(),
+                Value::Array(auth),
+            );
+        }
+    }
     Value::Object(doc)
+}
+
+/// Whether the worker can honour Client ID Metadata Documents for this upstream:
+/// `CIMD=true`, a registration endpoint, and authorization and token endpoints
+/// that pass through the worker (served on the resource's host under an
+/// `AS_PASSTHROUGH` prefix). Otherwise the worker's support is not advertised (an
+/// upstream's own `client_id_metadata_document_supported` is kept as it is).
+pub fn cimd_ready(cfg: &Config, upstream: &Upstream) -> bool {
+    let through_worker = |name: &str| {
+        upstream
+            .document
+            .get(name)
+            .and_then(Value::as_str)
+            .and_then(|u| Url::parse(u).ok())
+            .is_some_and(|u| {
+                crate::config::origin_of(&u) == crate::config::origin_of(&cfg.resource_url)
+                    && crate::router::route(cfg, u.path()) == crate::router::Route::Passthrough
+            })
+    };
+    cfg.cimd.is_some()
+        && (upstream.registration_endpoint.is_some() || cfg.registration_url.is_some())
+        && through_worker("authorization_endpoint")
+        && through_worker("token_endpoint")
 }
 
 #[cfg(test)]
@@ -225,6 +262,51 @@ mod tests {
                 "https://auth.example.com/.well-known/openid-configuration",
             ]
         );
+    }
+
+    #[test]
+    fn cimd_is_advertised_only_when_the_worker_can_honour_it() {
+        let url = Url::parse("http://127.0.0.1:9100/x").unwrap();
+        let served = |c: &Config, doc: Value| {
+            let up = accept_upstream(c, &url, 200, doc.to_string().as_bytes())
+                .unwrap()
+                .unwrap();
+            patch(c, &up)
+        };
+        let mut v = base();
+        v.push(("CIMD", "true"));
+        let on = Config::build(vars(&v)).unwrap();
+        let mut doc = upstream_doc();
+        doc["token_endpoint_auth_methods_supported"] = json!(["client_secret_basic"]);
+        let d = served(&on, doc.clone());
+        assert_eq!(d["client_id_metadata_document_supported"], true);
+        assert_eq!(
+            d["token_endpoint_auth_methods_supported"],
+            json!(["client_secret_basic", "none"])
+        );
+        // Off: the upstream's own flag (here none) is kept as it is.
+        assert!(served(&config(), doc.clone())
+            .get("client_id_metadata_document_supported")
+            .is_none());
+        // Endpoints that do not pass through the worker, or no registration endpoint.
+        let mut elsewhere = doc.clone();
+        elsewhere["authorization_endpoint"] = json!("https://auth.example.com/oidc/auth");
+        assert!(served(&on, elsewhere)
+            .get("client_id_metadata_document_supported")
+            .is_none());
+        let mut other_path = doc.clone();
+        other_path["token_endpoint"] = json!("https://mcp.example.com/token");
+        assert!(served(&on, other_path)
+            .get("client_id_metadata_document_supported")
+            .is_none());
+        let mut no_reg = doc;
+        no_reg
+            .as_object_mut()
+            .unwrap()
+            .remove("registration_endpoint");
+        assert!(served(&on, no_reg)
+            .get("client_id_metadata_document_supported")
+            .is_none());
     }
 
     #[test]

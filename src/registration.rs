@@ -28,7 +28,7 @@ use url::{Host, Url};
 /// Largest registration request the worker reads.
 pub const MAX_BODY: usize = 64 * 1024;
 
-fn is_loopback(url: &Url) -> bool {
+pub(crate) fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(Host::Ipv4(ip)) => ip.is_loopback(),
         Some(Host::Ipv6(ip)) => ip.is_loopback(),
@@ -37,7 +37,7 @@ fn is_loopback(url: &Url) -> bool {
     }
 }
 
-fn check_redirect_uri(raw: &str) -> Result<(), Error> {
+pub(crate) fn check_redirect_uri(raw: &str) -> Result<(), Error> {
     let url = Url::parse(raw)
         .map_err(|e| Error::InvalidRedirectUri(format!("{raw:?} is not an absolute URI: {e}")))?;
     if url.fragment().is_some() || raw.contains('#') {
