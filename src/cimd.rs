@@ -604,7 +604,7 @@ pub fn for_token(records: &[(String, Record)]) -> Vec<&Record> {
             None => groups.push((r.created_ms, &r.fingerprint)),
         }
     }
-    groups.sort_by(|a, b| b.0.cmp(&a.0));
+    groups.sort_by_key(|g| std::cmp::Reverse(g.0));
     let mut out = Vec::new();
     for (_, fp) in groups {
         for (_, r) in sorted.iter().filter(|(_, r)| r.fingerprint == fp) {
