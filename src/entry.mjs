@@ -265,6 +265,6 @@ export default {
         return reply(JSON.parse(rateLimited(method, url, "address")));
       }
     }
-    return respond(request);
+    return respond(request, env);
   },
 };

@@ -20,6 +20,7 @@
 //!   rewritten for the token that asked ([`crate::jsonrpc`], [`crate::sse`]).
 
 use crate::authorizer::{Authorizer, Body, Decision, Pending, RequestInfo, Serve};
+use crate::cimd;
 use crate::config::{Config, Credentials, LogLevel};
 use crate::error::{ChallengeContext, Error, Reply};
 use crate::jsonrpc::{self, FilterSpec};
@@ -42,9 +43,14 @@ thread_local! {
     static STATE: RefCell<Option<Result<Authorizer, Error>>> = const { RefCell::new(None) };
     /// Decisions waiting for the JS entry's signature check, by handle.
     static PENDING: RefCell<PendingChecks> = RefCell::new(PendingChecks::default());
-    static KEYS_INFLIGHT: RefCell<Option<Flight>> = const { RefCell::new(None) };
-    static DISCOVERY_INFLIGHT: RefCell<Option<Flight>> = const { RefCell::new(None) };
+    /// Fetches in flight, by kind ("keys", "discovery", "cimd:<url>").
+    static FLIGHTS: RefCell<HashMap<String, Flight>> = RefCell::new(HashMap::new());
+    /// Client ID Metadata Documents and the records this isolate wrote.
+    static CIMD: RefCell<cimd::Memory> = RefCell::new(cimd::Memory::default());
 }
+
+/// The KV namespace binding that holds the CIMD records.
+const CIMD_KV: &str = "CIMD_KV";
 
 fn now() -> i64 {
     (js_sys::Date::now() / 1000.0) as i64
@@ -86,8 +92,18 @@ pub fn init(env: JsValue) -> u8 {
     console_error_panic_hook::set_once();
     let has = |name: &str| js_sys::Reflect::has(&env, &JsValue::from_str(name)).unwrap_or(false);
     let (limit_subjects, limit_clients) = (has("MCP_RATE_LIMITER"), has("MCP_CLIENT_RATE_LIMITER"));
+    let has_kv = has(CIMD_KV);
     let env: Env = env.unchecked_into();
-    let built = load_config(&env).map(|cfg| {
+    let built = load_config(&env).and_then(|cfg| {
+        if cfg.cimd.is_some() && !has_kv {
+            return Err(Error::Config {
+                binding: CIMD_KV.into(),
+                problem: "CIMD is true but no KV namespace is bound as CIMD_KV (wrangler.toml [[kv_namespaces]])".into(),
+            });
+        }
+        Ok(cfg)
+    });
+    let built = built.map(|cfg| {
         let mut a = Authorizer::new(cfg);
         a.limit_subjects = limit_subjects;
         a.limit_clients = limit_clients;
@@ -523,15 +539,13 @@ impl EdgeSseFilter {
 /// [`Error`], so every waiter answers with the same status).
 type Flight = (js_sys::Promise, Rc<RefCell<Option<Error>>>);
 
-/// Run `make` once at a time per isolate: concurrent callers await the same promise.
-async fn single_flight<F>(
-    slot: &'static std::thread::LocalKey<RefCell<Option<Flight>>>,
-    make: F,
-) -> Result<(), Error>
+/// Run `make` once at a time per isolate and `kind`: concurrent callers await the
+/// same promise.
+async fn single_flight<F>(kind: &str, make: F) -> Result<(), Error>
 where
     F: FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Error>>>>,
 {
-    let existing = slot.with(|s| s.borrow().clone());
+    let existing = FLIGHTS.with(|f| f.borrow().get(kind).cloned());
     let (promise, outcome) = match existing {
         Some(flight) => flight,
         None => {
@@ -544,17 +558,20 @@ where
                 }
                 Ok(JsValue::UNDEFINED)
             });
-            slot.with(|s| *s.borrow_mut() = Some((p.clone(), outcome.clone())));
+            FLIGHTS.with(|f| {
+                f.borrow_mut()
+                    .insert(kind.to_string(), (p.clone(), outcome.clone()))
+            });
             (p, outcome)
         }
     };
     let _ = JsFuture::from(promise.clone()).await;
-    slot.with(|s| {
-        let mut s = s.borrow_mut();
-        if s.as_ref()
+    FLIGHTS.with(|f| {
+        let mut f = f.borrow_mut();
+        if f.get(kind)
             .is_some_and(|(p, _)| js_sys::Object::is(p, &promise))
         {
-            *s = None;
+            f.remove(kind);
         }
     });
     let error = outcome.borrow().clone();
@@ -571,7 +588,7 @@ async fn ensure_upstream() -> Result<(), Error> {
     if let Some(e) = with_auth(|a| a.discovery_backoff(now()))? {
         return Err(e);
     }
-    let result = single_flight(&DISCOVERY_INFLIGHT, || Box::pin(discover())).await;
+    let result = single_flight("discovery", || Box::pin(discover())).await;
     if let Err(e) = &result {
         with_auth(|a| a.discovery_failed(e.clone(), now()))?;
     }
@@ -681,7 +698,7 @@ async fn discover() -> Result<(), Error> {
 }
 
 async fn ensure_keys() -> Result<(), Error> {
-    single_flight(&KEYS_INFLIGHT, || Box::pin(refresh_keys())).await
+    single_flight("keys", || Box::pin(refresh_keys())).await
 }
 
 /// Fetch the JWKS (discovering its URL first if need be) and install it. Every
@@ -767,7 +784,19 @@ async fn fetch_bytes(
     }
     let request = Request::new_with_init(url, &init)
         .map_err(|e| Error::Upstream(format!("bad upstream URL {url}: {e}")))?;
-    // The authorization server gets `timeout` seconds for its whole answer.
+    let (status, _, bytes) = send_capped(request, url, timeout, MAX_UPSTREAM_BYTES).await?;
+    Ok((status, bytes))
+}
+
+/// Send `request` (for `url`) and read its answer as it streams in: at most `cap`
+/// bytes, all within `timeout` seconds. Returns the status, headers and body.
+async fn send_capped(
+    request: Request,
+    url: &str,
+    timeout: u32,
+    cap: usize,
+) -> Result<(u16, Headers, Vec<u8>), Error> {
+    // The peer gets `timeout` seconds for its whole answer.
     let signal: worker::AbortSignal = web_sys::AbortSignal::timeout_with_u32(timeout * 1000).into();
     let failed = |what: String| {
         if signal.aborted() {
@@ -781,19 +810,24 @@ async fn fetch_bytes(
         .await
         .map_err(|e| failed(format!("{url} unreachable: {e}")))?;
     let status = response.status_code();
-    let mut stream = response
-        .stream()
+    let headers = response.headers().clone();
+    let bytes = read_capped(&mut response, cap)
+        .await
         .map_err(|e| failed(format!("{url}: {e}")))?;
+    Ok((status, headers, bytes))
+}
+
+/// A response's body, at most `cap` bytes (more is an error naming the cap).
+async fn read_capped(response: &mut Response, cap: usize) -> Result<Vec<u8>, String> {
+    let mut stream = response.stream().map_err(|e| e.to_string())?;
     let mut bytes = Vec::new();
     while let Some(chunk) = stream.next().await {
-        bytes.extend_from_slice(&chunk.map_err(|e| failed(format!("{url}: {e}")))?);
-        if bytes.len() > MAX_UPSTREAM_BYTES {
-            return Err(Error::Upstream(format!(
-                "{url} answered more than {MAX_UPSTREAM_BYTES} bytes"
-            )));
+        bytes.extend_from_slice(&chunk.map_err(|e| e.to_string())?);
+        if bytes.len() > cap {
+            return Err(format!("answered more than {cap} bytes"));
         }
     }
-    Ok((status, bytes))
+    Ok(bytes)
 }
 
 // ---- other routes ---------------------------------------------------------------------
@@ -816,7 +850,8 @@ fn to_response(reply: &Reply) -> Response {
 
 /// Serve every route but an MCP request's forwarding.
 #[wasm_bindgen(js_name = edge_respond)]
-pub async fn respond(request: web_sys::Request) -> web_sys::Response {
+pub async fn respond(request: web_sys::Request, env: JsValue) -> web_sys::Response {
+    let env: Env = env.unchecked_into();
     let mut req = Request::from(request);
     let method = req.method().to_string();
     let url = req.url().ok();
@@ -847,7 +882,7 @@ pub async fn respond(request: web_sys::Request) -> web_sys::Response {
         Ok(Serve::Register) => register(req).await.map(|r| to_response(&r)),
         Ok(Serve::Passthrough(target)) => {
             log.decision = "proxy";
-            passthrough(&mut req, &target).await
+            passthrough(&mut req, &target, &env).await
         }
         Err(e) => Err(e),
     };
@@ -886,6 +921,24 @@ fn declared_length(req: &Request) -> Option<usize> {
         .and_then(|v| v.parse().ok())
 }
 
+/// Where registrations go: `REGISTRATION_URL`, else the discovered endpoint.
+async fn registration_endpoint() -> Result<String, Error> {
+    if let Some(u) = with_auth(|a| a.cfg.registration_url.clone())? {
+        return Ok(u.to_string());
+    }
+    ensure_upstream().await?;
+    with_auth(|a| {
+        a.upstream(now())
+            .and_then(|u| u.registration_endpoint.clone())
+    })?
+    .map(|u| u.to_string())
+    .ok_or_else(|| {
+        Error::Upstream(
+            "the authorization server has no registration endpoint; set REGISTRATION_URL".into(),
+        )
+    })
+}
+
 async fn register(mut req: Request) -> Result<Reply, Error> {
     let declared = declared_length(&req);
     if declared.is_some_and(|n| n > registration::MAX_BODY) {
@@ -899,23 +952,7 @@ async fn register(mut req: Request) -> Result<Reply, Error> {
         .await
         .map_err(|_| Error::InvalidClientMetadata("the request body could not be read".into()))?;
     let request = registration::validate_request(&body)?;
-    let endpoint = match with_auth(|a| a.cfg.registration_url.clone())? {
-        Some(u) => u.to_string(),
-        None => {
-            ensure_upstream().await?;
-            with_auth(|a| {
-                a.upstream(now())
-                    .and_then(|u| u.registration_endpoint.clone())
-            })?
-            .ok_or_else(|| {
-                Error::Upstream(
-                    "the authorization server has no registration endpoint; set REGISTRATION_URL"
-                        .into(),
-                )
-            })?
-            .to_string()
-        }
-    };
+    let endpoint = registration_endpoint().await?;
     let auth = req.headers().get("authorization").ok().flatten();
     let body = with_auth(|a| registration::outgoing(&a.cfg, &request, body))?;
     let (status, answer) = fetch_bytes(
@@ -933,13 +970,14 @@ async fn register(mut req: Request) -> Result<Reply, Error> {
     }
 }
 
-/// The largest form body the Hydra adapter reads to fill in a token request.
+/// The largest form body the worker reads on its way to the authorization server.
 const MAX_FORM_BYTES: usize = 64 * 1024;
 
-/// With `AS_FLAVOR=hydra`, a form POST (a token request) with the defaults
-/// [`proxy::token_defaults`] adds; `None` to stream the client's body unchanged.
-async fn hydra_token_body(req: &mut Request) -> Result<Option<String>, Error> {
-    let hydra = with_auth(|a| a.cfg.flavor == crate::config::Flavor::Hydra)?;
+/// A form POST's body, read when the worker may change it (the Hydra adapter's token
+/// defaults, a CIMD `client_id`); `None` to stream the client's body unchanged.
+async fn read_form(req: &mut Request) -> Result<Option<String>, Error> {
+    let wanted =
+        with_auth(|a| a.cfg.flavor == crate::config::Flavor::Hydra || a.cfg.cimd.is_some())?;
     let form = req
         .headers()
         .get("content-type")
@@ -949,7 +987,7 @@ async fn hydra_token_body(req: &mut Request) -> Result<Option<String>, Error> {
             t.to_ascii_lowercase()
                 .starts_with("application/x-www-form-urlencoded")
         });
-    if !hydra || !form || req.method() != Method::Post {
+    if !wanted || !form || req.method() != Method::Post {
         return Ok(None);
     }
     let too_large =
@@ -965,13 +1003,36 @@ async fn hydra_token_body(req: &mut Request) -> Result<Option<String>, Error> {
     if body.len() > MAX_FORM_BYTES {
         return Err(too_large());
     }
-    Ok(Some(
-        with_auth(|a| proxy::token_defaults(&a.cfg, &body))?.unwrap_or(body),
-    ))
+    Ok(Some(body))
 }
 
-async fn passthrough(req: &mut Request, target: &str) -> Result<Response, Error> {
-    let form = hydra_token_body(req).await?;
+async fn passthrough(req: &mut Request, target: &str, env: &Env) -> Result<Response, Error> {
+    if let Some(c) = with_auth(|a| a.cfg.cimd.clone())? {
+        if req.method() == Method::Get {
+            let query = target.split_once('?').map(|(_, q)| q).unwrap_or_default();
+            if let Some(ar) = cimd::authorization_request(query) {
+                return cimd_authorize(req, target, ar, &c, env).await;
+            }
+        }
+    }
+    let form = read_form(req).await?;
+    if let Some(f) = &form {
+        if let Some(url) = cimd::form_value(f, "client_id").filter(|c| cimd::is_document_url(c)) {
+            if with_auth(|a| a.cfg.cimd.is_some())? {
+                return cimd_form(req, target, f, &url, env).await;
+            }
+        }
+    }
+    let form = match form {
+        Some(f) => Some(with_auth(|a| proxy::token_defaults(&a.cfg, &f))?.unwrap_or(f)),
+        None => None,
+    };
+    forward(req, target, form).await
+}
+
+/// Send a pass-through request to the authorization server: the client's headers
+/// (its own credentials included), and `form` instead of its body when given.
+async fn forward(req: &Request, target: &str, form: Option<String>) -> Result<Response, Error> {
     let headers = Headers::new();
     for (name, value) in req.headers().entries() {
         // The authorization server needs the client's own credentials (token requests).
@@ -1003,4 +1064,251 @@ async fn passthrough(req: &mut Request, target: &str) -> Result<Response, Error>
         .send()
         .await
         .map_err(|e| Error::Upstream(format!("authorization server unreachable: {e}")))
+}
+
+// ---- Client ID Metadata Documents (see crate::cimd) -------------------------------
+
+/// Log a CIMD event (warnings: refusals and failures; info: registrations).
+fn cimd_log(event: &str, client_id: &str, detail: &str, warning: bool) {
+    let lvl = level();
+    if lvl == LogLevel::Info || (lvl == LogLevel::Warn && warning) {
+        console(
+            &serde_json::json!({"event": event, "client_id": client_id, "detail": detail})
+                .to_string(),
+        );
+    }
+}
+
+/// An authorization request whose `client_id` is a document URL: fetch and check the
+/// document, find or register its upstream client, and forward the request with the
+/// upstream `client_id`.
+async fn cimd_authorize(
+    req: &Request,
+    target: &str,
+    ar: cimd::AuthorizationRequest,
+    c: &crate::config::Cimd,
+    env: &Env,
+) -> Result<Response, Error> {
+    let refuse = |error: &'static str, detail: String| {
+        cimd_log("cimd_refused", &ar.client_id, &detail, true);
+        cimd::refuse(error, detail)
+    };
+    let url = cimd::check_client_id(&ar.client_id, c.allow_loopback).map_err(|e| {
+        refuse(
+            "invalid_client",
+            format!("client_id {:?} {e}", ar.client_id),
+        )
+    })?;
+    let doc = document(&url, c).await.map_err(|e| {
+        refuse(
+            "invalid_client",
+            format!("the client metadata document at {url} {e}"),
+        )
+    })?;
+    let redirect = cimd::check_redirect(&doc, ar.redirect_uri.as_deref())
+        .map_err(|e| refuse("invalid_request", e))?;
+    let issuer = with_auth(|a| a.cfg.issuer.clone())?;
+    if let Some(p) = &doc.problem {
+        let detail = format!("the client metadata document {p}");
+        cimd_log("cimd_refused", &ar.client_id, &detail, true);
+        return Err(cimd::to_client(
+            &ar,
+            &redirect,
+            &issuer,
+            "unauthorized_client",
+            detail,
+        ));
+    }
+    let upstream_id = upstream_client(&doc, env).await.map_err(|e| {
+        cimd_log("cimd_failed", &ar.client_id, &e.to_string(), true);
+        cimd::to_client(
+            &ar,
+            &redirect,
+            &issuer,
+            "server_error",
+            "the authorization server could not register this client; try again later",
+        )
+    })?;
+    let (base, query) = target.split_once('?').unwrap_or((target, ""));
+    let target = format!("{base}?{}", cimd::replace_client_id(query, &upstream_id));
+    forward(req, &target, None).await
+}
+
+/// The document at `url`: from this isolate's memory while its cache lifetime lasts,
+/// else fetched (no redirects, `CIMD_TIMEOUT_SECONDS`, [`cimd::MAX_DOCUMENT_BYTES`]).
+async fn document(url: &url::Url, c: &crate::config::Cimd) -> Result<cimd::Document, String> {
+    if let Some(d) = CIMD.with(|m| m.borrow().document(url.as_str(), now()).cloned()) {
+        return Ok(d);
+    }
+    let headers = Headers::new();
+    let _ = headers.set("accept", "application/json");
+    let mut init = RequestInit::new();
+    init.with_method(Method::Get)
+        .with_headers(headers)
+        .with_redirect(RequestRedirect::Manual);
+    let request = Request::new_with_init(url.as_str(), &init).map_err(|e| e.to_string())?;
+    let (status, headers, body) =
+        match send_capped(request, url.as_str(), c.timeout, cimd::MAX_DOCUMENT_BYTES).await {
+            Ok(answer) => answer,
+            Err(Error::Upstream(e)) => {
+                return Err(e
+                    .strip_prefix(url.as_str())
+                    .map(|rest| rest.trim_start_matches(':').trim().to_string())
+                    .unwrap_or(e))
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+    let header = |name: &str| headers.get(name).ok().flatten();
+    let doc = cimd::parse_document(
+        url.as_str(),
+        status,
+        header("content-type").as_deref(),
+        &body,
+    )?;
+    let seconds = cimd::cache_seconds(header("cache-control").as_deref(), c.cache_max);
+    CIMD.with(|m| m.borrow_mut().keep_document(doc.clone(), seconds, now()));
+    Ok(doc)
+}
+
+fn cimd_kv(env: &Env) -> Result<worker::KvStore, Error> {
+    env.kv(CIMD_KV)
+        .map_err(|e| Error::Upstream(format!("the CIMD_KV binding cannot be used: {e}")))
+}
+
+/// Every record of the document's upstream clients: KV's list and this isolate's
+/// own writes.
+async fn records(kv: &worker::KvStore, url: &str) -> Result<Vec<(String, cimd::Record)>, Error> {
+    let listed = kv
+        .list()
+        .prefix(cimd::kv_prefix(url))
+        .limit(100)
+        .execute()
+        .await
+        .map_err(|e| Error::Upstream(format!("CIMD_KV list failed: {e}")))?;
+    let parsed = listed
+        .keys
+        .into_iter()
+        .filter_map(|k| Some((k.name, serde_json::from_value(k.metadata?).ok()?)))
+        .collect();
+    Ok(CIMD.with(|m| m.borrow().merge(url, parsed)))
+}
+
+/// The upstream client for a document: recorded, or registered now (once at a time
+/// per document in this isolate).
+async fn upstream_client(doc: &cimd::Document, env: &Env) -> Result<String, Error> {
+    let kv = cimd_kv(env)?;
+    let fp = cimd::fingerprint(doc);
+    if let Some(r) = cimd::for_authorization(&records(&kv, &doc.client_id).await?, &fp) {
+        return Ok(r.client_id.clone());
+    }
+    let (d, f, k) = (doc.clone(), fp.clone(), kv.clone());
+    single_flight(&format!("cimd:{}", doc.client_id), move || {
+        Box::pin(register_document(d, f, k))
+    })
+    .await?;
+    cimd::for_authorization(&records(&kv, &doc.client_id).await?, &fp)
+        .map(|r| r.client_id.clone())
+        .ok_or_else(|| {
+            Error::Upstream("the client was registered but its record is missing".into())
+        })
+}
+
+/// Register the document's client upstream and record it in KV, unless a record
+/// with the document's fingerprint appeared meanwhile.
+async fn register_document(
+    doc: cimd::Document,
+    fp: String,
+    kv: worker::KvStore,
+) -> Result<(), Error> {
+    if cimd::for_authorization(&records(&kv, &doc.client_id).await?, &fp).is_some() {
+        return Ok(());
+    }
+    let endpoint = registration_endpoint().await?;
+    let body = with_auth(|a| cimd::registration_body(&a.cfg, &doc))?;
+    let (status, answer) = fetch_bytes(
+        Method::Post,
+        &endpoint,
+        Some((body, "application/json")),
+        None,
+        UPSTREAM_TIMEOUT_SECONDS,
+    )
+    .await?;
+    let id = cimd::read_registration(status, &answer)?;
+    let created_ms = js_sys::Date::now() as i64;
+    let key = cimd::kv_key(&doc.client_id, created_ms, &id);
+    let record = cimd::Record {
+        client_id: id.clone(),
+        fingerprint: fp,
+        created_ms,
+    };
+    let value = serde_json::json!({
+        "client_id_metadata_document": doc.client_id,
+        "client_id": id,
+        "redirect_uris": doc.redirect_uris,
+        "grant_types": doc.grant_types,
+        "registered_at_ms": created_ms,
+    });
+    kv.put(&key, value.to_string())
+        .and_then(|p| p.metadata(&record))
+        .map_err(|e| Error::Upstream(format!("CIMD_KV put failed: {e}")))?
+        .execute()
+        .await
+        .map_err(|e| Error::Upstream(format!("CIMD_KV put failed: {e}")))?;
+    CIMD.with(|m| m.borrow_mut().wrote(&doc.client_id, key, record));
+    cimd_log("cimd_registered", &doc.client_id, &id, false);
+    Ok(())
+}
+
+/// A form POST (token, revocation) naming a document URL as `client_id`: sent with
+/// the recorded upstream clients in turn while the upstream answers `invalid_grant`.
+async fn cimd_form(
+    req: &Request,
+    target: &str,
+    form: &str,
+    url: &str,
+    env: &Env,
+) -> Result<Response, Error> {
+    let unavailable = |e: Error| {
+        cimd_log("cimd_failed", url, &e.to_string(), true);
+        Error::OAuth {
+            error: "temporarily_unavailable",
+            description: "client records cannot be read right now; retry later".into(),
+            status: 503,
+            location: None,
+        }
+    };
+    let kv = cimd_kv(env).map_err(unavailable)?;
+    let recs = records(&kv, url).await.map_err(unavailable)?;
+    let tries = cimd::for_token(&recs);
+    if tries.is_empty() {
+        cimd_log("cimd_refused", url, "no client registered", true);
+        return Err(cimd::unknown_client(url));
+    }
+    for (i, r) in tries.iter().enumerate() {
+        let body = cimd::replace_client_id(form, &r.client_id);
+        let body = with_auth(|a| proxy::token_defaults(&a.cfg, &body))?.unwrap_or(body);
+        let mut response = forward(req, target, Some(body)).await?;
+        let status = response.status_code();
+        let bytes = read_capped(&mut response, MAX_FORM_BYTES)
+            .await
+            .map_err(|e| Error::Upstream(format!("token endpoint: {e}")))?;
+        if i + 1 < tries.len() && cimd::is_invalid_grant(status, &bytes) {
+            continue;
+        }
+        let bytes = cimd::map_answer(&bytes, &r.client_id, url).unwrap_or(bytes);
+        let headers = Headers::new();
+        for (name, value) in response.headers().entries() {
+            if !matches!(
+                name.as_str(),
+                "content-length" | "content-encoding" | "transfer-encoding"
+            ) {
+                let _ = headers.append(&name, &value);
+            }
+        }
+        return Ok(Response::from_bytes(bytes)
+            .map_err(|e| Error::Upstream(e.to_string()))?
+            .with_status(status)
+            .with_headers(headers));
+    }
+    Err(cimd::unknown_client(url))
 }
