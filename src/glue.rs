@@ -1293,6 +1293,7 @@ async fn cimd_form(
             .await
             .map_err(|e| Error::Upstream(format!("token endpoint: {e}")))?;
         if i + 1 < tries.len() && cimd::is_invalid_grant(status, &bytes) {
+            cimd_log("cimd_retry", url, &r.client_id, false);
             continue;
         }
         let bytes = cimd::map_answer(&bytes, &r.client_id, url).unwrap_or(bytes);

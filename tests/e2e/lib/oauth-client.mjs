@@ -38,8 +38,12 @@ export class HeadlessProvider {
     clientName = "e2e-client",
     scope,
     grantTypes = ["authorization_code", "refresh_token"],
+    clientMetadataUrl,
   } = {}) {
     this._redirectUrl = redirectUrl;
+    // A Client ID Metadata Document URL: used instead of registration when the
+    // authorization server advertises client_id_metadata_document_supported.
+    if (clientMetadataUrl) this.clientMetadataUrl = clientMetadataUrl;
     this._metadata = {
       client_name: clientName,
       redirect_uris: [redirectUrl],

@@ -169,7 +169,7 @@ export function singleHostVars(base, originPort, asPort) {
 }
 
 /** The worker under `wrangler dev` (workerd), configured through --var bindings. */
-export async function startWorker({ port, vars, env }) {
+export async function startWorker({ port, vars, env, processEnv = {}, persist }) {
   const inspector = await freePort();
   const args = [
     path.join(root, "node_modules/wrangler/bin/wrangler.js"),
@@ -178,11 +178,11 @@ export async function startWorker({ port, vars, env }) {
     "--port", String(port),
     "--inspector-port", String(inspector),
     "--show-interactive-dev-session=false",
-    "--persist-to", path.join(root, ".wrangler/test-state", String(port)),
+    "--persist-to", persist || path.join(root, ".wrangler/test-state", String(port)),
   ];
   if (env) args.push("--env", env);
   for (const [k, v] of Object.entries(vars)) args.push("--var", `${k}:${v}`);
-  const proc = start(`worker:${port}`, process.execPath, args);
+  const proc = start(`worker:${port}`, process.execPath, args, processEnv);
   await waitFor(`http://127.0.0.1:${port}/.well-known/oauth-protected-resource`, proc, 120_000);
   return proc;
 }

@@ -144,6 +144,12 @@ const provider = new Provider(issuer, {
 });
 provider.proxy = true;
 
+// Registrations, for suites that count them: GET /__stats on the server's own port.
+const registrations = [];
+provider.on("registration_create.success", (ctx, client) => {
+  registrations.push({ client_id: client.clientId, redirect_uris: client.redirectUris, client_name: client.clientName });
+});
+
 async function grantFor(clientId, accountId, params) {
   const grant = new provider.Grant({ clientId, accountId });
   const requested = String(params.scope || "").split(" ").filter(Boolean);
@@ -158,6 +164,10 @@ async function grantFor(clientId, accountId, params) {
 const callback = provider.callback();
 const server = http.createServer(async (req, res) => {
   try {
+    if (req.url === "/__stats") {
+      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ registrations }));
+      return;
+    }
     if (req.url.startsWith(`${mount}/interaction/`)) {
       const details = await provider.interactionDetails(req, res);
       if (details.prompt.name === "login") {
