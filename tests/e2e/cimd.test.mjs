@@ -8,6 +8,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import https from "node:https";
 import { readFileSync, rmSync } from "node:fs";
+import { execFileSync } from "node:child_process";
 import path from "node:path";
 import * as rig from "./lib/rig.mjs";
 import { HeadlessProvider, connect, followToRedirect } from "./lib/oauth-client.mjs";
@@ -214,6 +215,57 @@ test("concurrent first authorization requests register one upstream client", asy
   assert.equal((await registrations("burst")).length, 1);
 });
 
+/** wrangler's KV commands on the worker's local namespace. */
+function kv(...args) {
+  const out = execFileSync(process.execPath, [
+    path.join(rig.root, "node_modules/wrangler/bin/wrangler.js"), "kv", "key", ...args,
+    "--binding", "CIMD_KV", "--env", "cimd", "--local", "--persist-to", path.join(rig.root, ".wrangler/test-state", String(wPort)),
+  ], { cwd: rig.root, env: { ...process.env, WRANGLER_SEND_METRICS: "false", NO_COLOR: "1" } });
+  return out.toString();
+}
+
+test("a client registered concurrently elsewhere: new flows use the earliest record, codes issued to the other still redeem", async () => {
+  // What two isolates registering the same new document at once leave behind: two
+  // records. Here the worker registers A; then "another isolate" registers B at the
+  // authorization server and records it as the earlier one, in the same namespace.
+  serve("dup", document("dup"));
+  const redeem = async (code) => {
+    const r = await fetch(tokenEndpoint, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({ grant_type: "authorization_code", code, redirect_uri: callback(1), code_verifier: "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk", client_id: docUrl("dup") }),
+    });
+    return [r.status, await r.json()];
+  };
+  const withA = await followToRedirect(authorizeUrl(docUrl("dup"), callback(1)), callback(1));
+  const [a] = await registrations("dup");
+  const listed = JSON.parse(kv("list", "--prefix", "cimd/v1/"));
+  const recordA = listed.find((k) => k.metadata?.c === a.client_id);
+  assert.ok(recordA, JSON.stringify(listed));
+
+  const reg = await fetch(`http://127.0.0.1:${asPort}/oidc/reg`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ client_name: "CIMD dup (elsewhere)", redirect_uris: [callback(1)], grant_types: ["authorization_code", "refresh_token"], response_types: ["code"], token_endpoint_auth_method: "none" }),
+  });
+  const b = await reg.json();
+  assert.equal(reg.status, 201, JSON.stringify(b));
+  const earlier = recordA.metadata.t - 1;
+  const prefix = recordA.name.slice(0, recordA.name.lastIndexOf("/") + 1);
+  kv("put", `${prefix}${String(earlier).padStart(15, "0")}-bbbbbbbb`, JSON.stringify({ client_id: b.client_id }), "--metadata", JSON.stringify({ c: b.client_id, f: recordA.metadata.f, t: earlier }));
+
+  // The code issued to A: B is tried first (invalid_grant), then A.
+  const [status, tokens] = await redeem(withA.code);
+  assert.equal(status, 200, JSON.stringify(tokens));
+  assert.deepEqual(events("cimd_retry").filter((e) => e.client_id === docUrl("dup")).map((e) => e.detail), [b.client_id]);
+  // A new flow goes through B, the earliest record, and redeems at the first try.
+  const withB = await followToRedirect(authorizeUrl(docUrl("dup"), callback(1)), callback(1));
+  const [status2, tokens2] = await redeem(withB.code);
+  assert.equal(status2, 200, JSON.stringify(tokens2));
+  assert.equal(events("cimd_retry").filter((e) => e.client_id === docUrl("dup")).length, 1, "no retry for B's code");
+  assert.equal((await registrations("dup")).length, 1, "nothing registered again");
+});
+
 test("documents that cannot be trusted end in a plain error, never a redirect", async () => {
   serve("mismatch", document("mismatch", { client_id: "https://client.example/other.json" }));
   serve("redirecting", "", { status: 302, headers: { location: docUrl("sdk") } });
@@ -278,4 +330,50 @@ test("a token request naming a document no client was registered for is invalid_
   const body = await r.json();
   assert.equal(body.error, "invalid_client");
   assert.match(body.error_description, /no client is registered/);
+});
+
+test("CIMD in front of Hydra (AS_FLAVOR=hydra): the SDK client's document becomes a Hydra client with the audience, and the flow completes", async () => {
+  // The Hydra-shaped server of peers/hydra.mjs: no registration_endpoint advertised,
+  // `resource` ignored, `audience` granted only when allowed on the client.
+  const [port, originPort, hydraPort] = [await rig.freePort(), await rig.freePort(), await rig.freePort()];
+  const site = `http://127.0.0.1:${port}`;
+  await rig.startHydra({ port: hydraPort, issuer: `${site}/` });
+  await rig.startEverythingOrigin(originPort);
+  rmSync(path.join(rig.root, ".wrangler/test-state", String(port)), { recursive: true, force: true });
+  await rig.startWorker({
+    port,
+    env: "cimd",
+    vars: {
+      ORIGIN_URL: `http://127.0.0.1:${originPort}`,
+      RESOURCE_URL: `${site}/mcp`,
+      ISSUER: `${site}/`,
+      AS_URL: `http://127.0.0.1:${hydraPort}`,
+      AS_PASSTHROUGH: "/oauth2/",
+      AS_FLAVOR: "hydra",
+      SCOPES_SUPPORTED: "mcp:tools",
+      REQUIRED_SCOPES: "mcp:tools",
+      CIMD: "true",
+      CIMD_ALLOW_LOOPBACK: "true",
+    },
+    processEnv: { NODE_EXTRA_CA_CERTS: path.join(tls, "ca.pem") },
+  });
+  const meta = await (await fetch(`${site}/.well-known/oauth-authorization-server`)).json();
+  assert.equal(meta.client_id_metadata_document_supported, true);
+  serve("hydra", document("hydra", { redirect_uris: [callback(3)] }));
+  const provider = new HeadlessProvider({ redirectUrl: callback(3), clientMetadataUrl: docUrl("hydra") });
+  const { client } = await connect(`${site}/mcp`, provider);
+  const echo = await client.callTool({ name: "echo", arguments: { message: "hydra" } });
+  assert.match(JSON.stringify(echo.content), /hydra/);
+  await client.close();
+  const stats = await (await fetch(`http://127.0.0.1:${hydraPort}/stats`)).json();
+  assert.equal(stats.registrations.length, 1);
+  const [asked] = stats.registrations;
+  assert.equal(asked.client_name, "CIMD hydra");
+  assert.deepEqual(asked.audience, [`${site}/mcp`]);
+  assert.equal(asked.scope, "mcp:tools");
+  assert.equal(asked.token_endpoint_auth_method, "none");
+  assert.ok(!("client_secret" in asked));
+  const claims = JSON.parse(Buffer.from(provider.tokens().access_token.split(".")[1], "base64url"));
+  assert.deepEqual(claims.aud, [`${site}/mcp`]);
+  assert.notEqual(claims.client_id, docUrl("hydra"), "Hydra knows only its own client");
 });
