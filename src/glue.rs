@@ -1099,6 +1099,18 @@ async fn cimd_authorize(
             format!("client_id {:?} {e}", ar.client_id),
         )
     })?;
+    // Fetching a document (and maybe registering a client) counts against the
+    // registration limit of the client's address, like a registration.
+    let cached = CIMD.with(|m| m.borrow().document(url.as_str(), now()).is_some());
+    if !cached && over_address_limit(env, req).await {
+        cimd_log(
+            "cimd_refused",
+            &ar.client_id,
+            "rate limited (per address)",
+            true,
+        );
+        return Err(Error::RateLimited("address"));
+    }
     let doc = document(&url, c).await.map_err(|e| {
         refuse(
             "invalid_client",
@@ -1132,6 +1144,43 @@ async fn cimd_authorize(
     let (base, query) = target.split_once('?').unwrap_or((target, ""));
     let target = format!("{base}?{}", cimd::replace_client_id(query, &upstream_id));
     forward(req, &target, None).await
+}
+
+/// Whether `REGISTRATION_RATE_LIMITER`, when bound, refuses one more request from
+/// the client's address (the key the JS entry uses for registrations).
+async fn over_address_limit(env: &Env, req: &Request) -> bool {
+    let get = |o: &JsValue, k: &str| js_sys::Reflect::get(o, &JsValue::from_str(k)).ok();
+    let Some(limiter) = get(env.as_ref(), "REGISTRATION_RATE_LIMITER").filter(|l| l.is_object())
+    else {
+        return false;
+    };
+    let Some(limit) = get(&limiter, "limit").and_then(|f| f.dyn_into::<js_sys::Function>().ok())
+    else {
+        return false;
+    };
+    let address = req
+        .headers()
+        .get("cf-connecting-ip")
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| "unknown".into());
+    let arg = js_sys::Object::new();
+    let _ = js_sys::Reflect::set(
+        &arg,
+        &JsValue::from_str("key"),
+        &JsValue::from_str(&format!("addr:{address}")),
+    );
+    let Some(promise) = limit
+        .call1(&limiter, &arg)
+        .ok()
+        .and_then(|p| p.dyn_into::<js_sys::Promise>().ok())
+    else {
+        return false;
+    };
+    match JsFuture::from(promise).await {
+        Ok(outcome) => get(&outcome, "success").and_then(|s| s.as_bool()) == Some(false),
+        Err(_) => false,
+    }
 }
 
 /// The document at `url`: from this isolate's memory while its cache lifetime lasts,

@@ -6,8 +6,9 @@ import assert from "node:assert/strict";
 import http from "node:http";
 import * as rig from "./lib/rig.mjs";
 
-let base, keys, origin;
+let base, keys, origin, docs, docPort;
 let originHits = 0;
+let docHits = 0;
 
 before(async () => {
   rig.buildWorker();
@@ -20,16 +21,25 @@ before(async () => {
     res.writeHead(200, { "content-type": "application/json" }).end('{"jsonrpc":"2.0","id":1,"result":{}}');
   });
   await new Promise((r) => origin.listen(oPort, "127.0.0.1", r));
+  // Client metadata documents that do not exist: each fetch is a refusal (400).
+  docPort = await rig.freePort();
+  docs = http.createServer((req, res) => {
+    docHits++;
+    res.writeHead(404, { "content-type": "application/json" }).end("{}");
+  });
+  await new Promise((r) => docs.listen(docPort, "127.0.0.1", r));
   await rig.startAuthorizationServer({ port: asPort, issuer: `${base}/oidc`, keys });
   await rig.startWorker({
     port: wPort,
     env: "limits",
-    vars: { ...rig.singleHostVars(base, oPort, asPort), SCOPES_SUPPORTED: "mcp:tools", REQUIRED_SCOPES: "mcp:tools" },
+    vars: { ...rig.singleHostVars(base, oPort, asPort), SCOPES_SUPPORTED: "mcp:tools", REQUIRED_SCOPES: "mcp:tools", CIMD: "true", CIMD_ALLOW_LOOPBACK: "true" },
   });
 });
 
 after(async () => {
   origin?.close();
+  docs?.closeAllConnections();
+  docs?.close();
   await rig.stopAll();
 });
 
@@ -68,4 +78,18 @@ test("registrations per client address: the fourth in a minute is 429", async ()
     if (res.status === 429) assert.equal(res.headers.get("retry-after"), "60");
   }
   assert.deepEqual(statuses, [201, 201, 201, 429]);
+});
+
+test("client metadata document fetches count against the address's registration limit", async () => {
+  const statuses = [];
+  for (let i = 0; i < 4; i++) {
+    const u = new URL(`${base}/oidc/auth`);
+    for (const [k, v] of Object.entries({ response_type: "code", client_id: `http://127.0.0.1:${docPort}/clients/c${i}.json`, redirect_uri: "http://127.0.0.1:9/cb", code_challenge: "x".repeat(43), code_challenge_method: "S256" })) {
+      u.searchParams.set(k, v);
+    }
+    const r = await fetch(u, { redirect: "manual", headers: { "cf-connecting-ip": "203.0.113.9" } });
+    statuses.push(r.status);
+  }
+  assert.deepEqual(statuses, [400, 400, 400, 429]);
+  assert.equal(docHits, 3, "the limited request fetched nothing");
 });
