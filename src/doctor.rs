@@ -184,6 +184,7 @@ pub fn run(vars: &HashMap<String, String>, http: &dyn Http, opts: &Options) -> V
     let upstream = discovery(&cfg, http, &mut out);
     if let Some(up) = &upstream {
         authorization_server(&cfg, up, &mut out);
+        cimd(&cfg, up, &mut out);
     }
     let keys = jwks(&cfg, upstream.as_ref(), http, &mut out);
     if cfg.introspection.is_some() {
@@ -318,6 +319,25 @@ fn authorization_server(cfg: &Config, up: &Upstream, out: &mut Vec<Check>) {
             )
         });
     }
+}
+
+/// With `CIMD=true`: can the worker honour client metadata documents for this server?
+fn cimd(cfg: &Config, up: &Upstream, out: &mut Vec<Check>) {
+    if cfg.cimd.is_none() {
+        return;
+    }
+    out.push(if crate::metadata::cimd_ready(cfg, up) {
+        pass(
+            "cimd",
+            "client metadata documents are accepted: authorization and token requests pass through the worker (bind a KV namespace as CIMD_KV)",
+        )
+    } else {
+        fail(
+            "cimd",
+            "CIMD is true but the worker cannot honour it, so the served metadata does not advertise it: the authorization and token endpoints must be on the resource's host under an AS_PASSTHROUGH prefix, and a registration endpoint must exist",
+            "use the single-host layout: the issuer is the worker's public URL and AS_PASSTHROUGH covers the server's endpoints (\"/oauth2/\" for Hydra); enable registration or set REGISTRATION_URL",
+        )
+    });
 }
 
 fn jwks(
@@ -800,6 +820,57 @@ CLOCK_LEEWAY_SECONDS = 30
         let c = report.iter().find(|c| c.name == "bindings").unwrap();
         assert!(!c.ok);
         assert_eq!(c.detail, "not bindings of this worker: REQUIRED_SCOPE");
+    }
+
+    /// An authorization server that answers discovery with `doc` and nothing else.
+    struct Discovery(serde_json::Value);
+    impl Http for Discovery {
+        fn get(&self, url: &str, _: &[(&str, &str)]) -> Result<Answer, String> {
+            if url.contains("/.well-known/oauth-authorization-server") {
+                Ok(Answer {
+                    status: 200,
+                    headers: vec![("content-type".into(), "application/json".into())],
+                    body: self.0.to_string().into_bytes(),
+                })
+            } else {
+                Err(format!("{url} unreachable"))
+            }
+        }
+        fn post(&self, url: &str, _: &[(&str, &str)], _: &[u8]) -> Result<Answer, String> {
+            Err(format!("{url} unreachable"))
+        }
+    }
+
+    #[test]
+    fn cimd_is_checked_against_the_served_endpoints() {
+        let mut vars = minimal();
+        for (k, v) in [
+            ("ISSUER", "http://127.0.0.1:2/oidc"),
+            ("AS_URL", "http://127.0.0.1:3"),
+            ("AS_PASSTHROUGH", "/oidc/"),
+            ("CIMD", "true"),
+        ] {
+            vars.insert(k.into(), v.into());
+        }
+        let doc = |auth: &str| {
+            serde_json::json!({
+                "issuer": "http://127.0.0.1:2/oidc",
+                "authorization_endpoint": auth,
+                "token_endpoint": "http://127.0.0.1:2/oidc/token",
+                "registration_endpoint": "http://127.0.0.1:2/oidc/reg",
+                "code_challenge_methods_supported": ["S256"],
+            })
+        };
+        let check = |d| {
+            run(&vars, &Discovery(d), &Options::default())
+                .into_iter()
+                .find(|c| c.name == "cimd")
+                .unwrap()
+        };
+        assert!(check(doc("http://127.0.0.1:2/oidc/auth")).ok);
+        let c = check(doc("https://login.example.com/authorize"));
+        assert!(!c.ok);
+        assert!(c.fix.unwrap().contains("AS_PASSTHROUGH"));
     }
 
     #[test]
