@@ -8,7 +8,11 @@ use mcp_edge_auth::config::{Config, Flavor};
 use std::collections::HashMap;
 
 /// Every ```toml block of the README that declares an `[env.<name>.vars]` table.
-fn recipes() -> Vec<(String, HashMap<String, String>)> {
+/// Each recipe: its name, its vars (secrets as placeholders), and the names of the
+/// KV namespaces it binds.
+type Recipe = (String, HashMap<String, String>, Vec<String>);
+
+fn recipes() -> Vec<Recipe> {
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let mut out = Vec::new();
@@ -32,7 +36,16 @@ fn recipes() -> Vec<(String, HashMap<String, String>)> {
                 vars.insert(secret.to_string(), "placeholder-secret".into());
             }
         }
-        out.push((name.clone(), vars));
+        let kv = env
+            .get("kv_namespaces")
+            .and_then(|k| k.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|n| n.get("binding")?.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push((name.clone(), vars, kv));
     }
     out
 }
@@ -40,11 +53,12 @@ fn recipes() -> Vec<(String, HashMap<String, String>)> {
 #[test]
 fn every_recipe_builds_a_valid_configuration() {
     let recipes = recipes();
-    let names: Vec<&str> = recipes.iter().map(|(n, _)| n.as_str()).collect();
+    let names: Vec<&str> = recipes.iter().map(|(n, _, _)| n.as_str()).collect();
     assert_eq!(
         names,
         [
             "hydra",
+            "hydra-cimd",
             "hydra-opaque",
             "ory-network",
             "keycloak",
@@ -52,7 +66,7 @@ fn every_recipe_builds_a_valid_configuration() {
             "generic"
         ]
     );
-    for (name, vars) in &recipes {
+    for (name, vars, kv) in &recipes {
         let cfg = Config::build(|k| vars.get(k).cloned())
             .unwrap_or_else(|e| panic!("recipe {name}: {e}"));
         let hydra = name.starts_with("hydra") || name == "ory-network";
@@ -60,6 +74,13 @@ fn every_recipe_builds_a_valid_configuration() {
         assert_eq!(
             cfg.introspection.is_some(),
             name == "hydra-opaque" || name == "ory-network",
+            "{name}"
+        );
+        // CIMD needs its KV namespace bound (the worker refuses to start without it).
+        assert_eq!(cfg.cimd.is_some(), name == "hydra-cimd", "{name}");
+        assert_eq!(
+            kv.iter().any(|b| b == "CIMD_KV"),
+            cfg.cimd.is_some(),
             "{name}"
         );
     }
