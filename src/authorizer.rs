@@ -726,19 +726,20 @@ impl Pending {
     /// "y": verify params, "i": [start, end] of the signing input in the header,
     /// "s": [start, end] of the base64url signature}`.
     pub fn to_wire(&self, handle: u32, authorization: &str) -> String {
-        let start = authorization.find(&self.signing_input).unwrap_or(0);
+        // The token is a slice of the header: its offset is where the signing input
+        // starts (no search over the header on this path, which runs per new token).
+        let start = token::bearer(Some(authorization))
+            .map(|t| t.as_ptr() as usize - authorization.as_ptr() as usize)
+            .unwrap_or(0);
         let input_end = start + self.signing_input.len();
         let sig_end = input_end + 1 + (self.signature.len() * 4).div_ceil(3);
         let (_, verify) = jwks::webcrypto_params(self.alg).unwrap_or_default();
-        json!({
-            "v": handle,
-            "k": self.key.id,
-            "a": format!("{:?}", self.alg),
-            "y": verify,
-            "i": [start, input_end],
-            "s": [input_end + 1, sig_end],
-        })
-        .to_string()
+        format!(
+            r#"{{"v":{handle},"k":{},"a":"{:?}","y":{verify},"i":[{start},{input_end}],"s":[{},{sig_end}]}}"#,
+            json!(self.key.id),
+            self.alg,
+            input_end + 1
+        )
     }
 }
 

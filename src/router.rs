@@ -74,6 +74,20 @@ impl Route {
     }
 }
 
+/// Path and query of an absolute URL in WHATWG normal form (what the runtime hands a
+/// worker as `request.url`): `None` when it is not one. The fragment is dropped.
+pub fn split_request_url(url: &str) -> Option<(&str, Option<&str>)> {
+    let (_, rest) = url.split_once("://")?;
+    let rest = rest.split('#').next().unwrap_or_default();
+    let at = rest.find(['/', '?']).unwrap_or(rest.len());
+    let rest = &rest[at..];
+    let (path, query) = match rest.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (rest, None),
+    };
+    Some((if path.is_empty() { "/" } else { path }, query))
+}
+
 /// The issuer's path without a trailing slash (`""` for an issuer without a path).
 fn issuer_path(cfg: &Config) -> &str {
     cfg.issuer_url.path().trim_end_matches('/')
@@ -162,6 +176,28 @@ mod tests {
         for (path, want) in cases {
             assert_eq!(route(&c, path), want, "{path}");
         }
+    }
+
+    #[test]
+    fn request_urls_split_like_the_url_parser() {
+        for u in [
+            "http://127.0.0.1:8787/mcp",
+            "https://mcp.example.com/mcp?x=1&y=%20",
+            "https://mcp.example.com",
+            "https://mcp.example.com?q",
+            "https://mcp.example.com/a/b/?",
+            "https://u@mcp.example.com/p#frag",
+            "https://mcp.example.com/p?q=1#frag",
+            "http://[::1]:8080/.well-known/oauth-protected-resource/mcp",
+        ] {
+            let parsed = url::Url::parse(u).unwrap();
+            assert_eq!(
+                split_request_url(u),
+                Some((parsed.path(), parsed.query())),
+                "{u}"
+            );
+        }
+        assert_eq!(split_request_url("/relative"), None);
     }
 
     #[test]
