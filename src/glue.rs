@@ -45,6 +45,9 @@ thread_local! {
     static PENDING: RefCell<PendingChecks> = RefCell::new(PendingChecks::default());
     /// Fetches in flight, by kind ("keys", "discovery", "cimd:<url>").
     static FLIGHTS: RefCell<HashMap<String, Flight>> = RefCell::new(HashMap::new());
+    /// Introspection outcomes, by flight key, for the requests that shared the call.
+    static INTROSPECTIONS: RefCell<HashMap<String, Result<crate::token::Principal, Error>>> =
+        RefCell::new(HashMap::new());
     /// Client ID Metadata Documents and the records this isolate wrote.
     static CIMD: RefCell<cimd::Memory> = RefCell::new(cimd::Memory::default());
 }
@@ -404,33 +407,67 @@ pub async fn authorize(
 /// Ask the introspection endpoint about the request's token, and decide with its
 /// answer. The token is sent only there, in a form body, never logged.
 async fn introspect(info: &RequestInfo<'_>) -> String {
-    let token = crate::token::bearer(info.authorization).unwrap_or_default();
-    let answer = match with_auth(|a| a.cfg.introspection.clone()) {
-        Ok(Some(intro)) => {
-            let auth = match intro.credentials {
-                Credentials::Header(h) => Some(h),
-                Credentials::None => None,
-            };
-            let body = crate::introspection::request_body(token).into_bytes();
-            fetch_bytes(
-                Method::Post,
-                intro.url.as_str(),
-                Some((body, "application/x-www-form-urlencoded")),
-                auth,
-                intro.timeout_seconds,
-            )
-            .await
-        }
-        Ok(None) => Err(Error::IntrospectionUnavailable(
-            "INTROSPECTION_URL is not set".into(),
-        )),
-        Err(e) => return config_failure(&e),
-    };
-    with_auth(|a| {
-        let result = a.install_introspection(token, answer, now());
-        a.finish_introspection(info, result).to_wire(a.log_level())
+    let token = crate::token::bearer(info.authorization)
+        .unwrap_or_default()
+        .to_string();
+    // One call per token at a time in this isolate: concurrent first requests with
+    // the same token share the answer (the token itself is never a key, its hash is).
+    let key: String = crate::cache::hash(&token)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let key = format!("introspect:{key}");
+    let k = key.clone();
+    let flight = single_flight(&key, move || {
+        Box::pin(async move {
+            let answer = introspection_answer(&token).await?;
+            let result = with_auth(|a| a.install_introspection(&token, answer, now()))?;
+            INTROSPECTIONS.with(|m| {
+                let mut m = m.borrow_mut();
+                if m.len() >= 1024 {
+                    m.clear();
+                }
+                m.insert(k, result);
+            });
+            Ok(())
+        })
     })
-    .unwrap_or_else(|e| config_failure(&e))
+    .await;
+    if let Err(e) = flight {
+        return config_failure(&e);
+    }
+    let result = INTROSPECTIONS
+        .with(|m| m.borrow().get(&key).cloned())
+        .unwrap_or_else(|| {
+            Err(Error::IntrospectionUnavailable(
+                "the shared introspection answer was dropped".into(),
+            ))
+        });
+    with_auth(|a| a.finish_introspection(info, result).to_wire(a.log_level()))
+        .unwrap_or_else(|e| config_failure(&e))
+}
+
+/// The introspection endpoint's answer about `token` (or why there is none); `Err`
+/// only for a configuration error.
+async fn introspection_answer(token: &str) -> Result<Result<(u16, Vec<u8>), Error>, Error> {
+    let Some(intro) = with_auth(|a| a.cfg.introspection.clone())? else {
+        return Ok(Err(Error::IntrospectionUnavailable(
+            "INTROSPECTION_URL is not set".into(),
+        )));
+    };
+    let auth = match intro.credentials {
+        Credentials::Header(h) => Some(h),
+        Credentials::None => None,
+    };
+    let body = crate::introspection::request_body(token).into_bytes();
+    Ok(fetch_bytes(
+        Method::Post,
+        intro.url.as_str(),
+        Some((body, "application/x-www-form-urlencoded")),
+        auth,
+        intro.timeout_seconds,
+    )
+    .await)
 }
 
 /// The answer when a rate-limiting binding refused a request (429): `what` is

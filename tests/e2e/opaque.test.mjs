@@ -47,6 +47,7 @@ before(async () => {
       if (mode === "down") return req.socket.destroy();
       if (mode === "slow") return; // never answers
       if (mode === "html") return res.writeHead(200, { "content-type": "text/html" }).end("<html>sign in</html>");
+      if (mode === "delayed") await new Promise((r) => setTimeout(r, 500));
       if (mode === "inactive") return res.writeHead(200, { "content-type": "application/json" }).end('{"active":false}');
       const now = Math.floor(Date.now() / 1000);
       res.writeHead(200, { "content-type": "application/json" }).end(
@@ -140,6 +141,20 @@ test("the introspection endpoint is asked with the bearer API key and the token 
   assert.equal(asked[0].auth, "Bearer ory_pat_test-api-key");
   assert.equal(asked[0].body, "token=ory_at_abc.def&token_type_hint=access_token");
   assert.ok(!faulty.output.includes("ory_pat_test-api-key"), "the API key is not logged");
+});
+
+test("concurrent first requests with one opaque token share one introspection call", async () => {
+  // INTROSPECTION_CACHE_SECONDS=0 on this worker: only the shared call can explain one.
+  // The endpoint takes 500 ms, so all eight are in flight together.
+  mode = "delayed";
+  asked = [];
+  const answers = await Promise.all(Array.from({ length: 8 }, () => initialize("ory_at_burst.x", `${faultyBase}/mcp`)));
+  mode = "active";
+  for (const a of answers) assert.equal(a.status, 200, await a.text());
+  assert.equal(asked.length, 1);
+  // Later, with nothing in flight and no cache: asked again.
+  assert.equal((await initialize("ory_at_burst.x", `${faultyBase}/mcp`)).status, 200);
+  assert.equal(asked.length, 2);
 });
 
 for (const [fault, limit] of [["down", 5], ["slow", 4], ["html", 5]]) {
