@@ -977,6 +977,19 @@ async fn registration_endpoint() -> Result<String, Error> {
     })
 }
 
+/// POST a registration body (JSON) to the registration endpoint: status and answer.
+async fn post_registration(body: Vec<u8>, auth: Option<String>) -> Result<(u16, Vec<u8>), Error> {
+    let endpoint = registration_endpoint().await?;
+    fetch_bytes(
+        Method::Post,
+        &endpoint,
+        Some((body, "application/json")),
+        auth,
+        UPSTREAM_TIMEOUT_SECONDS,
+    )
+    .await
+}
+
 async fn register(mut req: Request) -> Result<Reply, Error> {
     let declared = declared_length(&req);
     if declared.is_some_and(|n| n > registration::MAX_BODY) {
@@ -990,17 +1003,9 @@ async fn register(mut req: Request) -> Result<Reply, Error> {
         .await
         .map_err(|_| Error::InvalidClientMetadata("the request body could not be read".into()))?;
     let request = registration::validate_request(&body)?;
-    let endpoint = registration_endpoint().await?;
     let auth = req.headers().get("authorization").ok().flatten();
     let body = with_auth(|a| registration::outgoing(&a.cfg, &request, body))?;
-    let (status, answer) = fetch_bytes(
-        Method::Post,
-        &endpoint,
-        Some((body, "application/json")),
-        auth,
-        UPSTREAM_TIMEOUT_SECONDS,
-    )
-    .await?;
+    let (status, answer) = post_registration(body, auth).await?;
     if (200..300).contains(&status) {
         registration::clean_answer(&request, &answer)
     } else {
@@ -1310,16 +1315,8 @@ async fn register_document(
     if cimd::for_authorization(&records(&kv, &doc.client_id).await?, &fp).is_some() {
         return Ok(());
     }
-    let endpoint = registration_endpoint().await?;
     let body = with_auth(|a| cimd::registration_body(&a.cfg, &doc))?;
-    let (status, answer) = fetch_bytes(
-        Method::Post,
-        &endpoint,
-        Some((body, "application/json")),
-        None,
-        UPSTREAM_TIMEOUT_SECONDS,
-    )
-    .await?;
+    let (status, answer) = post_registration(body, None).await?;
     let id = cimd::read_registration(status, &answer)?;
     let created_ms = js_sys::Date::now() as i64;
     let key = cimd::kv_key(&doc.client_id, created_ms, &id);
