@@ -12,7 +12,7 @@ if [ ! -f "$out" ] || [ "$wasm" -nt "$out" ]; then
   mkdir -p build
   wasm-bindgen --target web --out-dir build --out-name mcp_edge_auth --no-typescript "$wasm"
   if [ -x node_modules/binaryen/bin/wasm-opt ]; then
-    node_modules/binaryen/bin/wasm-opt -Oz --enable-bulk-memory --enable-nontrapping-float-to-int \
+    node_modules/binaryen/bin/wasm-opt -Oz --converge --enable-bulk-memory --enable-nontrapping-float-to-int \
       --enable-sign-ext --enable-reference-types --enable-multivalue --enable-mutable-globals \
       "$out" -o "$out.opt" && mv "$out.opt" "$out"
   fi

@@ -37,7 +37,7 @@ use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
-use worker::{Env, Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response};
+use worker::{Env, Fetch, Headers, Method, Request, Response};
 
 thread_local! {
     static STATE: RefCell<Option<Result<Authorizer, Error>>> = const { RefCell::new(None) };
@@ -646,12 +646,37 @@ fn shared_key(kind: &str, id: &str) -> String {
 /// A document another isolate stored: its bytes, when it was fetched, and the URL it
 /// came from. Best effort: any failure is a miss.
 async fn shared_get(key: &str) -> Option<(Vec<u8>, i64, String)> {
-    let mut response = worker::Cache::default().get(key, false).await.ok()??;
+    let found = call_async(&default_cache()?, "match", &[JsValue::from_str(key)])
+        .await
+        .ok()?;
+    let response: web_sys::Response = found.dyn_into().ok()?;
     let headers = response.headers();
     let at: i64 = headers.get("x-edge-fetched-at").ok()??.parse().ok()?;
     let from = headers.get("x-edge-url").ok()??;
-    let body = response.bytes().await.ok()?;
-    Some((body, at, from))
+    let buffer = JsFuture::from(response.array_buffer().ok()?).await.ok()?;
+    Some((js_sys::Uint8Array::new(&buffer).to_vec(), at, from))
+}
+
+/// The Cache API's default cache (`caches.default`), if the runtime has one.
+fn default_cache() -> Option<JsValue> {
+    let get = |o: &JsValue, k: &str| js_sys::Reflect::get(o, &JsValue::from_str(k)).ok();
+    get(&get(&js_sys::global(), "caches")?, "default").filter(|c| c.is_object())
+}
+
+/// Call `method` on a JS object with `args` and await the promise it returns: the
+/// Cache API and KV are used through two calls each, without `worker`'s wrappers and
+/// the serde bridge they bring into the bundle.
+async fn call_async(target: &JsValue, method: &str, args: &[JsValue]) -> Result<JsValue, String> {
+    let f: js_sys::Function = js_sys::Reflect::get(target, &JsValue::from_str(method))
+        .ok()
+        .and_then(|f| f.dyn_into().ok())
+        .ok_or_else(|| format!("no {method}()"))?;
+    let promise = f
+        .apply(target, &args.iter().collect::<js_sys::Array>())
+        .map_err(|e| format!("{method}: {e:?}"))?;
+    JsFuture::from(js_sys::Promise::from(promise))
+        .await
+        .map_err(|e| format!("{method} failed: {e:?}"))
 }
 
 /// Store a document for the other isolates, for `ttl` seconds. Best effort.
@@ -661,11 +686,11 @@ async fn shared_put(key: &str, body: &[u8], fetched_at: i64, ttl: i64, from: &st
     let _ = headers.set("cache-control", &format!("public, max-age={ttl}"));
     let _ = headers.set("x-edge-fetched-at", &fetched_at.to_string());
     let _ = headers.set("x-edge-url", from);
-    if let Ok(r) = Response::from_bytes(body.to_vec()) {
-        let _ = worker::Cache::default()
-            .put(key, r.with_headers(headers))
-            .await;
-    }
+    let (Some(cache), Ok(r)) = (default_cache(), Response::from_bytes(body.to_vec())) else {
+        return;
+    };
+    let response: web_sys::Response = r.with_headers(headers).into();
+    let _ = call_async(&cache, "put", &[JsValue::from_str(key), response.into()]).await;
 }
 
 /// A new isolate's JWKS, from another isolate through the Cache API, when one is
@@ -813,17 +838,32 @@ async fn fetch_bytes(
         let _ = headers.set("x-forwarded-host", &host);
         let _ = headers.set("x-forwarded-proto", &proto);
     }
-    let mut init = RequestInit::new();
-    init.with_method(method)
-        .with_headers(headers)
-        .with_redirect(RequestRedirect::Manual);
-    if let Some((b, _)) = body {
-        init.with_body(Some(js_sys::Uint8Array::from(b.as_slice()).into()));
-    }
-    let request = Request::new_with_init(url, &init)
+    let body = body.map(|(b, _)| JsValue::from(js_sys::Uint8Array::from(b.as_slice())));
+    let request = outbound(method.as_ref(), url, &headers, body)
         .map_err(|e| Error::Upstream(format!("bad upstream URL {url}: {e}")))?;
     let (status, _, bytes) = send_capped(request, url, timeout, MAX_UPSTREAM_BYTES).await?;
     Ok((status, bytes))
+}
+
+/// An outgoing request that follows no redirects. Built with web-sys directly:
+/// `worker`'s `RequestInit` would bring its Cloudflare-options serialiser into the
+/// bundle for options this worker never sets.
+fn outbound(
+    method: &str,
+    url: &str,
+    headers: &Headers,
+    body: Option<JsValue>,
+) -> Result<Request, String> {
+    let init = web_sys::RequestInit::new();
+    init.set_method(method);
+    init.set_headers(headers.0.as_ref());
+    init.set_redirect(web_sys::RequestRedirect::Manual);
+    if let Some(b) = &body {
+        init.set_body(b);
+    }
+    web_sys::Request::new_with_str_and_init(url, &init)
+        .map(Request::from)
+        .map_err(|e| format!("{e:?}"))
 }
 
 /// Send `request` (for `url`) and read its answer as it streams in: at most `cap`
@@ -1093,15 +1133,11 @@ async fn forward(req: &Request, target: &str, form: Option<String>) -> Result<Re
         let _ = headers.set("x-forwarded-host", &host);
         let _ = headers.set("x-forwarded-proto", u.scheme());
     }
-    let mut init = RequestInit::new();
-    init.with_method(req.method())
-        .with_headers(headers)
-        .with_redirect(RequestRedirect::Manual)
-        .with_body(match form {
-            Some(f) => Some(JsValue::from_str(&f)),
-            None => req.inner().body().map(JsValue::from),
-        });
-    let upstream = Request::new_with_init(target, &init)
+    let body = match form {
+        Some(f) => Some(JsValue::from_str(&f)),
+        None => req.inner().body().map(JsValue::from),
+    };
+    let upstream = outbound(req.method().as_ref(), target, &headers, body)
         .map_err(|e| Error::Upstream(format!("bad pass-through URL: {e}")))?;
     Fetch::Request(upstream)
         .send()
@@ -1234,11 +1270,7 @@ async fn document(url: &url::Url, c: &crate::config::Cimd) -> Result<cimd::Docum
     }
     let headers = Headers::new();
     let _ = headers.set("accept", "application/json");
-    let mut init = RequestInit::new();
-    init.with_method(Method::Get)
-        .with_headers(headers)
-        .with_redirect(RequestRedirect::Manual);
-    let request = Request::new_with_init(url.as_str(), &init).map_err(|e| e.to_string())?;
+    let request = outbound("GET", url.as_str(), &headers, None)?;
     let (status, headers, body) =
         match send_capped(request, url.as_str(), c.timeout, cimd::MAX_DOCUMENT_BYTES).await {
             Ok(answer) => answer,
@@ -1262,25 +1294,54 @@ async fn document(url: &url::Url, c: &crate::config::Cimd) -> Result<cimd::Docum
     Ok(doc)
 }
 
-fn cimd_kv(env: &Env) -> Result<worker::KvStore, Error> {
-    env.kv(CIMD_KV)
-        .map_err(|e| Error::Upstream(format!("the CIMD_KV binding cannot be used: {e}")))
+/// The `CIMD_KV` namespace, called directly (`list`, `put`, see [`call_async`]).
+#[derive(Clone)]
+struct Kv(JsValue);
+
+impl Kv {
+    /// Call `method` on the namespace with `args` and await its promise.
+    async fn call(&self, method: &str, args: &[JsValue]) -> Result<JsValue, String> {
+        call_async(&self.0, method, args)
+            .await
+            .map_err(|e| format!("CIMD_KV {e}"))
+    }
+}
+
+/// A JS object from JSON written by this worker (always valid).
+fn js_object(json: &serde_json::Value) -> JsValue {
+    js_sys::JSON::parse(&json.to_string()).unwrap_or(JsValue::UNDEFINED)
+}
+
+fn cimd_kv(env: &Env) -> Result<Kv, Error> {
+    let kv = js_sys::Reflect::get(env.as_ref(), &JsValue::from_str(CIMD_KV))
+        .ok()
+        .filter(|v| v.is_object())
+        .ok_or_else(|| Error::Upstream("the CIMD_KV binding is missing".into()))?;
+    Ok(Kv(kv))
 }
 
 /// Every record of the document's upstream clients: KV's list and this isolate's
 /// own writes.
-async fn records(kv: &worker::KvStore, url: &str) -> Result<Vec<(String, cimd::Record)>, Error> {
-    let listed = kv
-        .list()
-        .prefix(cimd::kv_prefix(url))
-        .limit(100)
-        .execute()
-        .await
-        .map_err(|e| Error::Upstream(format!("CIMD_KV list failed: {e}")))?;
-    let parsed = listed
-        .keys
+async fn records(kv: &Kv, url: &str) -> Result<Vec<(String, cimd::Record)>, Error> {
+    #[derive(serde::Deserialize)]
+    struct ListedKey {
+        name: String,
+        metadata: Option<cimd::Record>,
+    }
+    let options = js_object(&serde_json::json!({"prefix": cimd::kv_prefix(url), "limit": 100}));
+    let listed = kv.call("list", &[options]).await.map_err(Error::Upstream)?;
+    let text: String = js_sys::JSON::stringify(&listed)
+        .map(String::from)
+        .unwrap_or_default();
+    // A key whose metadata is not a record (not written by this worker) is skipped.
+    let listed: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Error::Upstream(format!("CIMD_KV list answer: {e}")))?;
+    let parsed = listed["keys"]
+        .as_array()
         .into_iter()
-        .filter_map(|k| Some((k.name, serde_json::from_value(k.metadata?).ok()?)))
+        .flatten()
+        .filter_map(|k| serde_json::from_value::<ListedKey>(k.clone()).ok())
+        .filter_map(|k| Some((k.name, k.metadata?)))
         .collect();
     Ok(CIMD.with(|m| m.borrow().merge(url, parsed)))
 }
@@ -1307,11 +1368,7 @@ async fn upstream_client(doc: &cimd::Document, env: &Env) -> Result<String, Erro
 
 /// Register the document's client upstream and record it in KV, unless a record
 /// with the document's fingerprint appeared meanwhile.
-async fn register_document(
-    doc: cimd::Document,
-    fp: String,
-    kv: worker::KvStore,
-) -> Result<(), Error> {
+async fn register_document(doc: cimd::Document, fp: String, kv: Kv) -> Result<(), Error> {
     if cimd::for_authorization(&records(&kv, &doc.client_id).await?, &fp).is_some() {
         return Ok(());
     }
@@ -1332,12 +1389,17 @@ async fn register_document(
         "grant_types": doc.grant_types,
         "registered_at_ms": created_ms,
     });
-    kv.put(&key, value.to_string())
-        .and_then(|p| p.metadata(&record))
-        .map_err(|e| Error::Upstream(format!("CIMD_KV put failed: {e}")))?
-        .execute()
-        .await
-        .map_err(|e| Error::Upstream(format!("CIMD_KV put failed: {e}")))?;
+    let options = js_object(&serde_json::json!({ "metadata": record }));
+    kv.call(
+        "put",
+        &[
+            JsValue::from_str(&key),
+            JsValue::from_str(&value.to_string()),
+            options,
+        ],
+    )
+    .await
+    .map_err(Error::Upstream)?;
     CIMD.with(|m| m.borrow_mut().wrote(&doc.client_id, key, record));
     cimd_log("cimd_registered", &doc.client_id, &id, false);
     Ok(())
