@@ -13,8 +13,10 @@
 //!   `crypto.subtle.verify` with the parameters the decision names (a key imported
 //!   once via [`key`]) and hands the result back here, synchronously. Async wasm
 //!   exports cost more than the check itself, so the one await stays in JS.
-//! * [`respond`]: every other route (metadata, registration, pass-through, preflight,
-//!   404/405), built with `worker` types.
+//! * [`respond`]: every other route (metadata, registration, pass-through with the
+//!   Client ID Metadata Document mapping of [`crate::cimd`], preflight, 404/405),
+//!   built with `worker` types; KV and the Cache API are called directly
+//!   ([`call_async`]), outgoing requests built with web-sys ([`outbound`]).
 //! * [`origin_failure`]: the answer when the origin cannot be reached or is too slow.
 //! * [`filter_json`] and [`EdgeSseFilter`]: with a `SCOPE_POLICY`, list answers
 //!   rewritten for the token that asked ([`crate::jsonrpc`], [`crate::sse`]).
