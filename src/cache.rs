@@ -53,6 +53,11 @@ pub fn hash(token: &str) -> TokenHash {
     Sha256::digest(token.as_bytes()).into()
 }
 
+/// Lower-case hex of a digest (or part of one), for keys built from it.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 #[derive(Debug)]
 pub struct TokenCache<V: Entry = Principal> {
     entries: HashMap<TokenHash, V>,

@@ -49,6 +49,7 @@
 //! clients upstream, and refuses an upstream that answers with a secret, so no
 //! upstream secret exists to leak.
 
+use crate::cache::hex;
 use crate::config::Config;
 use crate::error::Error;
 use crate::registration;
@@ -541,10 +542,6 @@ pub fn fingerprint(doc: &Document) -> String {
     grants.dedup();
     let digest = Sha256::digest(json!([uris, grants]).to_string().as_bytes());
     hex(&digest[..8])
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The KV prefix under which a document's upstream clients are recorded.

@@ -227,16 +227,29 @@ fn boolean(value: Option<String>, binding: &str) -> Result<bool, Error> {
     }
 }
 
+/// Bindings that mean nothing without `INTROSPECTION_URL`.
+const INTROSPECTION_RELATED: &[&str] = &[
+    "INTROSPECTION_CLIENT_ID",
+    "INTROSPECTION_CLIENT_SECRET",
+    "INTROSPECTION_BEARER_TOKEN",
+    "INTROSPECT_JWTS",
+    "INTROSPECTION_CACHE_SECONDS",
+    "INTROSPECTION_TIMEOUT_SECONDS",
+];
+
+/// Bindings that mean nothing without `CIMD=true`.
+const CIMD_RELATED: &[&str] = &[
+    "CIMD_ALLOW_LOOPBACK",
+    "CIMD_TIMEOUT_SECONDS",
+    "CIMD_CACHE_SECONDS",
+];
+
 fn cimd(
     get: &impl Fn(&str) -> Option<String>,
     passthrough: &[String],
 ) -> Result<Option<Cimd>, Error> {
     if !boolean(get("CIMD"), "CIMD")? {
-        for name in [
-            "CIMD_ALLOW_LOOPBACK",
-            "CIMD_TIMEOUT_SECONDS",
-            "CIMD_CACHE_SECONDS",
-        ] {
+        for name in CIMD_RELATED {
             if get(name).is_some() {
                 return Err(problem(name, "is set but CIMD is not true"));
             }
@@ -328,16 +341,8 @@ where
 
 /// The `INTROSPECTION_*` bindings: `None` without `INTROSPECTION_URL`.
 fn introspection(get: &impl Fn(&str) -> Option<String>) -> Result<Option<Introspection>, Error> {
-    let related = [
-        "INTROSPECTION_CLIENT_ID",
-        "INTROSPECTION_CLIENT_SECRET",
-        "INTROSPECTION_BEARER_TOKEN",
-        "INTROSPECT_JWTS",
-        "INTROSPECTION_CACHE_SECONDS",
-        "INTROSPECTION_TIMEOUT_SECONDS",
-    ];
     let Some(url) = get("INTROSPECTION_URL") else {
-        if let Some(name) = related.iter().find(|n| get(n).is_some()) {
+        if let Some(name) = INTROSPECTION_RELATED.iter().find(|n| get(n).is_some()) {
             return Err(problem(name, "is set but INTROSPECTION_URL is not"));
         }
         return Ok(None);
@@ -807,6 +812,13 @@ pub(crate) mod tests {
         match e {
             Error::Config { binding, .. } => binding,
             other => panic!("not a config error: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn related_bindings_are_known_bindings() {
+        for name in INTROSPECTION_RELATED.iter().chain(CIMD_RELATED) {
+            assert!(BINDINGS.contains(name), "{name} missing from BINDINGS");
         }
     }
 

@@ -414,11 +414,10 @@ async fn introspect(info: &RequestInfo<'_>) -> String {
         .to_string();
     // One call per token at a time in this isolate: concurrent first requests with
     // the same token share the answer (the token itself is never a key, its hash is).
-    let key: String = crate::cache::hash(&token)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let key = format!("introspect:{key}");
+    let key = format!(
+        "introspect:{}",
+        crate::cache::hex(&crate::cache::hash(&token))
+    );
     let k = key.clone();
     let flight = single_flight(&key, move || {
         Box::pin(async move {
@@ -1235,30 +1234,14 @@ async fn over_address_limit(env: &Env, req: &Request) -> bool {
     else {
         return false;
     };
-    let Some(limit) = get(&limiter, "limit").and_then(|f| f.dyn_into::<js_sys::Function>().ok())
-    else {
-        return false;
-    };
     let address = req
         .headers()
         .get("cf-connecting-ip")
         .ok()
         .flatten()
         .unwrap_or_else(|| "unknown".into());
-    let arg = js_sys::Object::new();
-    let _ = js_sys::Reflect::set(
-        &arg,
-        &JsValue::from_str("key"),
-        &JsValue::from_str(&format!("addr:{address}")),
-    );
-    let Some(promise) = limit
-        .call1(&limiter, &arg)
-        .ok()
-        .and_then(|p| p.dyn_into::<js_sys::Promise>().ok())
-    else {
-        return false;
-    };
-    match JsFuture::from(promise).await {
+    let key = js_object(&serde_json::json!({ "key": format!("addr:{address}") }));
+    match call_async(&limiter, "limit", &[key]).await {
         Ok(outcome) => get(&outcome, "success").and_then(|s| s.as_bool()) == Some(false),
         Err(_) => false,
     }
@@ -1326,24 +1309,26 @@ fn cimd_kv(env: &Env) -> Result<Kv, Error> {
 /// own writes.
 async fn records(kv: &Kv, url: &str) -> Result<Vec<(String, cimd::Record)>, Error> {
     #[derive(serde::Deserialize)]
+    struct Listed {
+        keys: Vec<ListedKey>,
+    }
+    #[derive(serde::Deserialize)]
     struct ListedKey {
         name: String,
-        metadata: Option<cimd::Record>,
+        metadata: Option<serde_json::Value>,
     }
     let options = js_object(&serde_json::json!({"prefix": cimd::kv_prefix(url), "limit": 100}));
     let listed = kv.call("list", &[options]).await.map_err(Error::Upstream)?;
     let text: String = js_sys::JSON::stringify(&listed)
         .map(String::from)
         .unwrap_or_default();
-    // A key whose metadata is not a record (not written by this worker) is skipped.
-    let listed: serde_json::Value = serde_json::from_str(&text)
+    let listed: Listed = serde_json::from_str(&text)
         .map_err(|e| Error::Upstream(format!("CIMD_KV list answer: {e}")))?;
-    let parsed = listed["keys"]
-        .as_array()
+    // A key whose metadata is not a record (not written by this worker) is skipped.
+    let parsed = listed
+        .keys
         .into_iter()
-        .flatten()
-        .filter_map(|k| serde_json::from_value::<ListedKey>(k.clone()).ok())
-        .filter_map(|k| Some((k.name, k.metadata?)))
+        .filter_map(|k| Some((k.name, serde_json::from_value(k.metadata?).ok()?)))
         .collect();
     Ok(CIMD.with(|m| m.borrow().merge(url, parsed)))
 }
