@@ -8,7 +8,10 @@
 //! 4. A token seen before and still live is taken from the cache; otherwise it is
 //!    parsed, its key looked up ([`Decision::NeedKeys`] when the JWKS is missing,
 //!    stale or lacks the `kid`), and its signature handed to the glue
-//!    ([`Decision::Verify`]); [`Authorizer::complete`] then checks the claims (R4).
+//!    ([`Decision::Verify`]). Its claims (R4) are checked then too, and, when they
+//!    pass, the forward decision is made ahead ([`Authorizer::ahead`]): it is used
+//!    only once the glue reports a good signature ([`Authorizer::accept`]);
+//!    anything else ends in [`Authorizer::complete`].
 //!    With `INTROSPECTION_URL`, a token that is not a JWT (and, with
 //!    `INTROSPECT_JWTS`, a JWT once valid locally) is sent to the introspection
 //!    endpoint ([`Decision::Introspect`]); [`Authorizer::install_introspection`] reads
@@ -37,9 +40,8 @@ use crate::log::LogLine;
 use crate::metadata::{self, Upstream};
 use crate::proxy;
 use crate::router::{self, Route};
-use crate::token::{self, Claims, Principal};
+use crate::token::{self, Principal};
 use jsonwebtoken::Algorithm;
-use serde_json::json;
 use std::borrow::Cow;
 
 /// How many validated tokens one isolate keeps.
@@ -81,15 +83,21 @@ pub enum Body<'a> {
     NotUtf8,
 }
 
-/// A signature the glue must check before the token can be accepted.
+/// A signature the glue must check before the token can be accepted, and what its
+/// claims say, checked already: no copy of the token or the request is kept.
 #[derive(Debug, Clone)]
 pub struct Pending {
-    pub key: Key,
+    /// [`Key::id`] of the key to check it with (see [`Authorizer::key`]).
+    pub key_id: String,
     pub alg: Algorithm,
-    pub signing_input: String,
-    pub signature: Vec<u8>,
-    claims: Claims,
+    /// Lengths of the signing input and of the base64url signature: the glue slices
+    /// both from the token.
+    input_len: usize,
+    signature_len: usize,
+    kid: Option<String>,
     hash: TokenHash,
+    /// The caller if the signature verifies, or why the token is refused even so.
+    claims: Result<Principal, Error>,
 }
 
 #[derive(Debug, Clone)]
@@ -309,12 +317,13 @@ impl Authorizer {
         let keys = self.keys.as_ref().expect("keys present when not due");
         match keys.lookup(jwt.header.kid.as_deref(), jwt.alg)? {
             Lookup::Found(key) => Ok(Decision::Verify(Box::new(Pending {
-                key: key.clone(),
+                key_id: key.id.clone(),
                 alg: jwt.alg,
-                signing_input: jwt.signing_input.to_string(),
-                signature: jwt.signature,
-                claims: jwt.claims,
+                input_len: jwt.signing_input.len(),
+                signature_len: jwt.signature_b64.len(),
+                kid: key.kid.clone(),
                 hash,
+                claims: token::check_claims(&jwt.claims, key.kid.as_deref(), &self.cfg, now),
             }))),
             Lookup::UnknownKid if jwks::can_refresh(now, self.last_key_attempt) => {
                 Ok(Decision::NeedKeys)
@@ -424,10 +433,41 @@ impl Authorizer {
             .iter()
             .find(|k| k.id == id && k.fits(alg))?;
         let (import, _) = jwks::webcrypto_params(alg)?;
-        Some(json!({"jwk": key.public_jwk, "import": import}).to_string())
+        Some(format!(r#"{{"jwk":{},"import":{import}}}"#, key.public_jwk))
     }
 
-    /// Finish a token whose signature the glue checked.
+    /// The key a pending check names.
+    pub fn key(&self, pending: &Pending) -> Option<&Key> {
+        self.keys
+            .as_ref()?
+            .keys
+            .iter()
+            .find(|k| k.id == pending.key_id)
+    }
+
+    /// The decision for a good signature, made before the glue checks it: the
+    /// forward decision when the claims and the scopes allow the request. `None` when
+    /// they do not (the refusal comes from [`Authorizer::complete`], after the
+    /// signature, so a forged token learns nothing from its claims) or when a JWT
+    /// must still be introspected (`INTROSPECT_JWTS`).
+    pub fn ahead(&self, req: &RequestInfo<'_>, pending: &Pending) -> Option<Decision> {
+        if self.cfg.introspection.as_ref().is_some_and(|i| i.jwts) {
+            return None;
+        }
+        let p = pending.claims.as_ref().ok()?;
+        self.admit(req, p).ok()
+    }
+
+    /// The signature of a token whose decision was made [`Authorizer::ahead`]
+    /// verified: remember the caller.
+    pub fn accept(&mut self, pending: Pending, now: i64) {
+        if let Ok(p) = pending.claims {
+            self.cache.insert(pending.hash, p, now, self.cfg.leeway);
+        }
+    }
+
+    /// Finish a token whose signature the glue checked, when no decision was made
+    /// ahead or the signature failed.
     pub fn complete(
         &mut self,
         req: &RequestInfo<'_>,
@@ -436,11 +476,11 @@ impl Authorizer {
         now: i64,
     ) -> Decision {
         let result = if verified {
-            token::check_claims(&pending.claims, pending.key.kid.as_deref(), &self.cfg, now)
+            pending.claims.clone()
         } else {
             let refusal = Refusal {
                 until: now.saturating_add(REFUSAL_SECONDS),
-                kid: pending.key.kid.clone(),
+                kid: pending.kid.clone(),
             };
             self.refused.insert(pending.hash, refusal, now, 0);
             Err(bad_signature())
@@ -721,25 +761,33 @@ impl Authorizer {
 
 impl Pending {
     /// What the JS entry needs to check this signature with WebCrypto, given the
-    /// handle under which the glue keeps this pending decision and the
-    /// `Authorization` header it came from: `{"v": handle, "k": key id, "a": alg,
-    /// "y": verify params, "i": [start, end] of the signing input in the header,
-    /// "s": [start, end] of the base64url signature}`.
-    pub fn to_wire(&self, handle: u32, authorization: &str) -> String {
+    /// handle under which the glue keeps this pending decision, the
+    /// `Authorization` header it came from and the decision made [`Authorizer::ahead`]
+    /// (its wire form): `{"v": handle, "k": key id, "a": alg, "y": verify params,
+    /// "i": [start, end] of the signing input in the header, "s": [start, end] of the
+    /// base64url signature, "d": decision}` (`d` only when there is one).
+    pub fn to_wire(&self, handle: u32, authorization: &str, ahead: Option<&str>) -> String {
         // The token is a slice of the header: its offset is where the signing input
         // starts (no search over the header on this path, which runs per new token).
         let start = token::bearer(Some(authorization))
             .map(|t| t.as_ptr() as usize - authorization.as_ptr() as usize)
             .unwrap_or(0);
-        let input_end = start + self.signing_input.len();
-        let sig_end = input_end + 1 + (self.signature.len() * 4).div_ceil(3);
+        let input_end = start + self.input_len;
+        let sig_end = input_end + 1 + self.signature_len;
         let (_, verify) = jwks::webcrypto_params(self.alg).unwrap_or_default();
-        format!(
-            r#"{{"v":{handle},"k":{},"a":"{:?}","y":{verify},"i":[{start},{input_end}],"s":[{},{sig_end}]}}"#,
-            json!(self.key.id),
+        // Key ids are the worker's own (`<generation>.<index>`): nothing to escape.
+        let mut wire = format!(
+            r#"{{"v":{handle},"k":"{}","a":"{:?}","y":{verify},"i":[{start},{input_end}],"s":[{},{sig_end}]"#,
+            self.key_id,
             self.alg,
             input_end + 1
-        )
+        );
+        if let Some(d) = ahead {
+            wire.push_str(r#","d":"#);
+            wire.push_str(d);
+        }
+        wire.push('}');
+        wire
     }
 }
 

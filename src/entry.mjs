@@ -3,9 +3,10 @@
 // one. Every decision is made in Rust (src/authorizer.rs); this file only moves
 // bytes: it forwards allowed MCP requests (bodies stream, never buffered), turns the
 // decisions' replies into Responses, and, when a decision asks for it, runs the one
-// `crypto.subtle.verify` Rust chose (key, algorithm, bytes) and hands the result back
-// synchronously with `complete()`. Routes other than the MCP endpoint go to Rust's
-// `respond()` whole.
+// `crypto.subtle.verify` Rust chose (key, algorithm, bytes). A token never seen
+// comes with the decision for a good signature made ahead (`d`): a good signature
+// then costs one number across (`accept()`); anything else is decided by
+// `complete()`. Routes other than the MCP endpoint go to Rust's `respond()` whole.
 //
 // With a SCOPE_POLICY, a decision may first ask for the POST body (`{"b": max}`):
 // the entry reads it (bounded), hands it with `Mcp-Method` / `Mcp-Name` to a second
@@ -22,6 +23,7 @@ import {
   edge_origin_failure as origin_failure,
   edge_strip_headers as strip_headers,
   edge_complete as complete,
+  edge_accept as accept,
   edge_key as keyFor,
   edge_filter_json as filterJson,
   edge_rate_limited as rateLimited,
@@ -249,9 +251,15 @@ export default {
     }
     if (d.p) d = JSON.parse(await authorize(method, url, authorization, origin, resuming, ...more));
     if (d.v !== undefined) {
-      d = JSON.parse(complete(d.v, await verified(d, authorization)));
-      // INTROSPECT_JWTS: a JWT valid locally is then asked about at the endpoint.
-      if (d.p) d = JSON.parse(await authorize(method, url, authorization, origin, resuming, ...more));
+      const ok = await verified(d, authorization);
+      if (ok && d.d) {
+        accept(d.v);
+        d = d.d;
+      } else {
+        d = JSON.parse(complete(d.v, ok, method, url, authorization, origin, resuming, ...more));
+        // INTROSPECT_JWTS: a JWT valid locally is then asked about at the endpoint.
+        if (d.p) d = JSON.parse(await authorize(method, url, authorization, origin, resuming, ...more));
+      }
     }
     if (d.f) {
       const limited = d.q && (await overLimit(env, d.q));

@@ -9,10 +9,13 @@
 //!   crossing; the JS entry forwards it.
 //! * [`authorize`]: the same decision when keys must be fetched first: JWKS (and
 //!   discovery) fetched single-flight per isolate.
-//! * [`complete`]: when a decision needs a signature checked, the JS entry runs
-//!   `crypto.subtle.verify` with the parameters the decision names (a key imported
-//!   once via [`key`]) and hands the result back here, synchronously. Async wasm
-//!   exports cost more than the check itself, so the one await stays in JS.
+//! * [`accept`] and [`complete`]: when a decision needs a signature checked, the JS
+//!   entry runs `crypto.subtle.verify` with the parameters the decision names (a key
+//!   imported once via [`key`]) and hands the result back here, synchronously. Async
+//!   wasm exports cost more than the check itself, so the one await stays in JS.
+//!   The decision for a good signature usually comes with the parameters, made
+//!   ahead: then [`accept`] only records the caller (a number crosses, no string);
+//!   [`complete`] decides the rest (a bad signature, claims that refuse the token).
 //! * [`respond`]: every other route (metadata, registration, pass-through with the
 //!   Client ID Metadata Document mapping of [`crate::cimd`], preflight, 404/405),
 //!   built with `worker` types; KV and the Cache API are called directly
@@ -193,25 +196,33 @@ impl Parts {
         }
     }
 
-    fn of(info: &RequestInfo<'_>) -> Parts {
-        let (body_state, body) = match info.body {
-            Body::Unread => (0, None),
-            Body::Text(t) => (1, Some(t.to_string())),
-            Body::TooLarge => (2, None),
-            Body::NotUtf8 => (3, None),
-        };
-        Parts {
-            method: info.method.to_string(),
-            path: info.path.to_string(),
-            query: info.query.map(str::to_string),
-            authorization: None,
-            origin: info.origin.map(str::to_string),
+    /// The arguments of [`authorize`] and [`complete`], owned; `None` for a URL the
+    /// runtime would not send.
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        method: String,
+        url: &str,
+        authorization: Option<String>,
+        origin: Option<String>,
+        resuming: bool,
+        body_state: u8,
+        body: Option<String>,
+        mcp_method: Option<String>,
+        mcp_name: Option<String>,
+    ) -> Option<Parts> {
+        let (path, query) = split_url(url)?;
+        Some(Parts {
+            method,
+            path,
+            query,
+            authorization,
+            origin,
             body_state,
             body,
-            mcp_method: info.mcp_method.map(str::to_string),
-            mcp_name: info.mcp_name.map(str::to_string),
-            resuming: info.resuming,
-        }
+            mcp_method,
+            mcp_name,
+            resuming,
+        })
     }
 }
 
@@ -225,31 +236,29 @@ fn body_of(state: u8, text: Option<&str>) -> Body<'_> {
     }
 }
 
-/// A request whose token's signature the JS entry is checking.
-struct Waiting {
-    pending: Box<Pending>,
-    parts: Parts,
-}
-
 /// Bounded: a handle the JS entry never completes (an exception mid-request) is
 /// dropped with the oldest once there are [`MAX_PENDING`].
 #[derive(Default)]
 struct PendingChecks {
     next: u32,
-    waiting: HashMap<u32, Waiting>,
+    waiting: HashMap<u32, Box<Pending>>,
     order: std::collections::VecDeque<u32>,
 }
 
 const MAX_PENDING: usize = 8192;
 
-/// Keep a pending signature check and answer with what the JS entry needs for it.
+/// Keep a pending signature check and answer with what the JS entry needs for it,
+/// and the decision for a good signature when it could be made ahead.
 fn hand_to_js(pending: Box<Pending>, info: &RequestInfo<'_>) -> String {
     let authorization = info.authorization.unwrap_or_default();
+    let ahead = with_auth(|a| a.ahead(info, &pending).map(|d| d.to_wire(a.log_level())))
+        .ok()
+        .flatten();
     PENDING.with(|p| {
         let mut p = p.borrow_mut();
         p.next = p.next.wrapping_add(1);
         let handle = p.next;
-        let wire = pending.to_wire(handle, authorization);
+        let wire = pending.to_wire(handle, authorization, ahead.as_deref());
         while p.waiting.len() >= MAX_PENDING {
             match p.order.pop_front() {
                 Some(old) => {
@@ -258,13 +267,7 @@ fn hand_to_js(pending: Box<Pending>, info: &RequestInfo<'_>) -> String {
                 None => break,
             }
         }
-        p.waiting.insert(
-            handle,
-            Waiting {
-                pending,
-                parts: Parts::of(info),
-            },
-        );
+        p.waiting.insert(handle, pending);
         p.order.push_back(handle);
         if p.order.len() > 2 * MAX_PENDING {
             let waiting = std::mem::take(&mut p.waiting);
@@ -275,21 +278,53 @@ fn hand_to_js(pending: Box<Pending>, info: &RequestInfo<'_>) -> String {
     })
 }
 
-/// Finish a request once the JS entry has checked its signature with WebCrypto.
+/// The JS entry checked the signature of a token whose decision came with it
+/// (`"d"`), and it verified: the caller is remembered. No strings cross.
+#[wasm_bindgen(js_name = edge_accept)]
+pub fn accept(handle: u32) {
+    if let Some(pending) = PENDING.with(|p| p.borrow_mut().waiting.remove(&handle)) {
+        let _ = with_auth(|a| a.accept(*pending, now()));
+    }
+}
+
+/// Finish a request once the JS entry has checked its signature with WebCrypto, when
+/// no decision came with it or the signature failed. The request's arguments are
+/// those of [`fast`] again.
+#[allow(clippy::too_many_arguments)]
 #[wasm_bindgen(js_name = edge_complete)]
-pub fn complete(handle: u32, verified: bool) -> String {
-    let Some(w) = PENDING.with(|p| p.borrow_mut().waiting.remove(&handle)) else {
+pub fn complete(
+    handle: u32,
+    verified: bool,
+    method: String,
+    url: &str,
+    authorization: Option<String>,
+    origin: Option<String>,
+    resuming: bool,
+    body_state: u8,
+    body: Option<String>,
+    mcp_method: Option<String>,
+    mcp_name: Option<String>,
+) -> String {
+    let Some(parts) = Parts::new(
+        method,
+        url,
+        authorization,
+        origin,
+        resuming,
+        body_state,
+        body,
+        mcp_method,
+        mcp_name,
+    ) else {
+        return r#"{"x":1}"#.into();
+    };
+    let Some(pending) = PENDING.with(|p| p.borrow_mut().waiting.remove(&handle)) else {
         return config_failure(&Error::KeysUnavailable(
             "the signature check was abandoned".into(),
         ));
     };
-    let info = w.parts.info();
-    match with_auth(|a| {
-        (
-            a.complete(&info, &w.pending, verified, now()),
-            a.log_level(),
-        )
-    }) {
+    let info = parts.info();
+    match with_auth(|a| (a.complete(&info, &pending, verified, now()), a.log_level())) {
         Ok((d, level)) => d.to_wire(level),
         Err(e) => config_failure(&e),
     }
@@ -355,20 +390,18 @@ pub async fn authorize(
     mcp_method: Option<String>,
     mcp_name: Option<String>,
 ) -> String {
-    let Some((path, query)) = split_url(&url) else {
-        return r#"{"x":1}"#.into();
-    };
-    let parts = Parts {
+    let Some(parts) = Parts::new(
         method,
-        path,
-        query,
+        &url,
         authorization,
         origin,
+        resuming,
         body_state,
         body,
         mcp_method,
         mcp_name,
-        resuming,
+    ) else {
+        return r#"{"x":1}"#.into();
     };
     let info = parts.info();
     let level = level();

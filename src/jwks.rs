@@ -233,46 +233,38 @@ impl KeySet {
     }
 }
 
-/// WebCrypto parameters for an algorithm: for `importKey("jwk", …)` and for `verify`.
+/// WebCrypto parameters for an algorithm, as JSON text (they cross to the JS entry
+/// as they are, on every new token): for `importKey("jwk", …)` and for `verify`.
 /// JWS signatures are already in WebCrypto's formats (PKCS #1 v1.5, PSS, raw `r||s`
 /// for ECDSA, raw Ed25519), so the signature bytes pass unchanged.
-pub fn webcrypto_params(alg: Algorithm) -> Option<(Value, Value)> {
+pub fn webcrypto_params(alg: Algorithm) -> Option<(&'static str, &'static str)> {
     use Algorithm::*;
-    let rsa = |name: &str, hash: &str| json!({"name": name, "hash": hash});
+    const PKCS1: &str = r#"{"name":"RSASSA-PKCS1-v1_5"}"#;
     Some(match alg {
-        RS256 => (
-            rsa("RSASSA-PKCS1-v1_5", "SHA-256"),
-            json!({"name": "RSASSA-PKCS1-v1_5"}),
-        ),
-        RS384 => (
-            rsa("RSASSA-PKCS1-v1_5", "SHA-384"),
-            json!({"name": "RSASSA-PKCS1-v1_5"}),
-        ),
-        RS512 => (
-            rsa("RSASSA-PKCS1-v1_5", "SHA-512"),
-            json!({"name": "RSASSA-PKCS1-v1_5"}),
-        ),
+        RS256 => (r#"{"name":"RSASSA-PKCS1-v1_5","hash":"SHA-256"}"#, PKCS1),
+        RS384 => (r#"{"name":"RSASSA-PKCS1-v1_5","hash":"SHA-384"}"#, PKCS1),
+        RS512 => (r#"{"name":"RSASSA-PKCS1-v1_5","hash":"SHA-512"}"#, PKCS1),
         PS256 => (
-            rsa("RSA-PSS", "SHA-256"),
-            json!({"name": "RSA-PSS", "saltLength": 32}),
+            r#"{"name":"RSA-PSS","hash":"SHA-256"}"#,
+            r#"{"name":"RSA-PSS","saltLength":32}"#,
         ),
         PS384 => (
-            rsa("RSA-PSS", "SHA-384"),
-            json!({"name": "RSA-PSS", "saltLength": 48}),
+            r#"{"name":"RSA-PSS","hash":"SHA-384"}"#,
+            r#"{"name":"RSA-PSS","saltLength":48}"#,
         ),
         PS512 => (
-            rsa("RSA-PSS", "SHA-512"),
-            json!({"name": "RSA-PSS", "saltLength": 64}),
+            r#"{"name":"RSA-PSS","hash":"SHA-512"}"#,
+            r#"{"name":"RSA-PSS","saltLength":64}"#,
         ),
         ES256 => (
-            json!({"name": "ECDSA", "namedCurve": "P-256"}),
-            json!({"name": "ECDSA", "hash": "SHA-256"}),
+            r#"{"name":"ECDSA","namedCurve":"P-256"}"#,
+            r#"{"name":"ECDSA","hash":"SHA-256"}"#,
         ),
         ES384 => (
-            json!({"name": "ECDSA", "namedCurve": "P-384"}),
-            json!({"name": "ECDSA", "hash": "SHA-384"}),
+            r#"{"name":"ECDSA","namedCurve":"P-384"}"#,
+            r#"{"name":"ECDSA","hash":"SHA-384"}"#,
         ),
-        EdDSA => (json!({"name": "Ed25519"}), json!({"name": "Ed25519"})),
+        EdDSA => (r#"{"name":"Ed25519"}"#, r#"{"name":"Ed25519"}"#),
         _ => return None,
     })
 }
@@ -365,14 +357,19 @@ mod tests {
 
     #[test]
     fn webcrypto_parameters_cover_every_supported_algorithm() {
+        let json = |s: &str| serde_json::from_str::<Value>(s).unwrap();
         for alg in crate::config::SUPPORTED_ALGORITHMS {
             let (import, verify) = webcrypto_params(*alg).unwrap();
             assert!(
-                import["name"].is_string() && verify["name"].is_string(),
+                json(import)["name"].is_string() && json(verify)["name"].is_string(),
                 "{alg:?}"
             );
         }
-        assert_eq!(webcrypto_params(PS256).unwrap().1["saltLength"], 32);
+        assert_eq!(json(webcrypto_params(PS256).unwrap().1)["saltLength"], 32);
+        assert_eq!(
+            json(webcrypto_params(ES384).unwrap().0)["namedCurve"],
+            "P-384"
+        );
         assert!(webcrypto_params(HS256).is_none());
     }
 

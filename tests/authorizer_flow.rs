@@ -5,8 +5,8 @@
 
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
-use mcp_edge_auth::authorizer::{Authorizer, Body, Decision, RequestInfo};
-use mcp_edge_auth::config::Config;
+use mcp_edge_auth::authorizer::{Authorizer, Body, Decision, Pending, RequestInfo};
+use mcp_edge_auth::config::{Config, LogLevel};
 use mcp_edge_auth::token::verify_native;
 use serde_json::{json, Value};
 
@@ -125,13 +125,25 @@ fn decide_info(
             Decision::Verify(p) => {
                 verifies += 1;
                 let jwt = mcp_edge_auth::token::parse(token, &a.cfg.algorithms).unwrap();
-                let ok = verify_native(&jwt, &p.key).is_ok();
-                return (a.complete(&req, &p, ok, now), fetches, verifies);
+                let ok = verify_native(&jwt, a.key(&p).unwrap()).is_ok();
+                return (finish(a, &req, *p, ok, now), fetches, verifies);
             }
             other => return (other, fetches, verifies),
         }
     }
     panic!("no decision after three rounds");
+}
+
+/// As the glue finishes a signature check: a good signature takes the decision made
+/// ahead, if any; otherwise the authorizer completes it.
+fn finish(a: &mut Authorizer, req: &RequestInfo<'_>, p: Pending, ok: bool, now: i64) -> Decision {
+    if ok {
+        if let Some(d) = a.ahead(req, &p) {
+            a.accept(p, now);
+            return d;
+        }
+    }
+    a.complete(req, &p, ok, now)
 }
 
 fn status(d: &Decision) -> u16 {
@@ -251,6 +263,72 @@ fn forged_and_confused_tokens_are_refused() {
     assert_eq!(status(&d), 401);
 }
 
+#[test]
+fn the_decision_made_ahead_is_the_one_a_good_signature_gets() {
+    let keys = all_keys();
+    let t = sign("rsa", Algorithm::RS256, "rs1", &claims(json!({})));
+    let auth = format!("Bearer {t}");
+    let req = mcp_post(&auth);
+    let pending = |a: &mut Authorizer| {
+        let _ = a.install_keys(Ok(&keys), NOW);
+        match a.check(&req, NOW) {
+            Decision::Verify(p) => p,
+            other => panic!("{other:?}"),
+        }
+    };
+    // Two isolates: one takes the decision made ahead, one completes after the check.
+    let (mut ahead, mut later) = (Authorizer::new(config()), Authorizer::new(config()));
+    let p = pending(&mut ahead);
+    let d = ahead.ahead(&req, &p).expect("made ahead");
+    ahead.accept(*p, NOW);
+    let p = pending(&mut later);
+    let completed = later.complete(&req, &p, true, NOW);
+    assert_eq!(d.to_wire(LogLevel::Info), completed.to_wire(LogLevel::Info));
+    // Both remember the caller: the next request is decided from the cache.
+    for a in [&mut ahead, &mut later] {
+        assert!(matches!(a.check(&req, NOW + 1), Decision::Forward { .. }));
+    }
+
+    // Nothing is remembered until the signature is accepted.
+    let mut a = Authorizer::new(config());
+    let p = pending(&mut a);
+    assert!(a.ahead(&req, &p).is_some());
+    assert!(matches!(a.check(&req, NOW), Decision::Verify(_)));
+
+    // A bad signature is refused as such whatever the claims say, and remembered.
+    let mut a = Authorizer::new(config());
+    let p = pending(&mut a);
+    let d = a.complete(&req, &p, false, NOW);
+    assert_eq!(status(&d), 401);
+    assert!(d
+        .to_wire(LogLevel::Info)
+        .contains("signature does not verify"));
+    assert_eq!(status(&a.check(&req, NOW + 1)), 401);
+
+    // Claims or scopes that refuse the token: nothing is made ahead, and the refusal
+    // comes after the signature (a forged token learns nothing from its claims).
+    for (c, code, what) in [
+        (json!({"exp": NOW - 3600}), 401, "expired"),
+        (json!({"scope": "other"}), 403, "insufficient_scope"),
+    ] {
+        let t = sign("rsa", Algorithm::RS256, "rs1", &claims(c));
+        let auth = format!("Bearer {t}");
+        let req = mcp_post(&auth);
+        let mut a = Authorizer::new(config());
+        let _ = a.install_keys(Ok(&keys), NOW);
+        let Decision::Verify(p) = a.check(&req, NOW) else {
+            panic!()
+        };
+        assert!(a.ahead(&req, &p).is_none(), "{what}");
+        let forged = a.complete(&req, &p, false, NOW);
+        assert_eq!(status(&forged), 401, "{what}");
+        assert!(!forged.to_wire(LogLevel::Info).contains(what), "{what}");
+        let d = a.complete(&req, &p, true, NOW);
+        assert_eq!(status(&d), code, "{what}");
+        assert!(d.to_wire(LogLevel::Info).contains(what), "{what}");
+    }
+}
+
 fn base64_payload(v: &Value) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
@@ -266,7 +344,17 @@ fn the_verify_handoff_names_the_exact_bytes_and_key() {
     let Decision::Verify(p) = a.check(&req, NOW) else {
         panic!()
     };
-    let wire: Value = serde_json::from_str(&p.to_wire(7, &auth)).unwrap();
+    let ahead = a
+        .ahead(&req, &p)
+        .expect("claims and scopes allow it")
+        .to_wire(LogLevel::Info);
+    let wire: Value = serde_json::from_str(&p.to_wire(7, &auth, Some(&ahead))).unwrap();
+    assert_eq!(wire["d"], serde_json::from_str::<Value>(&ahead).unwrap());
+    assert!(
+        wire["d"]["f"].is_string(),
+        "a forward decision: {}",
+        wire["d"]
+    );
     let span = |name: &str| {
         let r = wire[name].as_array().unwrap();
         &auth[r[0].as_u64().unwrap() as usize..r[1].as_u64().unwrap() as usize]
@@ -587,8 +675,8 @@ fn decide_introspecting(
             }
             Decision::Verify(p) => {
                 let jwt = mcp_edge_auth::token::parse(token, &a.cfg.algorithms).unwrap();
-                let ok = verify_native(&jwt, &p.key).is_ok();
-                a.complete(&req, &p, ok, now)
+                let ok = verify_native(&jwt, a.key(&p).unwrap()).is_ok();
+                finish(a, &req, *p, ok, now)
             }
             Decision::Introspect => {
                 asked += 1;

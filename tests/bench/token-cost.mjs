@@ -1,8 +1,9 @@
 // The cost of one token check inside the wasm module, in a wasm runtime: V8 in Node,
 // the engine workerd embeds (workerd's clock does not advance during computation, so
 // it cannot time this itself). The real build (build/, as the worker ships it) is
-// driven the way src/entry.mjs drives it: fast() -> crypto.subtle.verify -> complete()
-// for a token never seen, fast() alone for a token already validated. A JS check on
+// driven the way src/entry.mjs drives it: fast() -> crypto.subtle.verify -> accept()
+// (the decision made ahead) for a token never seen, fast() alone for a token already
+// validated. A JS check on
 // jose (the benchmark's baseline authorizer does the same) runs in the same process.
 //
 //   bash scripts/build.sh && node tests/bench/token-cost.mjs [--tokens 2000]
@@ -22,6 +23,7 @@ import {
   edge_fast as fast,
   edge_authorize as authorize,
   edge_complete as complete,
+  edge_accept as accept,
   edge_key as keyFor,
 } from "../../build/mcp_edge_auth.js";
 
@@ -86,7 +88,12 @@ async function decide(authorization) {
   if (d.v !== undefined) {
     const ok = await verified(d, authorization);
     t = performance.now();
-    d = JSON.parse(complete(d.v, ok));
+    if (ok && d.d) {
+      accept(d.v);
+      d = d.d;
+    } else {
+      d = JSON.parse(complete(d.v, ok, "POST", resource, authorization, undefined, false, 0));
+    }
     inWasm += performance.now() - t;
   }
   if (!d.f) throw new Error(`not forwarded: ${JSON.stringify(d).slice(0, 300)}`);
