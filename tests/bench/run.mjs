@@ -4,6 +4,14 @@
 //
 //   node tests/bench/run.mjs [--requests 8000] [--concurrency 16,64] [--rounds 3] [--log-level warn]
 //   node tests/bench/run.mjs --memory [--rounds 8] [--requests 8000]
+//   node tests/bench/run.mjs --only jose-fresh,edge-fresh --profile jose-fresh,edge-fresh
+//
+// --only: run these variants alone. --profile: record a V8 CPU profile of the named
+// variants' workers (through workerd's inspector) during their first measured round
+// at each concurrency: target/bench/<variant>-c<conc>.cpuprofile (opens in Chrome
+// DevTools), and a summary of where the time went (self time by function, and by
+// kind: wasm, JS, runtime) in target/bench/profile.md. Profiled figures carry the
+// profiler's overhead: compare them with each other, not with unprofiled runs.
 //
 // --memory: each of mcp-edge-auth, the jose authorizer and the JS pass-through runs
 // alone in its own workerd process; every round sends it reused, fresh and invalid
@@ -26,6 +34,8 @@
 import { spawn, execFileSync } from "node:child_process";
 import { mkdirSync, writeFileSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { gzipSync } from "node:zlib";
+import { once } from "node:events";
+import WebSocket from "ws";
 import path from "node:path";
 import os from "node:os";
 import * as jose from "jose";
@@ -42,6 +52,10 @@ const WARMUP = 2000;
 const LOG_LEVEL = arg("log-level", "warn");
 const ONLY = arg("only", "");
 const MEMORY = process.argv.includes("--memory");
+const PROFILE = new Set(arg("profile", "").split(",").filter(Boolean));
+// Profiles name the wasm's functions (scripts/build.sh, also run by wrangler's bundling);
+// the shipped build strips the names.
+process.env.KEEP_NAMES = PROFILE.size ? "1" : "0";
 const out = path.join(root, "target/bench");
 mkdirSync(out, { recursive: true });
 const sh = (cmd, args, opts = {}) => execFileSync(cmd, args, { cwd: root, stdio: ["ignore", "pipe", "inherit"], ...opts }).toString();
@@ -69,7 +83,7 @@ function build() {
 function bundle(name, config) {
   const dir = path.join(out, "bundles", name);
   rmSync(dir, { recursive: true, force: true });
-  execFileSync(process.execPath, [path.join(root, "node_modules/wrangler/bin/wrangler.js"), "deploy", "--dry-run", "--outdir", dir, "--config", config, "--env", ""], {
+  execFileSync(process.execPath, [path.join(root, "node_modules/wrangler/bin/wrangler.js"), "deploy", "--dry-run", "--outdir", dir, "--config", config, "--env", "", ...(PROFILE.size ? ["--no-minify"] : [])], {
     cwd: root,
     stdio: ["ignore", "ignore", "inherit"],
     env: { ...process.env, WRANGLER_SEND_METRICS: "false" },
@@ -203,7 +217,7 @@ async function main() {
   };
   // A workerd configuration serving `names` (each on its port), with outbound access to loopback.
   const configFor = (names) => `using Workerd = import "/workerd/workerd.capnp";
-const config :Workerd.Config = (
+const config :Workerd.Config = (${process.env.BENCH_V8_FLAGS ? `\n  v8Flags = ${JSON.stringify(process.env.BENCH_V8_FLAGS.split(" "))},` : ""}
   services = [
 ${names.map((n) => `    (name = "${n}", worker = .${workers[n][0]}),`).join("\n")}
     (name = "net", network = (allow = ["public", "private", "local"], tlsOptions = (trustBrowserCas = true))),
@@ -217,7 +231,8 @@ ${names.map((n) => workers[n][1]).join("\n")}
   if (MEMORY) return memory({ configFor, ports, files, fresh });
   writeFileSync(path.join(out, "workerd.capnp"), configFor(Object.keys(workers)));
   const t0 = Date.now();
-  const workerd = start("workerd", path.join(root, "node_modules/.bin/workerd"), ["serve", path.join(out, "workerd.capnp")], {});
+  const inspector = PROFILE.size ? await freePort() : 0;
+  const workerd = start("workerd", path.join(root, "node_modules/.bin/workerd"), ["serve", path.join(out, "workerd.capnp"), ...(inspector ? [`--inspector-addr=127.0.0.1:${inspector}`] : [])], {});
   await waitFor(`http://127.0.0.1:${ports.edge}/.well-known/oauth-protected-resource`, workerd);
   const startup = Date.now() - t0;
   const probe = await fetch(`http://127.0.0.1:${ports.edge}/mcp`, { method: "POST", headers: { authorization: `Bearer ${reused[0]}` }, body: "{}" });
@@ -255,7 +270,9 @@ ${names.map((n) => workers[n][1]).join("\n")}
       freshOffset += REQUESTS + 50;
       for (const [name, port, mode, file] of variants) {
         await wrk(port, { mode: mode === "fresh" ? "cycle" : mode, tokensFile: mode === "fresh" ? files.reused : file, connections: c, requests: WARMUP });
-        const r = await wrk(port, { mode, tokensFile: file, connections: c, requests: REQUESTS });
+        const measure = () => wrk(port, { mode, tokensFile: file, connections: c, requests: REQUESTS });
+        const service = Object.keys(ports).find((k) => ports[k] === port);
+        const r = PROFILE.has(name) && round === 1 && service ? await profiled(inspector, service, `${name}-c${c}`, measure) : await measure();
         runs.push({ name, c, round, ...r });
         requestsSent += REQUESTS + WARMUP;
         console.error(`bench: round ${round} c=${c} ${name}: ${r.rps.toFixed(0)} req/s, p50 ${(r.p50_us / 1000).toFixed(2)} ms, p99 ${(r.p99_us / 1000).toFixed(2)} ms, non-2xx ${r.non2xx}, errors ${r.errors}`);
@@ -283,6 +300,10 @@ ${names.map((n) => workers[n][1]).join("\n")}
       });
     }
   }
+  if (PROFILE.size) {
+    writeFileSync(path.join(out, "profile.md"), profiles.join("\n"));
+    console.error(`bench: profile summaries in ${path.join(out, "profile.md")}`);
+  }
   const upstreamHits = await (await fetch(`http://127.0.0.1:${upPort}/stats`)).json();
   const memoryLine = `workerd RSS (all workers, one process): ${rssRounds.map((m) => m.toFixed(0)).join(" -> ")} MiB at start and after each round; ${requestsSent} requests in all.`;
   await stopAll();
@@ -305,6 +326,7 @@ ${names.map((n) => workers[n][1]).join("\n")}
   lines.push("");
   const s = sizes(bundles.edge);
   const kb = (n) => `${(n / 1024).toFixed(0)} KiB`;
+  if (PROFILE.size) lines.push("Profiled run: the build keeps its wasm names and the JS is not minified, so the sizes below are not the shipped ones.");
   lines.push(`Bundle (mcp-edge-auth, as wrangler deploys it): wasm ${kb(s.wasmRaw)} raw / ${kb(s.wasmGz)} gzip; JS ${kb(s.jsRaw)} raw / ${kb(s.jsGz)} gzip; total ${kb(s.gz)} gzip.`);
   const rs = sizes(bundles["rs-passthrough"]);
   lines.push(`Bundle (workers-rs pass-through): total ${kb(rs.gz)} gzip. jose authorizer: ${kb(sizes(bundles.jose).gz)} gzip.`);
@@ -314,6 +336,60 @@ ${names.map((n) => workers[n][1]).join("\n")}
   lines.push(`mcp-edge-auth ran with LOG_LEVEL=${LOG_LEVEL}.`);
   console.log(lines.join("\n"));
   writeFileSync(path.join(out, "report.md"), lines.join("\n") + "\n");
+}
+
+const profiles = [];
+
+/** Run `measure` with V8's CPU profiler on the worker `service` (workerd's inspector). */
+async function profiled(inspector, service, label, measure) {
+  const ws = new WebSocket(`ws://127.0.0.1:${inspector}/${service}`);
+  await once(ws, "open");
+  let next = 0;
+  const waiting = new Map();
+  ws.on("message", (m) => {
+    const msg = JSON.parse(m);
+    waiting.get(msg.id)?.(msg);
+    waiting.delete(msg.id);
+  });
+  const call = (method, params = {}) =>
+    new Promise((resolve) => {
+      waiting.set(++next, resolve);
+      ws.send(JSON.stringify({ id: next, method, params }));
+    });
+  await call("Profiler.enable");
+  await call("Profiler.setSamplingInterval", { interval: 100 });
+  await call("Profiler.start");
+  const r = await measure();
+  const { result } = await call("Profiler.stop");
+  ws.close();
+  writeFileSync(path.join(out, `${label}.cpuprofile`), JSON.stringify(result.profile));
+  profiles.push(summarise(label, result.profile, r.requests));
+  return r;
+}
+
+/** Self time by function and by kind, per request, from a V8 CPU profile. */
+function summarise(label, profile, requests) {
+  const byNode = new Map(profile.nodes.map((n) => [n.id, n]));
+  const self = new Map();
+  const kinds = new Map();
+  let total = 0;
+  profile.samples.forEach((id, i) => {
+    const dt = profile.timeDeltas[i] || 0;
+    const { functionName, url } = byNode.get(id).callFrame;
+    const file = url.split("/").pop();
+    const kind = /\.wasm/.test(url) || url.startsWith("wasm") ? "wasm" : url ? `JS ${file}` : functionName || "(runtime)";
+    const name = `${functionName || "(anonymous)"} ${file}`.trim();
+    total += dt;
+    self.set(name, (self.get(name) || 0) + dt);
+    kinds.set(kind, (kinds.get(kind) || 0) + dt);
+  });
+  const perRequest = (us) => (us / requests).toFixed(1);
+  const rows = (m, n) =>
+    [...m]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, n)
+      .map(([k, us]) => `| ${k.replace(/\|/g, "\\|").slice(0, 120)} | ${perRequest(us)} | ${((100 * us) / total).toFixed(1)}% |`);
+  return [`### ${label}: ${requests} requests, ${(total / 1000).toFixed(0)} ms sampled`, "", "| kind | µs per request | share |", "|---|---|---|", ...rows(kinds, 12), "", "| function (self time) | µs per request | share |", "|---|---|---|", ...rows(self, 30), ""].join("\n");
 }
 
 /** Each worker alone in its own workerd, RSS after every round of mixed load. */
