@@ -1,6 +1,6 @@
 // The Worker's entry: thin on purpose. Crossing from JS into wasm costs more than a
 // JWT check, so the hot path crosses once: `fast()` takes four strings and answers
-// one. Every decision is made in Rust (src/authorizer.rs); this file only moves
+// one (written into the module's memory in one go: src/crossing.mjs). Every decision is made in Rust (src/authorizer.rs); this file only moves
 // bytes: it forwards allowed MCP requests (bodies stream, never buffered), turns the
 // decisions' replies into Responses, and, when a decision asks for it, runs the one
 // `crypto.subtle.verify` Rust chose (key, algorithm, bytes). A token never seen
@@ -17,7 +17,6 @@ import wasmModule from "../build/mcp_edge_auth_bg.wasm";
 import {
   initSync,
   edge_init as init,
-  edge_fast as fast,
   edge_authorize as authorize,
   edge_respond as respond,
   edge_origin_failure as origin_failure,
@@ -29,8 +28,9 @@ import {
   edge_rate_limited as rateLimited,
   EdgeSseFilter,
 } from "../build/mcp_edge_auth.js";
+import { bind, fast } from "./crossing.mjs";
 
-initSync({ module: wasmModule });
+bind(initSync({ module: wasmModule }));
 
 let level = -1; // 0 off, 1 warn, 2 info; set by init() once per isolate
 let strip = new Set();
@@ -158,12 +158,15 @@ function log(line, status) {
 const cryptoKeys = new Map();
 const encoder = new TextEncoder();
 
-function base64url(s) {
-  const bin = atob(s.replace(/-/g, "+").replace(/_/g, "/"));
-  const out = new Uint8Array(bin.length);
-  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
-  return out;
-}
+// The runtime's own base64url decoder where it has one (workerd does), else atob.
+const base64url = Uint8Array.fromBase64
+  ? (s) => Uint8Array.fromBase64(s, { alphabet: "base64url" })
+  : (s) => {
+      const bin = atob(s.replace(/-/g, "+").replace(/_/g, "/"));
+      const out = new Uint8Array(bin.length);
+      for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+      return out;
+    };
 
 // Check the signature a decision names; any failure is "does not verify".
 async function verified(d, authorization) {

@@ -339,34 +339,109 @@ pub fn key(id: &str, alg: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Decide an MCP request without I/O. See [`Decision::to_wire`]. The body and the
-/// `Mcp-Method` / `Mcp-Name` headers come only in a second call, after a decision
-/// asked for them (`{"b": max}`); `body_state` is as in [`body_of`].
+thread_local! {
+    /// Where the JS entry writes a request's strings for [`fast`] (`src/crossing.mjs`).
+    static INPUT: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The address of a buffer of at least `len` bytes for the JS entry to write a
+/// request's strings into, UTF-8, one after the other, before calling [`fast`]. Valid
+/// until the next call of this function.
+#[wasm_bindgen(js_name = edge_input)]
+pub fn input(len: usize) -> usize {
+    INPUT.with(|i| {
+        let mut i = i.borrow_mut();
+        let len = len.max(i.len());
+        i.resize(len, 0);
+        i.as_mut_ptr() as usize
+    })
+}
+
+/// Decide an MCP request without I/O. See [`Decision::to_wire`]. The request's
+/// strings are in the [`input`] buffer, one after the other: method, URL,
+/// `Authorization`, `Origin`, body, `Mcp-Method`, `Mcp-Name`; the arguments are their
+/// lengths in bytes, -1 for an absent one. Passing them so costs one call into the
+/// module; a string argument would cost a call (to allocate) and a copy loop each.
+/// The body and the MCP headers come only in a second call, after a decision asked
+/// for them (`{"b": max}`); `body_state` is as in [`body_of`].
 #[allow(clippy::too_many_arguments)]
 #[wasm_bindgen(js_name = edge_fast)]
 pub fn fast(
-    method: &str,
-    url: &str,
-    authorization: Option<String>,
-    origin: Option<String>,
+    method: i32,
+    url: i32,
+    authorization: i32,
+    origin: i32,
     resuming: bool,
     body_state: u8,
-    body: Option<String>,
-    mcp_method: Option<String>,
-    mcp_name: Option<String>,
+    body: i32,
+    mcp_method: i32,
+    mcp_name: i32,
 ) -> String {
-    let Some((path, query)) = split_url(url) else {
+    INPUT.with(|input| {
+        let input = input.borrow();
+        let mut rest: &[u8] = &input;
+        let mut next = |len: i32| -> Result<Option<&str>, ()> {
+            let Ok(len) = usize::try_from(len) else {
+                return Ok(None);
+            };
+            if len > rest.len() {
+                return Err(());
+            }
+            let (s, tail) = rest.split_at(len);
+            rest = tail;
+            std::str::from_utf8(s).map(Some).map_err(|_| ())
+        };
+        let strings = [
+            method,
+            url,
+            authorization,
+            origin,
+            body,
+            mcp_method,
+            mcp_name,
+        ]
+        .map(&mut next);
+        if strings.iter().any(Result::is_err) {
+            return r#"{"x":1}"#.to_string();
+        }
+        let [method, url, authorization, origin, body, mcp_method, mcp_name] =
+            strings.map(|s| s.ok().flatten());
+        decide_fast(
+            method.unwrap_or_default(),
+            url.unwrap_or_default(),
+            authorization,
+            origin,
+            resuming,
+            body_of(body_state, body),
+            mcp_method,
+            mcp_name,
+        )
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn decide_fast(
+    method: &str,
+    url: &str,
+    authorization: Option<&str>,
+    origin: Option<&str>,
+    resuming: bool,
+    body: Body<'_>,
+    mcp_method: Option<&str>,
+    mcp_name: Option<&str>,
+) -> String {
+    let Some((path, query)) = crate::router::split_request_url(url) else {
         return r#"{"x":1}"#.into();
     };
     let info = RequestInfo {
         method,
-        path: &path,
-        query: query.as_deref(),
-        authorization: authorization.as_deref(),
-        origin: origin.as_deref(),
-        body: body_of(body_state, body.as_deref()),
-        mcp_method: mcp_method.as_deref(),
-        mcp_name: mcp_name.as_deref(),
+        path,
+        query,
+        authorization,
+        origin,
+        body,
+        mcp_method,
+        mcp_name,
         resuming,
     };
     match with_auth(|a| (a.check(&info, now()), a.log_level())) {

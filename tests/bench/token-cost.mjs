@@ -20,12 +20,12 @@ import { root } from "../e2e/lib/rig.mjs";
 import {
   initSync,
   edge_init as init,
-  edge_fast as fast,
   edge_authorize as authorize,
   edge_complete as complete,
   edge_accept as accept,
   edge_key as keyFor,
 } from "../../build/mcp_edge_auth.js";
+import { bind, fast } from "../../src/crossing.mjs";
 
 const arg = (name, dflt) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -50,7 +50,7 @@ const port = server.address().port;
 
 const issuer = "https://auth.example.com/";
 const resource = "http://127.0.0.1:1/mcp";
-initSync({ module: readFileSync(path.join(root, "build/mcp_edge_auth_bg.wasm")) });
+bind(initSync({ module: readFileSync(path.join(root, "build/mcp_edge_auth_bg.wasm")) }));
 init({
   ORIGIN_URL: "http://127.0.0.1:2",
   RESOURCE_URL: resource,
