@@ -276,18 +276,14 @@ impl Authorizer {
         }
         let hash = cache::hash(token);
         if let Some(p) = self.cache.get(&hash, now, self.cfg.leeway) {
-            let p = p.clone();
-            return self.admit(req, &p);
+            return self.admit(req, p);
         }
         if self.refused.get(&hash, now, 0).is_some() {
             return Err(bad_signature());
         }
         if let Some(intro) = &self.cfg.introspection {
             match self.introspected.get(&hash, now, self.cfg.leeway) {
-                Some(Introspected::Active { principal, .. }) => {
-                    let p = principal.clone();
-                    return self.admit(req, &p);
-                }
+                Some(Introspected::Active { principal, .. }) => return self.admit(req, principal),
                 Some(Introspected::Refused { error, .. }) => return Err(error.clone()),
                 None => {}
             }

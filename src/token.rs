@@ -108,8 +108,9 @@ pub fn bearer(authorization: Option<&str>) -> Result<&str, Error> {
             "the Authorization header has no bearer token".into(),
         ));
     }
-    // Bytes, not chars: this runs on every request.
-    if token.bytes().any(|b| matches!(b, b',' | b' ' | b'\t')) {
+    // Bytes, not chars, and a table: this runs on every request. A JWT (base64url and
+    // dots) passes in one look per byte; anything else is searched for separators.
+    if !jwt_alphabet(token) && token.bytes().any(|b| matches!(b, b',' | b' ' | b'\t')) {
         return Err(Error::InvalidRequest(
             "send exactly one bearer token in one Authorization header".into(),
         ));
@@ -120,6 +121,22 @@ pub fn bearer(authorization: Option<&str>) -> Result<&str, Error> {
         )));
     }
     Ok(token)
+}
+
+/// Bytes a compact JWS may hold: the base64url alphabet and `.`.
+const JWT_BYTES: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric() || c == b'-' || c == b'_' || c == b'.';
+        b += 1;
+    }
+    t
+};
+
+fn jwt_alphabet(token: &str) -> bool {
+    token.bytes().all(|b| JWT_BYTES[b as usize])
 }
 
 fn b64(segment: &str, what: &str) -> Result<Vec<u8>, Error> {
@@ -135,10 +152,7 @@ pub fn parse<'a>(token: &'a str, algorithms: &[Algorithm]) -> Result<Jwt<'a>, Er
             "token longer than {MAX_TOKEN_BYTES} bytes"
         )));
     }
-    if !token
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-    {
+    if !jwt_alphabet(token) {
         return Err(Error::InvalidToken(
             "the token has characters outside base64url".into(),
         ));
