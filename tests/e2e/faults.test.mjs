@@ -8,6 +8,11 @@ import assert from "node:assert/strict";
 import http from "node:http";
 import * as rig from "./lib/rig.mjs";
 
+// Every request in this file gives up after 20 s (a test that sets its own signal
+// keeps it): a hang fails its own test with a clear message instead of running into
+// the file's timeout and taking the tests after it down too.
+const fetch = (url, init = {}) => globalThis.fetch(url, { signal: AbortSignal.timeout(20_000), ...init });
+
 let downHits = 0;
 let base, broken, nodisc, bigjwks, stale, keys, upstream, jwksFails = true, jwksHits = 0, servedJwks;
 let staleUp = true, staleHits = 0, staleKeys, staleServer;
@@ -123,6 +128,7 @@ before(async () => {
 });
 
 after(async () => {
+  upstream?.closeAllConnections();
   upstream?.close();
   staleServer?.closeAllConnections();
   staleServer?.close();
@@ -277,8 +283,22 @@ test("an origin that dies mid-stream: the client sees the stream end, the worker
   }
   assert.match(text, /"data":"one"/, "the event sent before the origin died arrived");
   assert.ok(!/Timeout|Abort/.test(ended), `the stream ended (${ended}) and did not hang until the client gave up`);
-  const prm = await fetch(`${base}/.well-known/oauth-protected-resource`);
-  assert.equal(prm.status, 200, "the worker answers the next request");
+  // The worker answers the next request. Under wrangler dev (these tests), a request
+  // sent right after such a stream is now and then never answered: in a loop of this
+  // test's three requests, 2 of 900 on a reused connection and 1 of 228 on a new one,
+  // while the same build run directly under workerd (as tests/bench runs it) answered
+  // 1,600 of 1,600. So: a short timeout and up to three tries.
+  let status = "no answer";
+  for (let attempt = 1; attempt <= 3 && status !== 200; attempt++) {
+    try {
+      const prm = await fetch(`${base}/.well-known/oauth-protected-resource`, { signal: AbortSignal.timeout(5_000) });
+      status = prm.status;
+      await prm.body?.cancel();
+    } catch (e) {
+      status = `${e.name} on try ${attempt}`;
+    }
+  }
+  assert.equal(status, 200, "the worker answers the next request");
 });
 
 test("JWKS rotation: a new kid is picked up on first sight; a removed key is refused after the refresh", async () => {
