@@ -12,6 +12,8 @@
 // DevTools), and a summary of where the time went (self time by function, and by
 // kind: wasm, JS, runtime) in target/bench/profile.md. Profiled figures carry the
 // profiler's overhead: compare them with each other, not with unprofiled runs.
+// BENCH_V8_FLAGS="--flag ..." passes V8 flags to workerd (experiments only; e.g.
+// --no-liftoff changed nothing: the hot wasm is optimised code either way).
 //
 // --memory: each of mcp-edge-auth, the jose authorizer and the JS pass-through runs
 // alone in its own workerd process; every round sends it reused, fresh and invalid
