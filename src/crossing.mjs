@@ -1,13 +1,15 @@
-// The hot crossing into the module: one call per decision. The request's strings are
+// The synchronous crossings into the module, one call each. The request's strings are
 // written as UTF-8, one after the other, into a buffer the module lends
-// (`edge_input`), and `edge_fast` gets their lengths as numbers (-1: absent). Passed
-// as wasm-bindgen string arguments, each string would cost a call into the module to
-// allocate it and a copy loop in JS: on this path, more than the decision itself.
-import { edge_input as input, edge_fast as fastIn } from "../build/mcp_edge_auth.js";
+// (`edge_input`), and `edge_fast` / `edge_complete` get their lengths as numbers (-1:
+// absent). Passed as wasm-bindgen string arguments, each string would cost a call
+// into the module to allocate it and a copy loop in JS: on this path, more than the
+// decision itself.
+import { edge_input as input, edge_fast as fastIn, edge_complete as completeIn } from "../build/mcp_edge_auth.js";
 
 const encoder = new TextEncoder();
 let memory = null; // the module's WebAssembly.Memory
 let view = new Uint8Array(0); // the lent buffer; empty once the memory grows (detached)
+const lengths = new Int32Array(7);
 
 /** Hand over the module's exports, as `initSync` returns them. */
 export function bind(exports) {
@@ -15,15 +17,20 @@ export function bind(exports) {
   view = new Uint8Array(0);
 }
 
-function put(s, at) {
-  return encoder.encodeInto(s, view.subarray(at)).written;
+let at = 0; // where the next string goes
+
+function put(i, s) {
+  if (s == null) {
+    lengths[i] = -1;
+    return;
+  }
+  const n = encoder.encodeInto(s, view.subarray(at)).written;
+  lengths[i] = n;
+  at += n;
 }
 
-/**
- * Decide an MCP request (src/glue.rs `fast`): the decision's wire string. The body and
- * the MCP headers only once a decision asked for them.
- */
-export function fast(method, url, authorization, origin, resuming, bodyState = 0, body, mcpMethod, mcpName) {
+// Write the strings (null or undefined: absent) and set `lengths`.
+function write(method, url, authorization, origin, body, mcpMethod, mcpName) {
   // encodeInto writes at most 3 bytes per UTF-16 unit.
   let need = 3 * (method.length + url.length);
   if (authorization != null) need += 3 * authorization.length;
@@ -33,23 +40,32 @@ export function fast(method, url, authorization, origin, resuming, bodyState = 0
   if (mcpName != null) need += 3 * mcpName.length;
   if (view.byteLength < need) {
     const size = Math.max(need, 4096);
-    const at = input(size); // may grow the memory: read its buffer after
-    view = new Uint8Array(memory.buffer, at, size);
+    const start = input(size); // may grow the memory: read its buffer after
+    view = new Uint8Array(memory.buffer, start, size);
   }
-  let at = 0;
-  const m = put(method, at);
-  at += m;
-  const u = put(url, at);
-  at += u;
-  let a = -1;
-  if (authorization != null) at += a = put(authorization, at);
-  let o = -1;
-  if (origin != null) at += o = put(origin, at);
-  let b = -1;
-  if (body != null) at += b = put(body, at);
-  let mm = -1;
-  if (mcpMethod != null) at += mm = put(mcpMethod, at);
-  let mn = -1;
-  if (mcpName != null) mn = put(mcpName, at);
-  return fastIn(m, u, a, o, resuming, bodyState, b, mm, mn);
+  at = 0;
+  put(0, method);
+  put(1, url);
+  put(2, authorization);
+  put(3, origin);
+  put(4, body);
+  put(5, mcpMethod);
+  put(6, mcpName);
+}
+
+/**
+ * Decide an MCP request (src/glue.rs `fast`): the decision's wire string. The body and
+ * the MCP headers only once a decision asked for them.
+ */
+export function fast(method, url, authorization, origin, resuming, bodyState = 0, body, mcpMethod, mcpName) {
+  write(method, url, authorization, origin, body, mcpMethod, mcpName);
+  const l = lengths;
+  return fastIn(l[0], l[1], l[2], l[3], resuming, bodyState, l[4], l[5], l[6]);
+}
+
+/** Finish a signature check (src/glue.rs `complete`): the same request again. */
+export function complete(handle, verified, method, url, authorization, origin, resuming, bodyState = 0, body, mcpMethod, mcpName) {
+  write(method, url, authorization, origin, body, mcpMethod, mcpName);
+  const l = lengths;
+  return completeIn(handle, verified, l[0], l[1], l[2], l[3], resuming, bodyState, l[4], l[5], l[6]);
 }

@@ -21,14 +21,13 @@ import {
   edge_respond as respond,
   edge_origin_failure as origin_failure,
   edge_strip_headers as strip_headers,
-  edge_complete as complete,
   edge_accept as accept,
   edge_key as keyFor,
   edge_filter_json as filterJson,
   edge_rate_limited as rateLimited,
   EdgeSseFilter,
 } from "../build/mcp_edge_auth.js";
-import { bind, fast } from "./crossing.mjs";
+import { bind, complete, fast } from "./crossing.mjs";
 
 bind(initSync({ module: wasmModule }));
 
@@ -158,15 +157,8 @@ function log(line, status) {
 const cryptoKeys = new Map();
 const encoder = new TextEncoder();
 
-// The runtime's own base64url decoder where it has one (workerd does), else atob.
-const base64url = Uint8Array.fromBase64
-  ? (s) => Uint8Array.fromBase64(s, { alphabet: "base64url" })
-  : (s) => {
-      const bin = atob(s.replace(/-/g, "+").replace(/_/g, "/"));
-      const out = new Uint8Array(bin.length);
-      for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
-      return out;
-    };
+// The runtime's base64url decoder (workerd's V8 has Uint8Array.fromBase64).
+const base64url = (s) => Uint8Array.fromBase64(s, { alphabet: "base64url" });
 
 // Check the signature a decision names; any failure is "does not verify".
 async function verified(d, authorization) {

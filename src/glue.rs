@@ -196,8 +196,8 @@ impl Parts {
         }
     }
 
-    /// The arguments of [`authorize`] and [`complete`], owned; `None` for a URL the
-    /// runtime would not send.
+    /// The arguments of [`authorize`], owned; `None` for a URL the runtime would not
+    /// send.
     #[allow(clippy::too_many_arguments)]
     fn new(
         method: String,
@@ -287,49 +287,6 @@ pub fn accept(handle: u32) {
     }
 }
 
-/// Finish a request once the JS entry has checked its signature with WebCrypto, when
-/// no decision came with it or the signature failed. The request's arguments are
-/// those of [`fast`] again.
-#[allow(clippy::too_many_arguments)]
-#[wasm_bindgen(js_name = edge_complete)]
-pub fn complete(
-    handle: u32,
-    verified: bool,
-    method: String,
-    url: &str,
-    authorization: Option<String>,
-    origin: Option<String>,
-    resuming: bool,
-    body_state: u8,
-    body: Option<String>,
-    mcp_method: Option<String>,
-    mcp_name: Option<String>,
-) -> String {
-    let Some(parts) = Parts::new(
-        method,
-        url,
-        authorization,
-        origin,
-        resuming,
-        body_state,
-        body,
-        mcp_method,
-        mcp_name,
-    ) else {
-        return r#"{"x":1}"#.into();
-    };
-    let Some(pending) = PENDING.with(|p| p.borrow_mut().waiting.remove(&handle)) else {
-        return config_failure(&Error::KeysUnavailable(
-            "the signature check was abandoned".into(),
-        ));
-    };
-    let info = parts.info();
-    match with_auth(|a| (a.complete(&info, &pending, verified, now()), a.log_level())) {
-        Ok((d, level)) => d.to_wire(level),
-        Err(e) => config_failure(&e),
-    }
-}
-
 /// A key for the JS entry to import into WebCrypto (`{"jwk", "import"}`), or `""`.
 #[wasm_bindgen(js_name = edge_key)]
 pub fn key(id: &str, alg: &str) -> String {
@@ -358,12 +315,9 @@ pub fn input(len: usize) -> usize {
 }
 
 /// Decide an MCP request without I/O. See [`Decision::to_wire`]. The request's
-/// strings are in the [`input`] buffer, one after the other: method, URL,
-/// `Authorization`, `Origin`, body, `Mcp-Method`, `Mcp-Name`; the arguments are their
-/// lengths in bytes, -1 for an absent one. Passing them so costs one call into the
-/// module; a string argument would cost a call (to allocate) and a copy loop each.
-/// The body and the MCP headers come only in a second call, after a decision asked
-/// for them (`{"b": max}`); `body_state` is as in [`body_of`].
+/// strings are in the [`input`] buffer (see [`read_request`]). The body and the MCP
+/// headers come only in a second call, after a decision asked for them
+/// (`{"b": max}`); `body_state` is as in [`body_of`].
 #[allow(clippy::too_many_arguments)]
 #[wasm_bindgen(js_name = edge_fast)]
 pub fn fast(
@@ -376,6 +330,76 @@ pub fn fast(
     body: i32,
     mcp_method: i32,
     mcp_name: i32,
+) -> String {
+    let lengths = [
+        method,
+        url,
+        authorization,
+        origin,
+        body,
+        mcp_method,
+        mcp_name,
+    ];
+    read_request(lengths, resuming, body_state, |info| {
+        match with_auth(|a| (a.check(info, now()), a.log_level())) {
+            Ok((Decision::Verify(p), _)) => hand_to_js(p, info),
+            Ok((d, level)) => d.to_wire(level),
+            Err(e) => config_failure(&e),
+        }
+    })
+}
+
+/// Finish a request once the JS entry has checked its signature with WebCrypto, when
+/// no decision came with it or the signature failed. The request is written into the
+/// [`input`] buffer again, as for [`fast`].
+#[allow(clippy::too_many_arguments)]
+#[wasm_bindgen(js_name = edge_complete)]
+pub fn complete(
+    handle: u32,
+    verified: bool,
+    method: i32,
+    url: i32,
+    authorization: i32,
+    origin: i32,
+    resuming: bool,
+    body_state: u8,
+    body: i32,
+    mcp_method: i32,
+    mcp_name: i32,
+) -> String {
+    let Some(pending) = PENDING.with(|p| p.borrow_mut().waiting.remove(&handle)) else {
+        return config_failure(&Error::KeysUnavailable(
+            "the signature check was abandoned".into(),
+        ));
+    };
+    let lengths = [
+        method,
+        url,
+        authorization,
+        origin,
+        body,
+        mcp_method,
+        mcp_name,
+    ];
+    read_request(lengths, resuming, body_state, |info| {
+        match with_auth(|a| (a.complete(info, &pending, verified, now()), a.log_level())) {
+            Ok((d, level)) => d.to_wire(level),
+            Err(e) => config_failure(&e),
+        }
+    })
+}
+
+/// The request the JS entry wrote into the [`input`] buffer: method, URL,
+/// `Authorization`, `Origin`, body, `Mcp-Method`, `Mcp-Name`, UTF-8, one after the
+/// other; `lengths` in bytes, -1 for an absent one. Passing them so costs one call into
+/// the module; a string argument would cost a call (to allocate) and a copy loop each.
+/// Lengths that do not fit the buffer (never, from `src/crossing.mjs`) or a URL the
+/// runtime would not send answer `{"x":1}`: the route handler then serves it.
+fn read_request(
+    lengths: [i32; 7],
+    resuming: bool,
+    body_state: u8,
+    decide: impl FnOnce(&RequestInfo<'_>) -> String,
 ) -> String {
     INPUT.with(|input| {
         let input = input.borrow();
@@ -391,64 +415,27 @@ pub fn fast(
             rest = tail;
             std::str::from_utf8(s).map(Some).map_err(|_| ())
         };
-        let strings = [
-            method,
-            url,
-            authorization,
-            origin,
-            body,
-            mcp_method,
-            mcp_name,
-        ]
-        .map(&mut next);
+        let strings = lengths.map(&mut next);
         if strings.iter().any(Result::is_err) {
             return r#"{"x":1}"#.to_string();
         }
         let [method, url, authorization, origin, body, mcp_method, mcp_name] =
             strings.map(|s| s.ok().flatten());
-        decide_fast(
-            method.unwrap_or_default(),
-            url.unwrap_or_default(),
+        let Some((path, query)) = crate::router::split_request_url(url.unwrap_or_default()) else {
+            return r#"{"x":1}"#.to_string();
+        };
+        decide(&RequestInfo {
+            method: method.unwrap_or_default(),
+            path,
+            query,
             authorization,
             origin,
-            resuming,
-            body_of(body_state, body),
+            body: body_of(body_state, body),
             mcp_method,
             mcp_name,
-        )
+            resuming,
+        })
     })
-}
-
-#[allow(clippy::too_many_arguments)]
-fn decide_fast(
-    method: &str,
-    url: &str,
-    authorization: Option<&str>,
-    origin: Option<&str>,
-    resuming: bool,
-    body: Body<'_>,
-    mcp_method: Option<&str>,
-    mcp_name: Option<&str>,
-) -> String {
-    let Some((path, query)) = crate::router::split_request_url(url) else {
-        return r#"{"x":1}"#.into();
-    };
-    let info = RequestInfo {
-        method,
-        path,
-        query,
-        authorization,
-        origin,
-        body,
-        mcp_method,
-        mcp_name,
-        resuming,
-    };
-    match with_auth(|a| (a.check(&info, now()), a.log_level())) {
-        Ok((Decision::Verify(p), _)) => hand_to_js(p, &info),
-        Ok((d, level)) => d.to_wire(level),
-        Err(e) => config_failure(&e),
-    }
 }
 
 /// Decide an MCP request, doing the I/O [`fast`] could not. Same arguments.

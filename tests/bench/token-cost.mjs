@@ -21,11 +21,10 @@ import {
   initSync,
   edge_init as init,
   edge_authorize as authorize,
-  edge_complete as complete,
   edge_accept as accept,
   edge_key as keyFor,
 } from "../../build/mcp_edge_auth.js";
-import { bind, fast } from "../../src/crossing.mjs";
+import { bind, complete, fast } from "../../src/crossing.mjs";
 
 const arg = (name, dflt) => {
   const i = process.argv.indexOf(`--${name}`);
