@@ -327,9 +327,9 @@ ${names.map((n) => workers[n][1]).join("\n")}
   }
   lines.push("");
   const s = sizes(bundles.edge);
-  const kb = (n) => `${(n / 1024).toFixed(0)} KiB`;
+  const kb = (n) => `${(n / 1024).toFixed(1)} KiB`;
   if (PROFILE.size) lines.push("Profiled run: the build keeps its wasm names and the JS is not minified, so the sizes below are not the shipped ones.");
-  lines.push(`Bundle (mcp-edge-auth, as wrangler deploys it): wasm ${kb(s.wasmRaw)} raw / ${kb(s.wasmGz)} gzip; JS ${kb(s.jsRaw)} raw / ${kb(s.jsGz)} gzip; total ${kb(s.gz)} gzip.`);
+  lines.push(`Bundle (mcp-edge-auth, as wrangler deploys it): wasm ${kb(s.wasmRaw)} raw / ${kb(s.wasmGz)} gzip; JS ${kb(s.jsRaw)} raw / ${kb(s.jsGz)} gzip; total ${kb(s.gz)} gzip (${s.gz} bytes).`);
   const rs = sizes(bundles["rs-passthrough"]);
   lines.push(`Bundle (workers-rs pass-through): total ${kb(rs.gz)} gzip. jose authorizer: ${kb(sizes(bundles.jose).gz)} gzip.`);
   lines.push(`workerd start-up to the edge worker's first answer: ${startup} ms (process start, four workers).`);
@@ -369,11 +369,28 @@ async function profiled(inspector, service, label, measure) {
   return r;
 }
 
+// What a wasm function's (demangled) name says it is part of, first match wins.
+const WASM_AREAS = [
+  [/sha2/, "SHA-256"],
+  [/base64/, "base64"],
+  [/serde_json::ser|Serializer|serialize/, "serde: writing JSON"],
+  [/serde|Deserializ|deserialize/, "serde: reading JSON"],
+  [/dlmalloc|__rdl|__rust_alloc|alloc::|raw_vec|drop_in_place|RawVec/, "allocation"],
+  [/memcpy|memcmp|memset|copy_from_slice|memchr/, "memory copies and compares"],
+  [/fmt::|Formatter|write_str|format/, "formatting"],
+  [/hashbrown|Hasher|hash::/, "hash maps"],
+  [/mcp_edge_auth::token/, "mcp_edge_auth::token"],
+  [/mcp_edge_auth::authorizer/, "mcp_edge_auth::authorizer"],
+  [/mcp_edge_auth::/, "mcp_edge_auth, other modules"],
+  [/wasm_bindgen|__wbg|wbindgen|shim/, "wasm-bindgen glue"],
+];
+
 /** Self time by function and by kind, per request, from a V8 CPU profile. */
 function summarise(label, profile, requests) {
   const byNode = new Map(profile.nodes.map((n) => [n.id, n]));
   const self = new Map();
   const kinds = new Map();
+  const areas = new Map();
   let total = 0;
   profile.samples.forEach((id, i) => {
     const dt = profile.timeDeltas[i] || 0;
@@ -384,6 +401,10 @@ function summarise(label, profile, requests) {
     total += dt;
     self.set(name, (self.get(name) || 0) + dt);
     kinds.set(kind, (kinds.get(kind) || 0) + dt);
+    if (kind === "wasm") {
+      const area = (WASM_AREAS.find(([re]) => re.test(functionName)) || [null, "other"])[1];
+      areas.set(area, (areas.get(area) || 0) + dt);
+    }
   });
   const perRequest = (us) => (us / requests).toFixed(1);
   const rows = (m, n) =>
@@ -391,7 +412,7 @@ function summarise(label, profile, requests) {
       .sort((a, b) => b[1] - a[1])
       .slice(0, n)
       .map(([k, us]) => `| ${k.replace(/\|/g, "\\|").slice(0, 120)} | ${perRequest(us)} | ${((100 * us) / total).toFixed(1)}% |`);
-  return [`### ${label}: ${requests} requests, ${(total / 1000).toFixed(0)} ms sampled`, "", "| kind | µs per request | share |", "|---|---|---|", ...rows(kinds, 12), "", "| function (self time) | µs per request | share |", "|---|---|---|", ...rows(self, 30), ""].join("\n");
+  return [`### ${label}: ${requests} requests, ${(total / 1000).toFixed(0)} ms sampled`, "", "| kind | µs per request | share |", "|---|---|---|", ...rows(kinds, 12), "", "| wasm, by area (function names) | µs per request | share |", "|---|---|---|", ...rows(areas, 16), "", "| function (self time) | µs per request | share |", "|---|---|---|", ...rows(self, 30), ""].join("\n");
 }
 
 /** Each worker alone in its own workerd, RSS after every round of mixed load. */
