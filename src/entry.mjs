@@ -1,6 +1,7 @@
 // The Worker's entry: thin on purpose. Crossing from JS into wasm costs more than a
-// JWT check, so the hot path crosses once: `fast()` takes four strings and answers
-// one (written into the module's memory in one go: src/crossing.mjs). Every decision is made in Rust (src/authorizer.rs); this file only moves
+// JWT check, so the hot path crosses once: `fast()` takes four strings (written into
+// the module's memory in one go: src/crossing.mjs) and answers one. Every decision is
+// made in Rust (src/authorizer.rs); this file only moves
 // bytes: it forwards allowed MCP requests (bodies stream, never buffered), turns the
 // decisions' replies into Responses, and, when a decision asks for it, runs the one
 // `crypto.subtle.verify` Rust chose (key, algorithm, bytes). A token never seen
