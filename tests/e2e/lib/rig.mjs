@@ -9,16 +9,32 @@ import * as jose from "jose";
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
 const children = new Set();
 
-export async function freePort() {
-  return new Promise((resolve, reject) => {
+// Ports are handed out below the kernel's ephemeral range (32768 and up on
+// Linux): a port taken with listen(0) and released can be claimed again, before
+// its owner binds it, by any socket that asks the kernel for one (wrangler's and
+// workerd's own listeners, outbound connections). That race failed a CI run with
+// EADDRINUSE. Each process starts at its own offset and never repeats a port;
+// each candidate is checked free by binding it.
+const PORT_LOW = 20000;
+const PORT_SPAN = 12000;
+let nextPort = PORT_LOW + ((process.pid * 97) % PORT_SPAN);
+
+function canListen(port) {
+  return new Promise((resolve) => {
     const s = net.createServer();
     s.unref();
-    s.on("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
+    s.once("error", () => resolve(false));
+    s.listen(port, "127.0.0.1", () => s.close(() => resolve(true)));
   });
+}
+
+export async function freePort() {
+  for (let tries = 0; tries < PORT_SPAN; tries++) {
+    const port = nextPort;
+    nextPort = PORT_LOW + ((nextPort - PORT_LOW + 1) % PORT_SPAN);
+    if (await canListen(port)) return port;
+  }
+  throw new Error(`no free port in ${PORT_LOW}-${PORT_LOW + PORT_SPAN - 1}`);
 }
 
 /** Build the wasm once, before any worker starts (wrangler's own build is then a no-op). */
