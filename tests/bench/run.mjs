@@ -20,8 +20,10 @@
 // tokens (REQUESTS of each, 64 connections) and records the process's RSS, so the
 // growth of each worker can be read against the baselines'.
 //
-// Every cell runs once per round, the rounds interleaved, and the table shows the
-// median of the rounds (a single run on two shared cores moves by 20% or more).
+// Every cell runs once per round, the rounds interleaved (even rounds in reverse
+// order), and the table shows the median of the rounds (a single run on two shared
+// cores moves by 20% or more); each round's ratio against the jose twin is printed
+// below the table.
 //
 // Variants, all against the same origin (tests/bench/origin.mjs):
 //   direct          wrk straight to the origin
@@ -270,7 +272,10 @@ ${names.map((n) => workers[n][1]).join("\n")}
       // edge-fresh and jose-fresh share a slice no run has sent before (they are different workers)
       writeFileSync(files.fresh, fresh.slice(freshOffset, freshOffset + REQUESTS + 50).join("\n") + "\n");
       freshOffset += REQUESTS + 50;
-      for (const [name, port, mode, file] of variants) {
+      // Odd rounds run the variants in the listed order, even rounds reversed, so a
+      // drift over the run (heaps filling, the machine's other load) weighs on no
+      // variant more than its twin.
+      for (const [name, port, mode, file] of round % 2 ? variants : [...variants].reverse()) {
         await wrk(port, { mode: mode === "fresh" ? "cycle" : mode, tokensFile: mode === "fresh" ? files.reused : file, connections: c, requests: WARMUP });
         const measure = () => wrk(port, { mode, tokensFile: file, connections: c, requests: REQUESTS });
         const service = Object.keys(ports).find((k) => ports[k] === port);
@@ -313,19 +318,38 @@ ${names.map((n) => workers[n][1]).join("\n")}
   // Report.
   const cpu = os.cpus()[0]?.model || "unknown CPU";
   const lines = [];
-  lines.push(`Machine: ${os.cpus().length} cores (${cpu}), ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, ${os.type()} ${os.release()}; workerd ${sh(path.join(root, "node_modules/.bin/workerd"), ["--version"]).trim()}; wrk 2 threads; ${REQUESTS} requests per cell after ${WARMUP} warm-up, median of ${ROUNDS} interleaved rounds; ${new Date().toISOString().slice(0, 10)}.`);
+  lines.push(`Machine: ${os.cpus().length} cores (${cpu}), ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, ${os.type()} ${os.release()}; workerd ${sh(path.join(root, "node_modules/.bin/workerd"), ["--version"]).trim()}; wrk 2 threads; ${REQUESTS} requests per cell after ${WARMUP} warm-up, median of ${ROUNDS} interleaved rounds (even rounds in reverse order); ${new Date().toISOString().slice(0, 10)}.`);
   lines.push("");
+  const twinOf = (name) => (name === "edge-policy-reused" ? "jose" : name.replace("edge", "jose").replace("jose-reused", "jose"));
   lines.push("| variant | conc. | req/s | p50 ms | p99 ms | non-2xx (all rounds) | errors | vs rs-passthrough | vs jose (same tokens) |");
   lines.push("|---|---|---|---|---|---|---|---|---|");
   for (const r of results) {
     const floor = results.find((x) => x.c === r.c && x.name === "rs-passthrough");
     const ratio = (x) => (x ? `${(r.rps / x.rps).toFixed(2)}x` : "");
-    const twin = r.name === "edge-policy-reused" ? "jose" : r.name.replace("edge", "jose").replace("jose-reused", "jose");
-    const joseTwin = results.find((x) => x.c === r.c && x.name === twin);
+    const joseTwin = results.find((x) => x.c === r.c && x.name === twinOf(r.name));
     const vsJose = r.name.startsWith("edge") ? ratio(joseTwin) : "";
     lines.push(`| ${r.name} | ${r.c} | ${r.rps.toFixed(0)} | ${(r.p50_us / 1000).toFixed(2)} | ${(r.p99_us / 1000).toFixed(2)} | ${r.non2xx} | ${r.errors} | ${ratio(floor)} | ${vsJose} |`);
   }
   lines.push("");
+  // Each round's ratio against the jose twin in that same round: how far the median
+  // ratio above can be trusted on this machine.
+  const spread = [];
+  for (const c of LEVELS) {
+    for (const [name] of variants) {
+      if (!name.startsWith("edge")) continue;
+      const per = [];
+      for (let round = 1; round <= ROUNDS; round++) {
+        const mine = runs.find((r) => r.c === c && r.round === round && r.name === name);
+        const twin = runs.find((r) => r.c === c && r.round === round && r.name === twinOf(name));
+        if (mine && twin) per.push(mine.rps / twin.rps);
+      }
+      if (per.length) spread.push(`${name} c${c}: ${per.map((x) => `${x.toFixed(2)}x`).join(" ")} (median ${median(per).toFixed(2)}x)`);
+    }
+  }
+  if (spread.length) {
+    lines.push(`Per-round throughput against the jose twin (round by round): ${spread.join("; ")}.`);
+    lines.push("");
+  }
   const s = sizes(bundles.edge);
   const kb = (n) => `${(n / 1024).toFixed(1)} KiB`;
   if (PROFILE.size) lines.push("Profiled run: the build keeps its wasm names and the JS is not minified, so the sizes below are not the shipped ones.");
