@@ -38,6 +38,19 @@ before(async () => {
       setTimeout(() => req.socket.destroy(), 300);
       return;
     }
+    // /origin/mcp/long: an event stream that outlives ORIGIN_TIMEOUT_SECONDS (2 s):
+    // headers at once, an event every second, the fourth at 3 s.
+    if (req.url.startsWith("/origin/mcp/long")) {
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      let n = 0;
+      const send = () => {
+        n++;
+        res.write(`id: ${n}\ndata: {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"${n}"}}\n\n`);
+        if (n === 4) return res.end();
+        setTimeout(send, 1000);
+      };
+      return send();
+    }
     if (req.url.startsWith("/origin/")) return req.socket.destroy();
     // A JWKS far over the 256 KiB cap, streamed slowly: read no further than the cap.
     if (req.url === "/bigjwks") {
@@ -219,6 +232,17 @@ test("an origin that never answers gives 504 after ORIGIN_TIMEOUT_SECONDS, not a
   assert.equal(body.error.code, -32603);
   assert.match(body.error.message, /no answer within 2 s/);
   assert.ok(Date.now() - started >= 1900, "not before the timeout");
+});
+
+test("a stream that outlives ORIGIN_TIMEOUT_SECONDS runs on: the timeout covers the response headers only", async () => {
+  const t = await token();
+  const started = Date.now();
+  const res = await fetch(`${base}/mcp/long`, { headers: { authorization: `Bearer ${t}`, accept: "text/event-stream" }, signal: AbortSignal.timeout(20_000) });
+  assert.equal(res.status, 200);
+  const text = await res.text();
+  const events = [...text.matchAll(/"data":"(\d)"/g)].map((m) => m[1]);
+  assert.deepEqual(events, ["1", "2", "3", "4"], text);
+  assert.ok(Date.now() - started >= 2900, "the last event came after the 2 s timeout");
 });
 
 test("metadata naming another issuer is a configuration error that says so", async () => {
