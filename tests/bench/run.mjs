@@ -13,7 +13,8 @@
 // kind: wasm, JS, runtime) in target/bench/profile.md. Profiled figures carry the
 // profiler's overhead: compare them with each other, not with unprofiled runs.
 // BENCH_V8_FLAGS="--flag ..." passes V8 flags to workerd (experiments only; e.g.
-// --no-liftoff changed nothing: the hot wasm is optimised code either way).
+// --no-liftoff changed nothing: the hot wasm is optimised code either way); what
+// workerd printed (e.g. --trace-gc) is then kept in target/bench/workerd.log.
 //
 // --memory: each of mcp-edge-auth, the jose authorizer and the JS pass-through runs
 // alone in its own workerd process; every round sends it reused, fresh and invalid
@@ -314,6 +315,7 @@ ${names.map((n) => workers[n][1]).join("\n")}
   const upstreamHits = await (await fetch(`http://127.0.0.1:${upPort}/stats`)).json();
   const memoryLine = `workerd RSS (all workers, one process): ${rssRounds.map((m) => m.toFixed(0)).join(" -> ")} MiB at start and after each round; ${requestsSent} requests in all.`;
   await stopAll();
+  if (process.env.BENCH_V8_FLAGS) writeFileSync(path.join(out, "workerd.log"), workerd.output);
 
   // Report.
   const cpu = os.cpus()[0]?.model || "unknown CPU";
