@@ -42,8 +42,8 @@ async function registrations(name) {
   return stats.registrations.filter((r) => r.client_name === `CIMD ${name}`);
 }
 
-/** The worker's CIMD log events of one kind. */
-function events(kind) {
+/** The worker's CIMD log events of one kind, as printed so far. */
+function printed(kind) {
   return worker.output
     .split("\n")
     .filter((l) => l.startsWith("{"))
@@ -55,6 +55,22 @@ function events(kind) {
       }
     })
     .filter((e) => e.event === kind);
+}
+
+/**
+ * The worker's log events of one kind that `match`, once at least `atLeast` of them
+ * are printed (or 5 s have passed). A log line reaches this process through wrangler's
+ * stdout, after the HTTP answer it belongs to: read at once, it is sometimes not there
+ * yet (that failed a CI run). After the wait, a further 300 ms lets a line that should
+ * not be there show up, so counts are checked against everything printed.
+ */
+async function events(kind, match = () => true, atLeast = 1) {
+  const deadline = Date.now() + 5000;
+  while (printed(kind).filter(match).length < atLeast && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  await new Promise((r) => setTimeout(r, 300));
+  return printed(kind).filter(match);
 }
 
 function authorizeUrl(clientId, redirectUri, extra = {}) {
@@ -141,7 +157,7 @@ test("the TypeScript SDK client with a clientMetadataUrl completes the flow and 
   assert.equal(regs.length, 1, "one upstream client registered");
   assert.deepEqual(regs[0].redirect_uris, [callback(1)]);
   assert.notEqual(regs[0].client_id, docUrl("sdk"));
-  assert.equal(events("cimd_registered").filter((e) => e.client_id === docUrl("sdk")).length, 1);
+  assert.equal((await events("cimd_registered", (e) => e.client_id === docUrl("sdk"))).length, 1);
 
   const second = new HeadlessProvider({ redirectUrl: callback(1), clientMetadataUrl: docUrl("sdk") });
   const again = await connect(`${base}/mcp`, second);
@@ -187,7 +203,7 @@ test("a changed document registers a new upstream client; tokens of the old one 
   const body = await r.json();
   assert.equal(r.status, 200, JSON.stringify(body));
   assert.ok(body.access_token);
-  const retries = events("cimd_retry").filter((e) => e.client_id === docUrl("mutable"));
+  const retries = await events("cimd_retry", (e) => e.client_id === docUrl("mutable"));
   assert.deepEqual(retries.map((e) => e.detail), [regs[1].client_id], "the new client was tried first");
 });
 
@@ -257,12 +273,12 @@ test("a client registered concurrently elsewhere: new flows use the earliest rec
   // The code issued to A: B is tried first (invalid_grant), then A.
   const [status, tokens] = await redeem(withA.code);
   assert.equal(status, 200, JSON.stringify(tokens));
-  assert.deepEqual(events("cimd_retry").filter((e) => e.client_id === docUrl("dup")).map((e) => e.detail), [b.client_id]);
+  assert.deepEqual((await events("cimd_retry", (e) => e.client_id === docUrl("dup"))).map((e) => e.detail), [b.client_id]);
   // A new flow goes through B, the earliest record, and redeems at the first try.
   const withB = await followToRedirect(authorizeUrl(docUrl("dup"), callback(1)), callback(1));
   const [status2, tokens2] = await redeem(withB.code);
   assert.equal(status2, 200, JSON.stringify(tokens2));
-  assert.equal(events("cimd_retry").filter((e) => e.client_id === docUrl("dup")).length, 1, "no retry for B's code");
+  assert.equal((await events("cimd_retry", (e) => e.client_id === docUrl("dup"), 2)).length, 1, "no retry for B's code");
   assert.equal((await registrations("dup")).length, 1, "nothing registered again");
 });
 
@@ -300,7 +316,7 @@ test("documents that cannot be trusted end in a plain error, never a redirect", 
   assert.equal(fetched["/clients/sdk.json"], 1, "redirect not followed; sdk.json still cached from before");
   assert.equal((await registrations("mismatch")).length + (await registrations("big")).length, 0);
   // Each refusal is logged with its reason.
-  const refusals = events("cimd_refused").map((e) => e.detail);
+  const refusals = (await events("cimd_refused", (e) => /not its own URL|private, link-local/.test(e.detail), 2)).map((e) => e.detail);
   assert.ok(refusals.some((d) => /not its own URL/.test(d)), refusals.join("\n"));
   assert.ok(refusals.some((d) => /private, link-local/.test(d)), refusals.join("\n"));
 });
