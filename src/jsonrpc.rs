@@ -136,6 +136,15 @@ fn message(w: WireMessage<'_>) -> Result<Message, Error> {
             }
         };
     }
+    if w.id
+        .as_ref()
+        .is_some_and(|id| IdKey::of(id) == IdKey::Invalid)
+    {
+        return Err(rpc(
+            INVALID_REQUEST,
+            "Invalid Request: an id must be a string, a number or null",
+        ));
+    }
     Ok(Message {
         id: w.id,
         method,
@@ -145,15 +154,37 @@ fn message(w: WireMessage<'_>) -> Result<Message, Error> {
 
 /// Read what a POST body asks for. A body that is not JSON is a parse error
 /// (-32700); JSON that is not a message or a non-empty batch of messages is an
-/// invalid request (-32600).
+/// invalid request (-32600): a batch item that is not an object (a nested array
+/// included), an `id` that is not a string, a number or null, and a batch whose
+/// requests repeat an id (as JSON-RPC means ids: `1`, `1.0` and `1e0` are one id),
+/// since answers could then not be told apart.
 pub fn inspect(body: &str) -> Result<Body, Error> {
     let trimmed = body.trim_start();
     if trimmed.starts_with('[') {
-        let items: Vec<WireMessage<'_>> = serde_json::from_str(body).map_err(|e| classify(&e))?;
+        let items: Vec<&RawValue> = serde_json::from_str(body).map_err(|e| classify(&e))?;
         if items.is_empty() {
             return Err(rpc(INVALID_REQUEST, "Invalid Request: an empty batch"));
         }
-        let messages = items.into_iter().map(message).collect::<Result<_, _>>()?;
+        let mut messages: Vec<Message> = Vec::with_capacity(items.len());
+        let mut seen = std::collections::HashSet::new();
+        for raw in items {
+            if !raw.get().starts_with('{') {
+                return Err(rpc(
+                    INVALID_REQUEST,
+                    "Invalid Request: every batch item must be a JSON-RPC message (an object)",
+                ));
+            }
+            let m = message(serde_json::from_str(raw.get()).map_err(|e| classify(&e))?)?;
+            if let (Some(_), Some(id)) = (&m.method, &m.id) {
+                if !seen.insert(IdKey::of(id)) {
+                    return Err(rpc(
+                        INVALID_REQUEST,
+                        "Invalid Request: a batch repeats a request id",
+                    ));
+                }
+            }
+            messages.push(m);
+        }
         Ok(Body {
             messages,
             batch: true,
@@ -172,6 +203,41 @@ pub fn inspect(body: &str) -> Result<Body, Error> {
     } else {
         Err(rpc(PARSE_ERROR, "Parse error: the body is not valid JSON"))
     }
+}
+
+/// A JSON-RPC id as JSON-RPC means it: strings compared exactly, numbers by value
+/// (`1`, `1.0`, `1e0` and `10E-1` are one id; `-0` is `0`), null as itself. Servers
+/// re-serialise ids, so an answer's id is matched to its request through this key.
+/// Integers beyond 2^53 may share a key: that only ever makes more answers filtered.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum IdKey {
+    Null,
+    Str(String),
+    /// The bits of the number as an `f64`, with `-0` folded onto `0`.
+    Num(u64),
+    /// Not a valid JSON-RPC id (an object, an array, a boolean).
+    Invalid,
+}
+
+impl IdKey {
+    pub fn of(id: &Value) -> IdKey {
+        match id {
+            Value::Null => IdKey::Null,
+            Value::String(s) => IdKey::Str(s.clone()),
+            Value::Number(n) => match n.as_f64() {
+                Some(f) if f == 0.0 => IdKey::Num(0),
+                Some(f) => IdKey::Num(f.to_bits()),
+                None => IdKey::Invalid,
+            },
+            _ => IdKey::Invalid,
+        }
+    }
+}
+
+/// Do two ids name the same request ([`IdKey`])? Invalid ids match nothing.
+pub fn same_id(a: &Value, b: &Value) -> bool {
+    let a = IdKey::of(a);
+    a != IdKey::Invalid && a == IdKey::of(b)
 }
 
 /// Decode an `Mcp-Method` / `Mcp-Name` value: plain visible ASCII as is, or
@@ -275,6 +341,10 @@ pub struct FilterSpec {
     /// `(request id, kind)` of each list request in the exchange.
     #[serde(default)]
     pub ids: Vec<(Value, ListKind)>,
+    /// The ids of the exchange's other requests: their answers pass as they are.
+    /// An answer matching neither list is rewritten as any list answer could be.
+    #[serde(default)]
+    pub others: Vec<Value>,
     /// Rewrite any result shaped like a list answer (resumed streams).
     #[serde(default)]
     pub any: bool,
@@ -285,40 +355,46 @@ impl FilterSpec {
     /// The spec for a request body, or `None` when it holds no list request (then no
     /// answer needs rewriting and the response streams through untouched).
     pub fn for_body(body: &Body, granted: &[String]) -> Option<FilterSpec> {
-        let ids: Vec<(Value, ListKind)> = body
-            .messages
-            .iter()
-            .filter_map(|m| {
-                let kind = ListKind::from_method(m.method.as_deref()?)?;
-                Some((m.id.clone()?, kind))
-            })
-            .collect();
+        let mut ids = Vec::new();
+        let mut others = Vec::new();
+        for m in &body.messages {
+            let (Some(method), Some(id)) = (m.method.as_deref(), m.id.as_ref()) else {
+                continue;
+            };
+            match ListKind::from_method(method) {
+                Some(kind) => ids.push((id.clone(), kind)),
+                None => others.push(id.clone()),
+            }
+        }
         (!ids.is_empty()).then(|| FilterSpec {
             ids,
+            others,
             any: false,
             granted: granted.to_vec(),
         })
     }
 
+    /// Which lists to rewrite in an answer with this id. An answer the worker cannot
+    /// attribute to a request of the exchange (no id, an id it never saw, a
+    /// re-serialised id matching nothing) is treated as any list answer: a list must
+    /// never pass unfiltered because its id was spelled differently.
     fn kinds_for(&self, id: Option<&Value>) -> &'static [ListKind] {
         const ALL: &[ListKind] = &[ListKind::Tools, ListKind::Prompts, ListKind::Resources];
         const TOOLS: &[ListKind] = &[ListKind::Tools];
         const PROMPTS: &[ListKind] = &[ListKind::Prompts];
         const RESOURCES: &[ListKind] = &[ListKind::Resources];
-        if let Some(id) = id {
-            if let Some((_, k)) = self.ids.iter().find(|(i, _)| i == id) {
-                return match k {
-                    ListKind::Tools => TOOLS,
-                    ListKind::Prompts => PROMPTS,
-                    ListKind::Resources => RESOURCES,
-                };
-            }
+        let Some(id) = id else { return ALL };
+        if let Some((_, k)) = self.ids.iter().find(|(i, _)| same_id(i, id)) {
+            return match k {
+                ListKind::Tools => TOOLS,
+                ListKind::Prompts => PROMPTS,
+                ListKind::Resources => RESOURCES,
+            };
         }
-        if self.any {
-            ALL
-        } else {
-            &[]
+        if !self.any && self.others.iter().any(|i| same_id(i, id)) {
+            return &[];
         }
+        ALL
     }
 }
 
@@ -382,6 +458,8 @@ fn filter_one(text: &str, spec: &FilterSpec, policy: &Policy) -> Option<String> 
         return None;
     }
     let list: WireList<'_> = serde_json::from_str(result.get()).ok()?;
+    // Every list array the answer holds, rewritten where the token may not use an item.
+    let mut splices: Vec<(usize, usize, String)> = Vec::new();
     for &kind in kinds {
         let array = match kind {
             ListKind::Tools => list.tools,
@@ -406,18 +484,26 @@ fn filter_one(text: &str, spec: &FilterSpec, policy: &Policy) -> Option<String> 
             .map(|raw| raw.get())
             .collect();
         if kept.len() == items.len() {
-            return None;
+            continue;
         }
         let start = offset(text, array.get());
-        let end = start + array.get().len();
-        return Some(format!(
-            "{}[{}]{}",
-            &text[..start],
-            kept.join(","),
-            &text[end..]
-        ));
+        splices.push((start, start + array.get().len(), kept.join(",")));
     }
-    None
+    if splices.is_empty() {
+        return None;
+    }
+    splices.sort_by_key(|(start, _, _)| *start);
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for (start, end, kept) in splices {
+        out.push_str(&text[at..start]);
+        out.push('[');
+        out.push_str(&kept);
+        out.push(']');
+        at = end;
+    }
+    out.push_str(&text[at..]);
+    Some(out)
 }
 
 #[cfg(test)]
@@ -561,6 +647,7 @@ mod tests {
     fn spec(ids: &[(Value, ListKind)], granted: &[&str]) -> FilterSpec {
         FilterSpec {
             ids: ids.to_vec(),
+            others: vec![],
             any: false,
             granted: granted.iter().map(|s| s.to_string()).collect(),
         }
@@ -582,15 +669,18 @@ mod tests {
             &["tools:call", "repo:admin"],
         );
         assert_eq!(filter_answer(TOOLS, &all, &policy()), None);
-        // Another id, or a spec for prompts: untouched.
-        assert_eq!(
-            filter_answer(
-                TOOLS,
-                &spec(&[(Value::from(4), ListKind::Tools)], &[]),
-                &policy()
-            ),
-            None
-        );
+        // An id the exchange never sent: rewritten all the same (it cannot be told
+        // apart from a list answer whose id was spelled differently).
+        assert!(filter_answer(
+            TOOLS,
+            &spec(&[(Value::from(4), ListKind::Tools)], &[]),
+            &policy()
+        )
+        .is_some());
+        // The answer to another request of the exchange, or a spec for prompts: untouched.
+        let mut other = spec(&[(Value::from(4), ListKind::Tools)], &[]);
+        other.others = vec![Value::from(3)];
+        assert_eq!(filter_answer(TOOLS, &other, &policy()), None);
         assert_eq!(
             filter_answer(
                 TOOLS,
@@ -609,6 +699,90 @@ mod tests {
             ),
             "{out}"
         );
+    }
+
+    #[test]
+    fn ids_match_as_json_rpc_means_them() {
+        let one = |t: &str| serde_json::from_str::<Value>(t).unwrap();
+        for (a, b) in [
+            ("1", "1.0"),
+            ("1", "1e0"),
+            ("1", "10E-1"),
+            ("0", "-0"),
+            ("-0.0", "0"),
+            (r#""a""#, r#""a""#),
+            ("null", "null"),
+        ] {
+            assert!(same_id(&one(a), &one(b)), "{a} {b}");
+        }
+        for (a, b) in [
+            ("1", r#""1""#),
+            (r#""a""#, r#""A""#),
+            ("1", "2"),
+            ("1", "null"),
+            ("true", "true"),
+            ("[1]", "[1]"),
+        ] {
+            assert!(!same_id(&one(a), &one(b)), "{a} {b}");
+        }
+        // The origin re-serialises the id: the list is filtered for every spelling,
+        // for JSON answers and batches alike.
+        for req_id in ["1.0", "1e0", "10E-1", "1"] {
+            for answer_id in ["1", "1.0"] {
+                let body = inspect(&format!(
+                    r#"{{"jsonrpc":"2.0","id":{req_id},"method":"tools/list"}}"#
+                ))
+                .unwrap();
+                let s = FilterSpec::for_body(&body, &["tools:call".into()]).unwrap();
+                let answer = TOOLS.replace(r#""id":3"#, &format!(r#""id":{answer_id}"#));
+                let out = filter_answer(&answer, &s, &policy()).expect("filtered");
+                assert!(!out.contains("delete_repo"), "{req_id} {answer_id}");
+                let batch = format!("[{answer}]");
+                assert!(!filter_answer(&batch, &s, &policy())
+                    .unwrap()
+                    .contains("delete_repo"));
+            }
+        }
+        // Zero written as -0: the same.
+        let body = inspect(r#"{"id":-0,"method":"prompts/list"}"#).unwrap();
+        let s = FilterSpec::for_body(&body, &[]).unwrap();
+        let out = filter_answer(
+            r#"{"id":0,"result":{"prompts":[{"name":"p"}]}}"#,
+            &s,
+            &policy(),
+        )
+        .unwrap();
+        assert_eq!(out, r#"{"id":0,"result":{"prompts":[]}}"#);
+        // Several lists in one unattributed result: each is rewritten.
+        let mut any = spec(&[], &[]);
+        any.any = true;
+        let out = filter_answer(
+            r#"{"id":5,"result":{"prompts":[{"name":"p"}],"tools":[{"name":"delete_x"}]}}"#,
+            &any,
+            &policy(),
+        )
+        .unwrap();
+        assert_eq!(out, r#"{"id":5,"result":{"prompts":[],"tools":[]}}"#);
+    }
+
+    #[test]
+    fn batches_that_cannot_be_attributed_are_refused() {
+        for body in [
+            r#"[{"id":1,"method":"tools/list"},{"id":1,"method":"tools/call","params":{"name":"x"}}]"#,
+            r#"[{"id":1,"method":"tools/list"},{"id":1.0,"method":"prompts/list"}]"#,
+            r#"[{"id":"a","method":"tools/list"},{"id":"a","method":"tools/list"}]"#,
+            r#"[[{"id":1,"method":"tools/call","params":{"name":"delete_repo"}}]]"#,
+            r#"[{"id":1,"method":"tools/list"},[]]"#,
+            r#"[1]"#,
+            r#"{"id":{"a":1},"method":"tools/list"}"#,
+            r#"{"id":[1],"method":"tools/list"}"#,
+            r#"{"id":true,"method":"tools/list"}"#,
+        ] {
+            assert_eq!(code(inspect(body).unwrap_err()), INVALID_REQUEST, "{body}");
+        }
+        // A client's answer may share an id with one of its requests (they are
+        // different id spaces), and notifications carry none.
+        assert!(inspect(r#"[{"id":1,"method":"tools/list"},{"id":1,"result":{}},{"method":"notifications/x"},{"method":"notifications/y"}]"#).is_ok());
     }
 
     #[test]

@@ -198,6 +198,7 @@ mod tests {
     fn filter() -> SseFilter {
         SseFilter::new(FilterSpec {
             ids: vec![(Value::from(2), ListKind::Tools)],
+            others: vec![],
             any: false,
             granted: vec![],
         })

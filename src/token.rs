@@ -89,18 +89,40 @@ pub struct Principal {
 
 /// Take the bearer token from the `Authorization` header value.
 ///
-/// No header, or another scheme: [`Error::MissingToken`] (the challenge then carries
-/// no error code, RFC 6750 §3.1). Several credentials (as when a client sends the
-/// header twice and the runtime joins them with `, `) or an empty token:
+/// The syntax is narrow (RFC 6750 §2.1 with RFC 9110 §11.4 and §5.5): optional ASCII
+/// white space, the scheme `Bearer` in any case, one or more ASCII spaces, one
+/// `token68`, optional ASCII white space; nothing else. Decided on the exact bytes
+/// before any cache is consulted.
+///
+/// No header, or a well-formed credential of another scheme: [`Error::MissingToken`]
+/// (the challenge then carries no error code, RFC 6750 §3.1). Anything else (several
+/// credentials, as when a client sends the header twice and the runtime joins them
+/// with `, `; an empty token; Unicode spaces; characters outside `token68`):
 /// [`Error::InvalidRequest`].
+///
+/// Because everything accepted is ASCII, a byte offset into the header is also its
+/// offset in the JavaScript (UTF-16) string the entry slices: the offsets that cross
+/// to JS ([`crate::authorizer::Pending::to_wire`]) are in one unit by construction.
 pub fn bearer(authorization: Option<&str>) -> Result<&str, Error> {
     let Some(value) = authorization else {
         return Err(Error::MissingToken);
     };
-    let value = value.trim();
+    let value = value.trim_matches(|c| c == ' ' || c == '\t');
+    let malformed = || {
+        Error::InvalidRequest(
+            "malformed Authorization header: send `Bearer <token>` (one credential, ASCII spaces only)"
+                .into(),
+        )
+    };
     let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
     if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(Error::MissingToken);
+        // Another scheme (Basic, DPoP without support, ...) is no bearer token; a
+        // scheme that is not even an RFC 9110 token is a malformed header.
+        return if !scheme.is_empty() && scheme.bytes().all(is_tchar) {
+            Err(Error::MissingToken)
+        } else {
+            Err(malformed())
+        };
     }
     let token = rest.trim_start_matches(' ');
     if token.is_empty() {
@@ -109,11 +131,15 @@ pub fn bearer(authorization: Option<&str>) -> Result<&str, Error> {
         ));
     }
     // Bytes, not chars, and a table: this runs on every request. A JWT (base64url and
-    // dots) passes in one look per byte; anything else is searched for separators.
-    if !jwt_alphabet(token) && token.bytes().any(|b| matches!(b, b',' | b' ' | b'\t')) {
-        return Err(Error::InvalidRequest(
-            "send exactly one bearer token in one Authorization header".into(),
-        ));
+    // dots) passes in one look per byte; anything else gets the full token68 check.
+    if !jwt_alphabet(token) && !is_token68(token) {
+        return Err(if token.bytes().any(|b| matches!(b, b',' | b' ' | b'\t')) {
+            Error::InvalidRequest(
+                "send exactly one bearer token in one Authorization header".into(),
+            )
+        } else {
+            malformed()
+        });
     }
     if token.len() > MAX_TOKEN_BYTES {
         return Err(Error::InvalidToken(format!(
@@ -121,6 +147,20 @@ pub fn bearer(authorization: Option<&str>) -> Result<&str, Error> {
         )));
     }
     Ok(token)
+}
+
+/// RFC 9110 §5.6.2 `tchar`.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// RFC 9110 §11.2 `token68`: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+fn is_token68(t: &str) -> bool {
+    let body = t.trim_end_matches('=');
+    !body.is_empty()
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
 }
 
 /// Bytes a compact JWS may hold: the base64url alphabet and `.`.
@@ -137,6 +177,33 @@ const JWT_BYTES: [bool; 256] = {
 
 fn jwt_alphabet(token: &str) -> bool {
     token.bytes().all(|b| JWT_BYTES[b as usize])
+}
+
+/// Is `segment` base64url (RFC 7515 §2: no padding) in its one canonical spelling?
+/// The unused low bits of the last character must be zero and the length must not
+/// leave a lone character: otherwise one token has many spellings (and many cache
+/// entries), while WebCrypto's decoder would accept them all as the same bytes.
+pub fn canonical_b64url(segment: &str) -> bool {
+    fn value(c: u8) -> Option<u8> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'-' => 62,
+            b'_' => 63,
+            _ => return None,
+        })
+    }
+    let Some(&last) = segment.as_bytes().last() else {
+        return true;
+    };
+    let Some(v) = value(last) else { return false };
+    match segment.len() % 4 {
+        1 => false,
+        2 => v & 0x0f == 0,
+        3 => v & 0x03 == 0,
+        _ => true,
+    }
 }
 
 fn b64(segment: &str, what: &str) -> Result<Vec<u8>, Error> {
@@ -174,6 +241,17 @@ pub fn parse<'a>(token: &'a str, algorithms: &[Algorithm]) -> Result<Jwt<'a>, Er
         return Err(Error::InvalidToken(
             "the token has an empty segment (unsigned tokens are refused)".into(),
         ));
+    }
+    for (segment, what) in [
+        (header_b64, "header"),
+        (payload_b64, "payload"),
+        (signature_b64, "signature"),
+    ] {
+        if !canonical_b64url(segment) {
+            return Err(Error::InvalidToken(format!(
+                "the token's {what} is not canonical base64url (RFC 7515: unpadded, unused bits zero)"
+            )));
+        }
     }
     let header: Header = serde_json::from_slice(&b64(header_b64, "header")?)
         .map_err(|e| shape_error("header", &e))?;
@@ -383,6 +461,66 @@ mod tests {
         assert!(check_typ(Some("application/AT+JWT"), "at+jwt").is_ok());
         assert!(check_typ(Some("JWT"), "at+jwt").is_err());
         assert!(check_typ(None, "at+jwt").is_err());
+    }
+
+    #[test]
+    fn bearer_syntax_is_narrow() {
+        // Optional ASCII white space around the field value, any case, 1+ spaces.
+        assert_eq!(bearer(Some(" \tBEARER  a.b.c \t")), Ok("a.b.c"));
+        assert_eq!(bearer(Some("Bearer abc+/~==")), Ok("abc+/~=="));
+        // Unicode spaces, a tab between scheme and token, characters outside token68,
+        // padding in the middle: malformed, never a token.
+        for bad in [
+            "\u{a0}Bearer a.b.c",
+            "\u{3000}Bearer a.b.c",
+            "Bearer\u{a0}a.b.c",
+            "Bearer a.b.c\u{a0}",
+            "Bearer\ta.b.c",
+            "Bearer a.b.c\u{3000}",
+            "Bearer a=b",
+            "Bearer a\"b",
+            "Bearer a.b.c;",
+            "Bearer ===",
+            "\u{a0}Basic x",
+        ] {
+            assert!(
+                matches!(bearer(Some(bad)), Err(Error::InvalidRequest(_))),
+                "{bad:?}"
+            );
+        }
+        // A well-formed credential of another scheme carries no bearer token.
+        assert_eq!(bearer(Some("DPoP a.b.c")), Err(Error::MissingToken));
+        assert_eq!(
+            bearer(Some("  Basic dXNlcjpwdw==")),
+            Err(Error::MissingToken)
+        );
+    }
+
+    #[test]
+    fn canonical_base64url_only() {
+        // "sig" encodes to "c2ln"; "si" to "c2k" (last char's two low bits zero).
+        assert!(canonical_b64url("c2ln"));
+        assert!(canonical_b64url("c2k"));
+        assert!(!canonical_b64url("c2l"), "non-zero trailing bits");
+        assert!(!canonical_b64url("c2m"), "non-zero trailing bits");
+        assert!(canonical_b64url("cw"));
+        assert!(!canonical_b64url("cx"), "non-zero trailing bits");
+        assert!(!canonical_b64url("c2lnA"), "a lone final character");
+        assert!(!canonical_b64url("c2k="), "padding");
+        let t = unsigned(json!({"alg": "RS256", "kid": "k"}), good_claims());
+        let (input, _) = t.rsplit_once('.').unwrap();
+        assert!(parse(&format!("{input}.c2k"), &[Algorithm::RS256]).is_ok());
+        for sig in ["c2l", "c2m", "c2lnA"] {
+            let e = parse(&format!("{input}.{sig}"), &[Algorithm::RS256]).unwrap_err();
+            assert!(e.to_string().contains("canonical"), "{e}");
+        }
+        // A header or payload spelled with trailing bits set is refused the same way.
+        let (h, rest) = t.split_once('.').unwrap();
+        let last = h.as_bytes()[h.len() - 1];
+        if h.len() % 4 != 0 {
+            let bumped = format!("{}{}.{rest}", &h[..h.len() - 1], (last + 1) as char);
+            assert!(parse(&bumped, &[Algorithm::RS256]).is_err());
+        }
     }
 
     #[test]
