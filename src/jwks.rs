@@ -17,8 +17,14 @@ pub const MAX_JWKS_BYTES: usize = 256 * 1024;
 /// Longest a fetched set is used before it is fetched again, unless
 /// `JWKS_CACHE_SECONDS` says otherwise.
 pub const TTL_SECONDS: i64 = 600;
-/// Shortest time between two fetches triggered by an unknown `kid`.
+/// Shortest time between two fetches while refreshes past the TTL fail.
 pub const REFRESH_INTERVAL_SECONDS: i64 = 30;
+/// Shortest time between two fetches triggered by an unknown `kid`. Short, because an
+/// authorization server may sign with a new key the moment it publishes it (Ory
+/// Hydra does), and a refused token sends the client back to its login page; long
+/// enough that a flood of made-up `kid`s costs the authorization server at most one
+/// fetch per cooldown (fetches are also single-flight per isolate).
+pub const UNKNOWN_KID_COOLDOWN_SECONDS: i64 = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Family {
@@ -270,10 +276,10 @@ pub fn webcrypto_params(alg: Algorithm) -> Option<(&'static str, &'static str)> 
 }
 
 /// May the worker fetch the set again because of an unknown `kid`? At most once per
-/// [`REFRESH_INTERVAL_SECONDS`], so a flood of made-up `kid`s cannot flood the
-/// authorization server.
+/// [`UNKNOWN_KID_COOLDOWN_SECONDS`] after the last fetch (whatever caused it), so a
+/// flood of made-up `kid`s cannot flood the authorization server.
 pub fn can_refresh(now: i64, last_fetch: Option<i64>) -> bool {
-    last_fetch.is_none_or(|t| now - t >= REFRESH_INTERVAL_SECONDS)
+    last_fetch.is_none_or(|t| now - t >= UNKNOWN_KID_COOLDOWN_SECONDS)
 }
 
 #[cfg(test)]
@@ -376,7 +382,9 @@ mod tests {
     #[test]
     fn refresh_is_throttled() {
         assert!(can_refresh(100, None));
-        assert!(!can_refresh(100, Some(90)));
-        assert!(can_refresh(100, Some(70)));
+        assert!(!can_refresh(100, Some(99)));
+        assert!(can_refresh(100, Some(98)));
+        // A new key first seen 5 s after the last fetch is fetched (was 30 s).
+        assert!(can_refresh(105, Some(100)));
     }
 }

@@ -330,17 +330,36 @@ test("JWKS rotation: a new kid is picked up on first sight; a removed key is ref
   const before = await token(); // kid rs1, known
   let res = await fetch(`${base}/mcp/echo`, { method: "POST", headers: { authorization: `Bearer ${before}` }, body: "{}" });
   assert.notEqual(res.status, 401, "the current key works");
-  // Rotate: the server now publishes only a new key, under a new kid.
-  servedJwks = { keys: rig.publicJwks(fresh).keys.map((k) => ({ ...k, kid: `new-${k.kid}` })) };
-  await new Promise((r) => setTimeout(r, 31_000)); // refetch on an unknown kid at most every 30 s
   const now = Math.floor(Date.now() / 1000);
   const iss = (await (await fetch(`${base}/.well-known/oauth-protected-resource`)).json()).authorization_servers[0];
   const claims = { iss, sub: "u", aud: `${base}/mcp`, exp: now + 600 };
-  const rotated = await new (await import("jose")).SignJWT(claims).setProtectedHeader({ alg: "RS256", kid: "new-rs1", typ: "at+jwt" }).sign(fresh.private.RS256.key);
-  const hits = jwksHits;
+  const jose = await import("jose");
+  // A token under a kid nobody publishes makes the worker fetch the JWKS now.
+  const forger = await jose.generateKeyPair("RS256");
+  const forged = (kid) => new jose.SignJWT(claims).setProtectedHeader({ alg: "RS256", kid, typ: "at+jwt" }).sign(forger.privateKey);
+  await new Promise((r) => setTimeout(r, 2_100)); // past the cooldown of any earlier fetch
+  let hits = jwksHits;
+  res = await fetch(`${base}/mcp/echo`, { method: "POST", headers: { authorization: `Bearer ${await forged("forged-0")}` }, body: "{}" });
+  assert.equal(res.status, 401);
+  assert.equal(jwksHits, hits + 1, "an unknown kid costs one JWKS fetch");
+  // Rotate: the server now publishes only a new key, under a new kid, and signs with
+  // it at once (as Ory Hydra does). Its first token comes 5 s after the last fetch.
+  servedJwks = { keys: rig.publicJwks(fresh).keys.map((k) => ({ ...k, kid: `new-${k.kid}` })) };
+  await new Promise((r) => setTimeout(r, 5_000));
+  const rotated = await new jose.SignJWT(claims).setProtectedHeader({ alg: "RS256", kid: "new-rs1", typ: "at+jwt" }).sign(fresh.private.RS256.key);
+  hits = jwksHits;
   res = await fetch(`${base}/mcp/echo`, { method: "POST", headers: { authorization: `Bearer ${rotated}` }, body: "{}" });
   assert.notEqual(res.status, 401, `the new kid is accepted after one refetch: ${res.status}`);
   assert.equal(jwksHits, hits + 1, "exactly one JWKS fetch");
+  // A flood of forged kids right after: refused, and within the cooldown no fetch.
+  hits = jwksHits;
+  const flood = await Promise.all(
+    Array.from({ length: 20 }, async (_, i) =>
+      (await fetch(`${base}/mcp/echo`, { method: "POST", headers: { authorization: `Bearer ${await forged(`forged-${i + 1}`)}` }, body: "{}" })).status,
+    ),
+  );
+  assert.deepEqual([...new Set(flood)], [401]);
+  assert.ok(jwksHits <= hits + 1, `a flood of forged kids costs at most one JWKS fetch per cooldown (${jwksHits - hits})`);
   // The old key has left the JWKS: even the token accepted (and cached) before is refused now.
   res = await fetch(`${base}/mcp/echo`, { method: "POST", headers: { authorization: `Bearer ${before}` }, body: "{}" });
   assert.equal(res.status, 401);
