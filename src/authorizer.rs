@@ -32,7 +32,7 @@
 
 use crate::cache::{self, Refusal, TokenCache, TokenHash};
 use crate::config::{Config, LogLevel};
-use crate::error::{ChallengeContext, Error, Reply};
+use crate::error::{ChallengeContext, Error, Fault, Reply};
 use crate::introspection::{self, Verdict};
 use crate::jsonrpc::{self, FilterSpec};
 use crate::jwks::{self, Key, KeySet, Lookup};
@@ -305,10 +305,13 @@ impl Authorizer {
             return self.need_keys(now);
         }
         if !self.has_usable_keys(now) {
-            return Err(Error::KeysUnavailable(format!(
-                "the JWKS could not be refreshed for longer than JWKS_MAX_STALE_SECONDS ({} s)",
-                self.cfg.jwks_max_stale
-            )));
+            return Err(Error::KeysUnavailable(
+                format!(
+                    "the JWKS could not be refreshed for longer than JWKS_MAX_STALE_SECONDS ({} s)",
+                    self.cfg.jwks_max_stale
+                )
+                .into(),
+            ));
         }
         let keys = self.keys.as_ref().expect("keys present when not due");
         match keys.lookup(jwt.header.kid.as_deref(), jwt.alg)? {
@@ -407,10 +410,14 @@ impl Authorizer {
     /// held but past `JWKS_CACHE_SECONDS` + `JWKS_MAX_STALE_SECONDS`, it says so.
     pub fn keys_failure(&self, e: Error, now: i64) -> Error {
         match (&e, self.keys.is_some() && !self.has_usable_keys(now)) {
-            (Error::KeysUnavailable(d), true) => Error::KeysUnavailable(format!(
-                "{d}; the cached keys are older than JWKS_CACHE_SECONDS + JWKS_MAX_STALE_SECONDS ({} s)",
-                self.cfg.jwks_ttl + self.cfg.jwks_max_stale
-            )),
+            (Error::KeysUnavailable(f), true) => Error::KeysUnavailable(Fault {
+                public: format!(
+                    "{}; the cached keys are older than JWKS_CACHE_SECONDS + JWKS_MAX_STALE_SECONDS ({} s)",
+                    f.public,
+                    self.cfg.jwks_ttl + self.cfg.jwks_max_stale
+                ),
+                detail: f.detail.clone(),
+            }),
             _ => e,
         }
     }
@@ -518,7 +525,7 @@ impl Authorizer {
         let verdict = answer
             .map_err(|e| match e {
                 Error::IntrospectionUnavailable(_) => e,
-                other => Error::IntrospectionUnavailable(other.to_string()),
+                other => Error::IntrospectionUnavailable(other.into_fault()),
             })
             .and_then(|(status, body)| introspection::read_answer(status, &body))?;
         let result = match verdict {

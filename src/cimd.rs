@@ -51,7 +51,7 @@
 
 use crate::cache::hex;
 use crate::config::Config;
-use crate::error::Error;
+use crate::error::{Error, Fault};
 use crate::registration;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
@@ -354,9 +354,12 @@ pub fn registration_body(cfg: &Config, doc: &Document) -> Vec<u8> {
 pub fn read_registration(status: u16, body: &[u8]) -> Result<String, Error> {
     if !(200..300).contains(&status) {
         let e = registration::upstream_error(status, body);
-        return Err(Error::Upstream(format!(
-            "the registration endpoint refused the client's registration ({e})"
-        )));
+        return Err(Error::Upstream(
+            Fault::new(format!(
+                "the registration endpoint refused the client's registration ({status})"
+            ))
+            .detail(e.to_string()),
+        ));
     }
     let answer: Map<String, Value> = serde_json::from_slice(body)
         .map_err(|_| Error::Upstream("the registration answer is not a JSON object".into()))?;

@@ -427,7 +427,7 @@ fn introspect(cfg: &Config, http: &dyn Http, token: &str) -> Result<(u16, Vec<u8
         introspection::request_body(token).as_bytes(),
     )
     .map(|a| (a.status, a.body))
-    .map_err(|e| Error::IntrospectionUnavailable(format!("{}: {e}", intro.url)))
+    .map_err(|e| Error::IntrospectionUnavailable(format!("{}: {e}", intro.url).into()))
 }
 
 fn introspection_endpoint(cfg: &Config, http: &dyn Http, out: &mut Vec<Check>) {

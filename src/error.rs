@@ -20,7 +20,9 @@
 //! | [`Error::Config`] | 500 | names the binding | none |
 //!
 //! Descriptions never contain a token or a secret: callers build them from claim
-//! names and configuration, never from the raw credential.
+//! names and configuration, never from the raw credential. Upstream failures carry a
+//! [`Fault`]: only its public part (the binding and the kind of failure) reaches the
+//! client; URLs (without their query) and the runtime's words go to the log line.
 
 use serde_json::json;
 use std::fmt;
@@ -76,6 +78,92 @@ pub struct ChallengeContext {
     pub scope: Vec<String>,
 }
 
+/// An upstream failure (authorization server, introspection endpoint, origin), in
+/// two parts: what the client may read, and what only the log line carries.
+///
+/// `public` names the peer by the binding that configures it and the kind of
+/// failure ("JWKS_URL did not answer within 10 s"); it never holds a URL, a query
+/// string (where API keys hide) or a peer's own words. `detail` is for the operator:
+/// the URL without its query and fragment ([`redact_url`]) and the runtime's message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fault {
+    pub public: String,
+    pub detail: Option<String>,
+}
+
+impl Fault {
+    pub fn new(public: impl Into<String>) -> Fault {
+        Fault {
+            public: public.into(),
+            detail: None,
+        }
+    }
+
+    /// The same fault with `detail` for the log line.
+    pub fn detail(mut self, detail: impl Into<String>) -> Fault {
+        self.detail = Some(detail.into());
+        self
+    }
+}
+
+impl From<&str> for Fault {
+    fn from(public: &str) -> Fault {
+        Fault::new(public)
+    }
+}
+
+impl From<String> for Fault {
+    fn from(public: String) -> Fault {
+        Fault::new(public)
+    }
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.public)?;
+        match &self.detail {
+            Some(d) => write!(f, " ({d})"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A URL as a log line may show it: scheme, host, port and path; no user
+/// information, query or fragment (API keys and tokens travel there).
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) => {
+            let host = u.host_str().unwrap_or_default();
+            match u.port() {
+                Some(p) => format!("{}://{host}:{p}{}", u.scheme(), u.path()),
+                None => format!("{}://{host}{}", u.scheme(), u.path()),
+            }
+        }
+        Err(_) => "(unparsable URL)".into(),
+    }
+}
+
+/// Remove every URL's user information, query and fragment from a runtime's
+/// message (they may quote the URL they failed on).
+pub fn redact_urls(message: &str) -> String {
+    message
+        .split(' ')
+        .map(|w| {
+            if w.contains("://") {
+                let start = w.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(0);
+                let end = w
+                    .rfind(|c: char| c.is_ascii_alphanumeric() || c == '/')
+                    .map_or(w.len(), |i| i + 1);
+                if start < end {
+                    return format!("{}{}{}", &w[..start], redact_url(&w[start..end]), &w[end..]);
+                }
+            }
+            w.to_string()
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Error {
     /// A binding is missing or malformed. The worker answers 500 for every request.
@@ -113,14 +201,14 @@ pub enum Error {
         description: Option<String>,
     },
     /// The authorization server could not be used (unreachable, 5xx, unusable answer).
-    Upstream(String),
+    Upstream(Fault),
     /// The JWKS could not be obtained, so no token can be checked: 503, never an allow.
-    KeysUnavailable(String),
+    KeysUnavailable(Fault),
     /// The introspection endpoint could not be used (unreachable, slow, 4xx/5xx, an
     /// answer that is not RFC 7662): 503, never an allow.
-    IntrospectionUnavailable(String),
+    IntrospectionUnavailable(Fault),
     /// The MCP origin could not be reached.
-    OriginUnreachable(String),
+    OriginUnreachable(Fault),
     /// The MCP origin sent no response headers within `ORIGIN_TIMEOUT_SECONDS`.
     OriginTimeout(u32),
     /// A rate-limiting binding refused the request (what was limited: "subject",
@@ -227,6 +315,18 @@ pub fn bearer_challenge(
 }
 
 impl Error {
+    /// The upstream failure this error is about, to be reported as another kind
+    /// (a failed discovery that leaves no keys): its public and log parts stay apart.
+    pub fn into_fault(self) -> Fault {
+        match self {
+            Error::Upstream(f)
+            | Error::KeysUnavailable(f)
+            | Error::IntrospectionUnavailable(f)
+            | Error::OriginUnreachable(f) => f,
+            other => Fault::new(other.to_string()),
+        }
+    }
+
     /// The OAuth / RFC 7591 error code, when the error has one.
     pub fn code(&self) -> &str {
         match self {
@@ -343,14 +443,18 @@ impl Error {
                 &json!({"error": self.code(), "error_description": format!("too many requests for this {what}; retry later")}),
             )
             .with_header("retry-after", RATE_LIMIT_RETRY_AFTER_SECONDS.to_string()),
-            Error::KeysUnavailable(d) | Error::IntrospectionUnavailable(d) => Reply::json(
+            Error::KeysUnavailable(f) | Error::IntrospectionUnavailable(f) => Reply::json(
                 status,
-                &json!({"error": self.code(), "error_description": format!("cannot check tokens right now: {d}")}),
+                &json!({"error": self.code(), "error_description": format!("cannot check tokens right now: {}", f.public)}),
             )
             .with_header("retry-after", "5"),
-            Error::OriginUnreachable(d) => Reply::json(
+            Error::OriginUnreachable(f) => Reply::json(
                 status,
-                &json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32603, "message": format!("MCP origin unreachable: {d}")}}),
+                &json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32603, "message": format!("MCP origin unreachable: {}", f.public)}}),
+            ),
+            Error::Upstream(f) => Reply::json(
+                status,
+                &json!({"error": self.code(), "error_description": format!("authorization server: {}", f.public)}),
             ),
             Error::OriginTimeout(s) => Reply::json(
                 status,
@@ -365,10 +469,7 @@ impl Error {
                 &json!({"error": self.code(), "error_description": d}),
             )
             .with_header("cache-control", "no-store"),
-            Error::OriginNotAllowed(_)
-            | Error::NotFound
-            | Error::PayloadTooLarge(_)
-            | Error::Upstream(_) => Reply::json(
+            Error::OriginNotAllowed(_) | Error::NotFound | Error::PayloadTooLarge(_) => Reply::json(
                 status,
                 &json!({"error": self.code(), "error_description": self.to_string()}),
             ),
@@ -427,6 +528,37 @@ mod tests {
         assert_eq!(
             h,
             r#"Bearer error="invalid_token", error_description="a\"b\\c  d?""#
+        );
+    }
+
+    #[test]
+    fn upstream_faults_keep_urls_and_runtime_words_out_of_public_bodies() {
+        let f = Fault::new("INTROSPECTION_URL did not answer within 5 s").detail(redact_url(
+            "https://user:pw@intro.internal:8443/introspect?api_key=s3cret#x",
+        ));
+        assert_eq!(
+            f.detail.as_deref(),
+            Some("https://intro.internal:8443/introspect")
+        );
+        for e in [
+            Error::IntrospectionUnavailable(f.clone()),
+            Error::KeysUnavailable(f.clone()),
+            Error::Upstream(f.clone()),
+            Error::OriginUnreachable(f.clone()),
+        ] {
+            let r = e.reply(&ctx());
+            assert!(r.body.contains("INTROSPECTION_URL"), "{}", r.body);
+            assert!(!r.body.contains("intro.internal"), "{}", r.body);
+            assert!(!r.body.contains("s3cret"), "{}", r.body);
+            // The log line keeps the detail (without the query).
+            assert!(e
+                .reason()
+                .contains("https://intro.internal:8443/introspect"));
+            assert!(!e.reason().contains("s3cret"));
+        }
+        assert_eq!(
+            redact_urls("fetch to http://a.internal/x?key=1 failed (https://b/y#f)."),
+            "fetch to http://a.internal/x failed (https://b/y)."
         );
     }
 

@@ -27,7 +27,7 @@
 use crate::authorizer::{Authorizer, Body, Decision, Pending, RequestInfo, Serve};
 use crate::cimd;
 use crate::config::{Config, Credentials, LogLevel};
-use crate::error::{ChallengeContext, Error, Reply};
+use crate::error::{redact_url, redact_urls, ChallengeContext, Error, Fault, Reply};
 use crate::jsonrpc::{self, FilterSpec};
 use crate::log::LogLine;
 use crate::metadata;
@@ -557,6 +557,7 @@ async fn introspection_answer(token: &str) -> Result<Result<(u16, Vec<u8>), Erro
     };
     let body = crate::introspection::request_body(token).into_bytes();
     Ok(fetch_bytes(
+        "INTROSPECTION_URL",
         Method::Post,
         intro.url.as_str(),
         Some((body, "application/x-www-form-urlencoded")),
@@ -601,7 +602,10 @@ pub fn origin_failure(method: &str, url: &str, message: &str, timed_out: bool) -
     let e = if timed_out {
         Error::OriginTimeout(with_auth(|a| a.cfg.origin_timeout).unwrap_or_default())
     } else {
-        Error::OriginUnreachable(message.chars().take(200).collect())
+        Error::OriginUnreachable(
+            Fault::new("the origin (ORIGIN_URL) did not take the request")
+                .detail(redact_urls(&message.chars().take(200).collect::<String>())),
+        )
     };
     with_auth(|a| {
         a.refuse(router::Route::Mcp, &info, &e)
@@ -827,6 +831,7 @@ async fn discover() -> Result<(), Error> {
     let mut tried = Vec::new();
     for url in urls {
         let (status, body) = fetch_bytes(
+            "the metadata document (discovered from ISSUER or AS_URL)",
             Method::Get,
             url.as_str(),
             None,
@@ -850,10 +855,15 @@ async fn discover() -> Result<(), Error> {
         }
         tried.push(url.to_string());
     }
-    Err(Error::Upstream(format!(
-        "no authorization server metadata at {}",
-        tried.join(", ")
-    )))
+    Err(Error::Upstream(
+        Fault::new("no authorization server metadata found from ISSUER (or AS_URL)").detail(
+            tried
+                .iter()
+                .map(|u| redact_url(u))
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
+    ))
 }
 
 async fn ensure_keys() -> Result<(), Error> {
@@ -885,7 +895,7 @@ async fn refresh_keys() -> Result<(), Error> {
 async fn fetch_jwks() -> Result<Vec<u8>, Error> {
     let keys_unavailable = |e: Error| match e {
         Error::Config { .. } | Error::KeysUnavailable(_) => e,
-        other => Error::KeysUnavailable(other.to_string()),
+        other => Error::KeysUnavailable(other.into_fault()),
     };
     let url = match with_auth(|a| a.jwks_url())? {
         Some(u) => u,
@@ -897,11 +907,21 @@ async fn fetch_jwks() -> Result<Vec<u8>, Error> {
             })?
         }
     };
-    match fetch_bytes(Method::Get, &url, None, None, UPSTREAM_TIMEOUT_SECONDS).await {
+    let peer = "JWKS_URL (or the discovered jwks_uri)";
+    match fetch_bytes(
+        peer,
+        Method::Get,
+        &url,
+        None,
+        None,
+        UPSTREAM_TIMEOUT_SECONDS,
+    )
+    .await
+    {
         Ok((200, body)) => Ok(body),
-        Ok((status, _)) => Err(Error::KeysUnavailable(format!(
-            "JWKS at {url} answered {status}"
-        ))),
+        Ok((status, _)) => Err(Error::KeysUnavailable(
+            Fault::new(format!("{peer} answered {status}")).detail(redact_url(&url)),
+        )),
         Err(e) => Err(keys_unavailable(e)),
     }
 }
@@ -915,7 +935,9 @@ const MAX_UPSTREAM_BYTES: usize = crate::jwks::MAX_JWKS_BYTES;
 
 /// GET or POST `url` (the body with its content type), reading the answer as it
 /// streams in, at most [`MAX_UPSTREAM_BYTES`] of it, within `timeout` seconds.
+/// `peer` names the upstream in public error bodies (its binding), never the URL.
 async fn fetch_bytes(
+    peer: &str,
     method: Method,
     url: &str,
     body: Option<(Vec<u8>, &str)>,
@@ -935,9 +957,16 @@ async fn fetch_bytes(
         let _ = headers.set("x-forwarded-proto", &proto);
     }
     let body = body.map(|(b, _)| JsValue::from(js_sys::Uint8Array::from(b.as_slice())));
-    let request = outbound(method.as_ref(), url, &headers, body)
-        .map_err(|e| Error::Upstream(format!("bad upstream URL {url}: {e}")))?;
-    let (status, _, bytes) = send_capped(request, url, timeout, MAX_UPSTREAM_BYTES).await?;
+    let request = outbound(method.as_ref(), url, &headers, body).map_err(|e| {
+        Error::Upstream(
+            Fault::new(format!("{peer} is not a URL the runtime can fetch")).detail(format!(
+                "{}: {}",
+                redact_url(url),
+                redact_urls(&e)
+            )),
+        )
+    })?;
+    let (status, _, bytes) = send_capped(request, peer, url, timeout, MAX_UPSTREAM_BYTES).await?;
     Ok((status, bytes))
 }
 
@@ -962,46 +991,72 @@ fn outbound(
         .map_err(|e| format!("{e:?}"))
 }
 
-/// Send `request` (for `url`) and read its answer as it streams in: at most `cap`
-/// bytes, all within `timeout` seconds. Returns the status, headers and body.
+/// Send `request` (for `url`, the upstream named `peer` in public bodies) and read
+/// its answer as it streams in: at most `cap` bytes, all within `timeout` seconds.
+/// Returns the status, headers and body.
 async fn send_capped(
     request: Request,
+    peer: &str,
     url: &str,
     timeout: u32,
     cap: usize,
 ) -> Result<(u16, Headers, Vec<u8>), Error> {
     // The peer gets `timeout` seconds for its whole answer.
     let signal: worker::AbortSignal = web_sys::AbortSignal::timeout_with_u32(timeout * 1000).into();
-    let failed = |what: String| {
-        if signal.aborted() {
-            Error::Upstream(format!("{url} did not answer within {timeout} s"))
+    let failed = |what: &str, runtime: String| {
+        let fault = if signal.aborted() {
+            Fault::new(format!("{peer} did not answer within {timeout} s"))
         } else {
-            Error::Upstream(what)
-        }
+            Fault::new(format!("{peer} {what}"))
+        };
+        Error::Upstream(fault.detail(format!("{}: {}", redact_url(url), redact_urls(&runtime))))
     };
     let mut response = Fetch::Request(request)
         .send_with_signal(&signal)
         .await
-        .map_err(|e| failed(format!("{url} unreachable: {e}")))?;
+        .map_err(|e| failed("is unreachable", e.to_string()))?;
     let status = response.status_code();
     let headers = response.headers().clone();
-    let bytes = read_capped(&mut response, cap)
-        .await
-        .map_err(|e| failed(format!("{url}: {e}")))?;
+    let bytes = read_capped(&mut response, cap).await.map_err(|e| match e {
+        Capped::TooLarge => failed(&format!("answered more than {cap} bytes"), String::new()),
+        Capped::Failed(m) => failed("broke off its answer", m),
+    })?;
     Ok((status, headers, bytes))
 }
 
-/// A response's body, at most `cap` bytes (more is an error naming the cap).
-async fn read_capped(response: &mut Response, cap: usize) -> Result<Vec<u8>, String> {
-    let mut stream = response.stream().map_err(|e| e.to_string())?;
+/// Why a capped read stopped.
+enum Capped {
+    /// More than the cap arrived (the rest is not read).
+    TooLarge,
+    /// The stream failed: the runtime's message.
+    Failed(String),
+}
+
+/// A body, at most `cap` bytes, read as it streams in and dropped at the cap: the one
+/// reader for every body the glue reads, from a client or from an upstream.
+async fn read_stream(
+    stream: worker::Result<worker::ByteStream>,
+    cap: usize,
+) -> Result<Vec<u8>, Capped> {
+    let mut stream = match stream {
+        Ok(s) => s,
+        // No body at all.
+        Err(_) => return Ok(Vec::new()),
+    };
     let mut bytes = Vec::new();
     while let Some(chunk) = stream.next().await {
-        bytes.extend_from_slice(&chunk.map_err(|e| e.to_string())?);
-        if bytes.len() > cap {
-            return Err(format!("answered more than {cap} bytes"));
+        let chunk = chunk.map_err(|e| Capped::Failed(e.to_string()))?;
+        if bytes.len() + chunk.len() > cap {
+            return Err(Capped::TooLarge);
         }
+        bytes.extend_from_slice(&chunk);
     }
     Ok(bytes)
+}
+
+/// A response's body, at most `cap` bytes.
+async fn read_capped(response: &mut Response, cap: usize) -> Result<Vec<u8>, Capped> {
+    read_stream(response.stream(), cap).await
 }
 
 // ---- other routes ---------------------------------------------------------------------
@@ -1117,6 +1172,7 @@ async fn registration_endpoint() -> Result<String, Error> {
 async fn post_registration(body: Vec<u8>, auth: Option<String>) -> Result<(u16, Vec<u8>), Error> {
     let endpoint = registration_endpoint().await?;
     fetch_bytes(
+        "the registration endpoint (REGISTRATION_URL or discovered)",
         Method::Post,
         &endpoint,
         Some((body, "application/json")),
@@ -1233,12 +1289,21 @@ async fn forward(req: &Request, target: &str, form: Option<String>) -> Result<Re
         Some(f) => Some(JsValue::from_str(&f)),
         None => req.inner().body().map(JsValue::from),
     };
-    let upstream = outbound(req.method().as_ref(), target, &headers, body)
-        .map_err(|e| Error::Upstream(format!("bad pass-through URL: {e}")))?;
-    Fetch::Request(upstream)
-        .send()
-        .await
-        .map_err(|e| Error::Upstream(format!("authorization server unreachable: {e}")))
+    let upstream = outbound(req.method().as_ref(), target, &headers, body).map_err(|e| {
+        Error::Upstream(
+            Fault::new("AS_PASSTHROUGH: the pass-through URL cannot be fetched")
+                .detail(redact_urls(&e)),
+        )
+    })?;
+    Fetch::Request(upstream).send().await.map_err(|e| {
+        Error::Upstream(
+            Fault::new("AS_PASSTHROUGH: the authorization server is unreachable").detail(format!(
+                "{}: {}",
+                redact_url(target),
+                redact_urls(&e.to_string())
+            )),
+        )
+    })
 }
 
 // ---- Client ID Metadata Documents (see crate::cimd) -------------------------------
@@ -1351,17 +1416,26 @@ async fn document(url: &url::Url, c: &crate::config::Cimd) -> Result<cimd::Docum
     let headers = Headers::new();
     let _ = headers.set("accept", "application/json");
     let request = outbound("GET", url.as_str(), &headers, None)?;
-    let (status, headers, body) =
-        match send_capped(request, url.as_str(), c.timeout, cimd::MAX_DOCUMENT_BYTES).await {
-            Ok(answer) => answer,
-            Err(Error::Upstream(e)) => {
-                return Err(e
-                    .strip_prefix(url.as_str())
-                    .map(|rest| rest.trim_start_matches(':').trim().to_string())
-                    .unwrap_or(e))
-            }
-            Err(e) => return Err(e.to_string()),
-        };
+    let (status, headers, body) = match send_capped(
+        request,
+        "the document",
+        url.as_str(),
+        c.timeout,
+        cimd::MAX_DOCUMENT_BYTES,
+    )
+    .await
+    {
+        Ok(answer) => answer,
+        // The client's own URL: its failure is told to the client in its words.
+        Err(Error::Upstream(f)) => {
+            return Err(f
+                .public
+                .strip_prefix("the document ")
+                .unwrap_or(&f.public)
+                .to_string())
+        }
+        Err(e) => return Err(e.to_string()),
+    };
     let header = |name: &str| headers.get(name).ok().flatten();
     let doc = cimd::parse_document(
         url.as_str(),
@@ -1413,12 +1487,15 @@ async fn records(kv: &Kv, url: &str) -> Result<Vec<(String, cimd::Record)>, Erro
         metadata: Option<serde_json::Value>,
     }
     let options = js_object(&serde_json::json!({"prefix": cimd::kv_prefix(url), "limit": 100}));
-    let listed = kv.call("list", &[options]).await.map_err(Error::Upstream)?;
+    let listed = kv
+        .call("list", &[options])
+        .await
+        .map_err(|e| Error::Upstream(Fault::new("CIMD_KV: list failed").detail(e)))?;
     let text: String = js_sys::JSON::stringify(&listed)
         .map(String::from)
         .unwrap_or_default();
     let listed: Listed = serde_json::from_str(&text)
-        .map_err(|e| Error::Upstream(format!("CIMD_KV list answer: {e}")))?;
+        .map_err(|e| Error::Upstream(format!("CIMD_KV list answer: {e}").into()))?;
     // A key whose metadata is not a record (not written by this worker) is skipped.
     let parsed = listed
         .keys
@@ -1481,7 +1558,7 @@ async fn register_document(doc: cimd::Document, fp: String, kv: Kv) -> Result<()
         ],
     )
     .await
-    .map_err(Error::Upstream)?;
+    .map_err(|e| Error::Upstream(Fault::new("CIMD_KV: put failed").detail(e)))?;
     CIMD.with(|m| m.borrow_mut().wrote(&doc.client_id, key, record));
     cimd_log("cimd_registered", &doc.client_id, &id, false);
     Ok(())
@@ -1519,7 +1596,17 @@ async fn cimd_form(
         let status = response.status_code();
         let bytes = read_capped(&mut response, MAX_FORM_BYTES)
             .await
-            .map_err(|e| Error::Upstream(format!("token endpoint: {e}")))?;
+            .map_err(|e| {
+                Error::Upstream(match e {
+                    Capped::TooLarge => Fault::new(format!(
+                        "AS_PASSTHROUGH: the token endpoint answered more than {MAX_FORM_BYTES} bytes"
+                    )),
+                    Capped::Failed(m) => {
+                        Fault::new("AS_PASSTHROUGH: the token endpoint broke off its answer")
+                            .detail(redact_urls(&m))
+                    }
+                })
+            })?;
         if i + 1 < tries.len() && cimd::is_invalid_grant(status, &bytes) {
             cimd_log("cimd_retry", url, &r.client_id, false);
             continue;
@@ -1535,7 +1622,9 @@ async fn cimd_form(
             }
         }
         return Ok(Response::from_bytes(bytes)
-            .map_err(|e| Error::Upstream(e.to_string()))?
+            .map_err(|e| {
+                Error::Upstream(Fault::new("the answer could not be built").detail(e.to_string()))
+            })?
             .with_status(status)
             .with_headers(headers));
     }

@@ -14,7 +14,7 @@
 //!   ([`crate::token::check_claims`]): `iss` when present, `aud`, `exp`, `nbf`, `iat`,
 //!   scopes from `scope` (or `scp`).
 
-use crate::error::Error;
+use crate::error::{Error, Fault};
 use crate::token::Claims;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -62,7 +62,7 @@ pub enum Verdict {
 }
 
 fn unavailable(what: impl Into<String>) -> Error {
-    Error::IntrospectionUnavailable(what.into())
+    Error::IntrospectionUnavailable(Fault::new(format!("INTROSPECTION_URL: {}", what.into())))
 }
 
 /// Read an introspection answer. Errors are the endpoint's fault (503), not the

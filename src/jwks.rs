@@ -8,7 +8,7 @@
 //! worker cannot parse are skipped with a note; a set with no usable key is an error.
 //! Only public members are kept, so a set that leaks a private `d` never passes it on.
 
-use crate::error::Error;
+use crate::error::{Error, Fault};
 use jsonwebtoken::Algorithm;
 use serde_json::{json, Map, Value};
 
@@ -122,12 +122,17 @@ impl KeySet {
     /// Parse a JWKS document, keeping the keys usable with `algorithms`.
     pub fn parse(body: &[u8], algorithms: &[Algorithm]) -> Result<KeySet, Error> {
         if body.len() > MAX_JWKS_BYTES {
-            return Err(Error::KeysUnavailable(format!(
-                "JWKS larger than {MAX_JWKS_BYTES} bytes"
-            )));
+            return Err(Error::KeysUnavailable(
+                format!("the JWKS is larger than {MAX_JWKS_BYTES} bytes").into(),
+            ));
         }
         let doc: Map<String, Value> = serde_json::from_slice(body)
-            .map_err(|e| Error::KeysUnavailable(format!("JWKS is not a JSON object: {e}")))?;
+            .map_err(|e| {
+                Error::KeysUnavailable(
+                    Fault::new("the answer at JWKS_URL (or the discovered jwks_uri) is not a JWKS: not a JSON object")
+                        .detail(format!("line {}, column {}", e.line(), e.column())),
+                )
+            })?;
         let Some(Value::Array(raw)) = doc.get("keys") else {
             return Err(Error::KeysUnavailable("JWKS has no keys array".into()));
         };
@@ -189,11 +194,14 @@ impl KeySet {
             });
         }
         if set.keys.is_empty() {
-            return Err(Error::KeysUnavailable(format!(
-                "JWKS has no usable signature key ({} skipped: {})",
-                set.skipped.len(),
-                set.skipped.join("; ")
-            )));
+            return Err(Error::KeysUnavailable(
+                format!(
+                    "JWKS has no usable signature key ({} skipped: {})",
+                    set.skipped.len(),
+                    set.skipped.join("; ")
+                )
+                .into(),
+            ));
         }
         Ok(set)
     }
@@ -334,7 +342,7 @@ mod tests {
     fn a_set_with_only_enc_keys_is_an_error_that_says_why() {
         let err = set(vec![rsa("enc", json!({"use": "enc"}))]).unwrap_err();
         assert!(
-            matches!(&err, Error::KeysUnavailable(m) if m.contains("use \"enc\"")),
+            matches!(&err, Error::KeysUnavailable(m) if m.public.contains("use \"enc\"")),
             "{err:?}"
         );
         assert!(KeySet::parse(b"{\"keys\": 1}", &[RS256]).is_err());

@@ -12,7 +12,7 @@
 //!   `issuer` is never rewritten.
 
 use crate::config::{Config, Flavor};
-use crate::error::Error;
+use crate::error::{redact_url, Error, Fault};
 use serde_json::{json, Map, Value};
 use url::Url;
 
@@ -83,24 +83,38 @@ pub fn accept_upstream(
         return Ok(None);
     }
     if !(200..300).contains(&status) {
-        return Err(Error::Upstream(format!(
-            "metadata at {url} answered {status}"
-        )));
+        return Err(Error::Upstream(
+            Fault::new(format!(
+                "the metadata document (discovered from ISSUER or AS_URL) answered {status}"
+            ))
+            .detail(redact_url(url.as_str())),
+        ));
     }
-    let doc: Map<String, Value> = serde_json::from_slice(body)
-        .map_err(|e| Error::Upstream(format!("metadata at {url} is not a JSON object: {e}")))?;
+    let doc: Map<String, Value> = serde_json::from_slice(body).map_err(|e| {
+        Error::Upstream(
+            Fault::new(
+                "the metadata document (discovered from ISSUER or AS_URL) is not a JSON object",
+            )
+            .detail(format!("{}: {e}", redact_url(url.as_str()))),
+        )
+    })?;
     match doc.get("issuer").and_then(Value::as_str) {
         Some(iss) if iss == cfg.issuer => {}
         Some(iss) => {
             return Err(Error::Config {
                 binding: "ISSUER".into(),
                 problem: format!(
-                    "the authorization server's metadata at {url} names issuer {iss:?}, but ISSUER is {:?}; they must be equal byte for byte (RFC 8414 §3.3)",
+                    "the authorization server's metadata names issuer {iss:?}, but ISSUER is {:?}; they must be equal byte for byte (RFC 8414 §3.3)",
                     cfg.issuer
                 ),
             })
         }
-        None => return Err(Error::Upstream(format!("metadata at {url} has no issuer"))),
+        None => {
+            return Err(Error::Upstream(
+                Fault::new("the metadata document (discovered from ISSUER or AS_URL) has no issuer")
+                    .detail(redact_url(url.as_str())),
+            ))
+        }
     }
     let endpoint = |name: &str| -> Result<Option<Url>, Error> {
         match doc.get(name) {
@@ -108,8 +122,10 @@ pub fn accept_upstream(
             Some(Value::String(s)) if s.is_empty() => Ok(None),
             Some(Value::String(s)) => Url::parse(s)
                 .map(|u| Some(cfg.rebase_upstream(&u)))
-                .map_err(|e| Error::Upstream(format!("metadata {name} is not a URL: {e}"))),
-            Some(_) => Err(Error::Upstream(format!("metadata {name} is not a string"))),
+                .map_err(|e| Error::Upstream(format!("metadata {name} is not a URL: {e}").into())),
+            Some(_) => Err(Error::Upstream(
+                format!("metadata {name} is not a string").into(),
+            )),
         }
     };
     let jwks_uri = match &cfg.jwks_url {

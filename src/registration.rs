@@ -200,7 +200,7 @@ pub fn outgoing(cfg: &Config, request: &Map<String, Value>, body: Vec<u8>) -> Ve
 /// upstream omits them.
 pub fn clean_answer(request: &Map<String, Value>, body: &[u8]) -> Result<Reply, Error> {
     let value: Value = serde_json::from_slice(body)
-        .map_err(|e| Error::Upstream(format!("registration answer is not JSON: {e}")))?;
+        .map_err(|e| Error::Upstream(format!("registration answer is not JSON: {e}").into()))?;
     let Value::Object(mut map) = value else {
         return Err(Error::Upstream(
             "registration answer is not a JSON object".into(),
@@ -261,7 +261,7 @@ pub fn upstream_error(status: u16, body: &[u8]) -> Error {
             description,
         };
     }
-    Error::Upstream(format!("registration endpoint answered {status}"))
+    Error::Upstream(format!("registration endpoint answered {status}").into())
 }
 
 #[cfg(test)]

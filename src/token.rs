@@ -417,9 +417,9 @@ pub fn missing_scopes(principal: &Principal, needed: &[String]) -> Vec<String> {
 #[cfg(not(target_arch = "wasm32"))]
 pub fn verify_native(jwt: &Jwt<'_>, key: &crate::jwks::Key) -> Result<(), Error> {
     let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(key.public_jwk.clone())
-        .map_err(|e| Error::KeysUnavailable(format!("unusable key: {e}")))?;
+        .map_err(|e| Error::KeysUnavailable(format!("unusable key: {e}").into()))?;
     let decoding = jsonwebtoken::DecodingKey::from_jwk(&jwk)
-        .map_err(|e| Error::KeysUnavailable(format!("unusable key: {e}")))?;
+        .map_err(|e| Error::KeysUnavailable(format!("unusable key: {e}").into()))?;
     match jsonwebtoken::crypto::verify(
         jwt.signature_b64,
         jwt.signing_input.as_bytes(),
