@@ -225,7 +225,7 @@ impl IdKey {
             Value::Null => IdKey::Null,
             Value::String(s) => IdKey::Str(s.clone()),
             Value::Number(n) => match n.as_f64() {
-                Some(f) if f == 0.0 => IdKey::Num(0),
+                Some(0.0) => IdKey::Num(0), // -0 too: float patterns compare with ==
                 Some(f) => IdKey::Num(f.to_bits()),
                 None => IdKey::Invalid,
             },
