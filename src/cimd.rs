@@ -86,45 +86,75 @@ pub enum HostKind {
     Private,
 }
 
+/// An IPv4 address by the IANA IPv4 Special-Purpose Address Registry (RFC 6890 and
+/// its updates): only globally reachable unicast is public. Each row is named; the
+/// few globally reachable special-purpose blocks (AS112, AMT) are public anyway.
 fn ipv4_kind(ip: Ipv4Addr) -> HostKind {
     let [a, b, c, _] = ip.octets();
-    if ip.is_loopback() {
-        HostKind::Loopback
-    } else if ip.is_private()
-        || ip.is_link_local()
-        || ip.is_unspecified()
-        || ip.is_broadcast()
-        || ip.is_multicast()
-        || ip.is_documentation()
-        || a == 0
-        || a >= 240
-        || (a == 100 && (b & 0xc0) == 64) // 100.64/10, carrier-grade NAT
-        || (a == 192 && b == 0 && c == 0) // 192.0.0/24, IETF protocol assignments
-        || (a == 198 && (b & 0xfe) == 18)
-    // 198.18/15, benchmarking
-    {
+    if a == 127 {
+        return HostKind::Loopback; // 127.0.0.0/8
+    }
+    let special = a == 0 // 0.0.0.0/8, "this network"
+        || a == 10 // 10.0.0.0/8, private
+        || (a == 100 && (b & 0xc0) == 64) // 100.64.0.0/10, shared (carrier-grade NAT)
+        || (a == 169 && b == 254) // 169.254.0.0/16, link-local
+        || (a == 172 && (b & 0xf0) == 16) // 172.16.0.0/12, private
+        || (a == 192 && b == 0 && c == 0) // 192.0.0.0/24, IETF protocol assignments
+        || (a == 192 && b == 0 && c == 2) // 192.0.2.0/24, documentation
+        || (a == 192 && b == 88 && c == 99) // 192.88.99.0/24, 6to4 relay anycast (deprecated)
+        || (a == 192 && b == 168) // 192.168.0.0/16, private
+        || (a == 198 && (b & 0xfe) == 18) // 198.18.0.0/15, benchmarking
+        || (a == 198 && b == 51 && c == 100) // 198.51.100.0/24, documentation
+        || (a == 203 && b == 0 && c == 113) // 203.0.113.0/24, documentation
+        || (a & 0xf0) == 224 // 224.0.0.0/4, multicast
+        || a >= 240; // 240.0.0.0/4 reserved, 255.255.255.255 broadcast
+    if special {
         HostKind::Private
     } else {
         HostKind::Public
     }
 }
 
+/// The IPv4 address an IPv6 address carries, for every form that embeds one:
+/// IPv4-mapped `::ffff:0:0/96`, SIIT IPv4-translated `::ffff:0:0:0/96` (RFC 2765),
+/// NAT64 `64:ff9b::/96` (RFC 6052) and 6to4 `2002::/16` (RFC 3056).
+fn embedded_ipv4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    let s = ip.segments();
+    let v4 = |hi: u16, lo: u16| Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
+    match s {
+        [0, 0, 0, 0, 0, 0xffff, hi, lo] => Some(v4(hi, lo)),
+        [0, 0, 0, 0, 0xffff, 0, hi, lo] => Some(v4(hi, lo)),
+        [0x0064, 0xff9b, 0, 0, 0, 0, hi, lo] => Some(v4(hi, lo)),
+        [0x2002, hi, lo, ..] => Some(v4(hi, lo)),
+        _ => None,
+    }
+}
+
+/// An IPv6 address by the IANA IPv6 Special-Purpose Address Registry and the IPv6
+/// address space registry: public only inside global unicast `2000::/3`, outside
+/// its special-purpose blocks; an embedded IPv4 address is judged as IPv4 (and is
+/// never loopback: a 6to4 or NAT64 address is routed, not local).
 fn ipv6_kind(ip: Ipv6Addr) -> HostKind {
     if ip.is_loopback() {
-        return HostKind::Loopback;
+        return HostKind::Loopback; // ::1/128
     }
-    if let Some(v4) = ip.to_ipv4_mapped() {
-        return ipv4_kind(v4);
+    if let Some(v4) = embedded_ipv4(ip) {
+        return match ipv4_kind(v4) {
+            HostKind::Public => HostKind::Public,
+            _ => HostKind::Private,
+        };
     }
     let s = ip.segments();
-    let private = ip.is_unspecified()
-        || ip.is_multicast()
-        || (s[0] & 0xfe00) == 0xfc00 // unique local
-        || (s[0] & 0xffc0) == 0xfe80 // link-local
-        || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
-        || (s[0] == 0x0064 && s[1] == 0xff9b) // NAT64: an IPv4 address in disguise
-        || s[..6] == [0; 6]; // IPv4-compatible (deprecated)
-    if private {
+    // Outside 2000::/3: unspecified, IPv4-compatible, discard-only 100::/64, dummy
+    // 100:0:0:1::/64, local-use NAT64 64:ff9b:1::/48, SRv6 5f00::/16, unique local
+    // fc00::/7, site-local fec0::/10 (deprecated), link-local fe80::/10, multicast
+    // ff00::/8, and everything unassigned.
+    let global_unicast = (s[0] & 0xe000) == 0x2000;
+    let special = !global_unicast
+        || (s[0] == 0x2001 && s[1] < 0x0200) // 2001::/23, IETF protocol assignments (Teredo 2001::/32, benchmarking, ORCHID)
+        || (s[0] == 0x2001 && s[1] == 0x0db8) // 2001:db8::/32, documentation
+        || (s[0] == 0x3fff && s[1] < 0x1000); // 3fff::/20, documentation
+    if special {
         HostKind::Private
     } else {
         HostKind::Public
@@ -720,6 +750,82 @@ mod tests {
             Some("application/json; charset=utf-8"),
             &doc_json(extra),
         )
+    }
+
+    /// Every row of the IANA special-purpose registries (IPv4 and IPv6), each form
+    /// that embeds an IPv4 address, and the review's examples.
+    #[test]
+    fn special_purpose_addresses_are_never_public() {
+        let kind = |h: &str| host_kind(&Url::parse(&format!("https://{h}/c.json")).unwrap());
+        for h in [
+            "0.1.2.3",
+            "10.1.1.1",
+            "100.64.0.1",
+            "100.127.255.254",
+            "169.254.169.254",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.0.0.8",
+            "192.0.2.1",
+            "192.88.99.1",
+            "192.168.0.1",
+            "198.18.0.1",
+            "198.19.255.1",
+            "198.51.100.7",
+            "203.0.113.9",
+            "224.0.0.1",
+            "239.255.255.255",
+            "240.0.0.1",
+            "255.255.255.255",
+            "[::]",
+            "[::a00:1]",
+            "[::ffff:a9fe:a9fe]",
+            "[::ffff:0:a9fe:a9fe]",
+            "[::ffff:0:7f00:1]",
+            "[64:ff9b::7f00:1]",
+            "[64:ff9b::a9fe:a9fe]",
+            "[64:ff9b:1::1]",
+            "[100::1]",
+            "[100:0:0:1::1]",
+            "[2001::1]",
+            "[2001:0:4136:e378:8000:63bf:3fff:fdd2]",
+            "[2001:2::1]",
+            "[2001:10::1]",
+            "[2001:20::1]",
+            "[2001:db8::1]",
+            "[2002:7f00:1::]",
+            "[2002:a9fe:a9fe::]",
+            "[2002:a00:1::1]",
+            "[2002:c0a8:1::]",
+            "[3fff::1]",
+            "[5f00::1]",
+            "[fc00::1]",
+            "[fd12:3456::1]",
+            "[fe80::1]",
+            "[fec0::1]",
+            "[ff02::1]",
+        ] {
+            assert_eq!(kind(h), HostKind::Private, "{h}");
+        }
+        for h in ["127.0.0.1", "127.1.2.3", "[::1]"] {
+            assert_eq!(kind(h), HostKind::Loopback, "{h}");
+        }
+        for h in [
+            "8.8.8.8",
+            "1.1.1.1",
+            "172.32.0.1",
+            "100.128.0.1",
+            "192.0.3.1",
+            "198.20.0.1",
+            "[2606:4700::1111]",
+            "[2a00:1450::1]",
+            "[::ffff:808:808]",
+            "[64:ff9b::808:808]",
+            "[2002:808:808::1]",
+            "[2001:200::1]",
+        ] {
+            assert_eq!(kind(h), HostKind::Public, "{h}");
+        }
     }
 
     #[test]

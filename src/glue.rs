@@ -1182,18 +1182,20 @@ async fn post_registration(body: Vec<u8>, auth: Option<String>) -> Result<(u16, 
     .await
 }
 
-async fn register(mut req: Request) -> Result<Reply, Error> {
-    let declared = declared_length(&req);
-    if declared.is_some_and(|n| n > registration::MAX_BODY) {
-        return Err(Error::InvalidClientMetadata(format!(
-            "registration request larger than {} bytes",
-            registration::MAX_BODY
-        )));
+/// A client's request body, at most `cap` bytes: a declared length over the cap is
+/// refused before reading, a body of unknown length (chunked) as it streams in.
+async fn read_request_body(req: &mut Request, cap: usize) -> Result<Vec<u8>, Error> {
+    if declared_length(req).is_some_and(|n| n > cap) {
+        return Err(Error::PayloadTooLarge(cap));
     }
-    let body = req
-        .bytes()
-        .await
-        .map_err(|_| Error::InvalidClientMetadata("the request body could not be read".into()))?;
+    read_stream(req.stream(), cap).await.map_err(|e| match e {
+        Capped::TooLarge => Error::PayloadTooLarge(cap),
+        Capped::Failed(_) => Error::InvalidRequest("the request body could not be read".into()),
+    })
+}
+
+async fn register(mut req: Request) -> Result<Reply, Error> {
+    let body = read_request_body(&mut req, registration::MAX_BODY).await?;
     let request = registration::validate_request(&body)?;
     let auth = req.headers().get("authorization").ok().flatten();
     let body = with_auth(|a| registration::outgoing(&a.cfg, &request, body))?;
@@ -1225,20 +1227,10 @@ async fn read_form(req: &mut Request) -> Result<Option<String>, Error> {
     if !wanted || !form || req.method() != Method::Post {
         return Ok(None);
     }
-    let too_large =
-        || Error::InvalidRequest(format!("form body larger than {MAX_FORM_BYTES} bytes"));
-    let declared = declared_length(req);
-    if declared.is_some_and(|n| n > MAX_FORM_BYTES) {
-        return Err(too_large());
-    }
-    let body = req
-        .text()
-        .await
-        .map_err(|_| Error::InvalidRequest("the request body could not be read".into()))?;
-    if body.len() > MAX_FORM_BYTES {
-        return Err(too_large());
-    }
-    Ok(Some(body))
+    let body = read_request_body(req, MAX_FORM_BYTES).await?;
+    String::from_utf8(body)
+        .map(Some)
+        .map_err(|_| Error::InvalidRequest("the form body is not UTF-8".into()))
 }
 
 async fn passthrough(req: &mut Request, target: &str, env: &Env) -> Result<Response, Error> {
