@@ -375,8 +375,7 @@ pub fn parse_document(
 /// The registration body for the upstream: the document's client, then what the
 /// Hydra adapter and a scope policy add to any registration.
 pub fn registration_body(cfg: &Config, doc: &Document) -> Vec<u8> {
-    let body = serde_json::to_vec(&doc.registration).unwrap_or_default();
-    registration::outgoing(cfg, &doc.registration, body)
+    registration::outgoing(cfg, &doc.registration)
 }
 
 /// The upstream client id from a registration answer. The client must be public:

@@ -1198,7 +1198,7 @@ async fn register(mut req: Request) -> Result<Reply, Error> {
     let body = read_request_body(&mut req, registration::MAX_BODY).await?;
     let request = registration::validate_request(&body)?;
     let auth = req.headers().get("authorization").ok().flatten();
-    let body = with_auth(|a| registration::outgoing(&a.cfg, &request, body))?;
+    let body = with_auth(|a| registration::outgoing(&a.cfg, &request))?;
     let (status, answer) = post_registration(body, auth).await?;
     if (200..300).contains(&status) {
         registration::clean_answer(&request, &answer)

@@ -53,39 +53,119 @@ pub(crate) fn check_redirect_uri(raw: &str) -> Result<(), Error> {
     }
 }
 
-/// Validate a registration request body. Returns the parsed object.
-pub fn validate_request(body: &[u8]) -> Result<Map<String, Value>, Error> {
-    if body.len() > MAX_BODY {
-        return Err(Error::InvalidClientMetadata(format!(
-            "registration request larger than {MAX_BODY} bytes"
-        )));
+/// A JSON object whose members are each given once: parsers disagree on which of two
+/// copies counts, so the worker must never validate one while the upstream reads the
+/// other. Nested objects are parsed as usual (and forwarded as parsed).
+struct UniqueObject(Map<String, Value>);
+
+impl<'de> serde::Deserialize<'de> for UniqueObject {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<UniqueObject, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = UniqueObject;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<UniqueObject, A::Error> {
+                let mut out = Map::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    if out.contains_key(&key) {
+                        return Err(serde::de::Error::custom(format!(
+                            "member {key:?} is given twice"
+                        )));
+                    }
+                    let value = map.next_value()?;
+                    out.insert(key, value);
+                }
+                Ok(UniqueObject(out))
+            }
+        }
+        d.deserialize_map(V)
     }
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| Error::InvalidClientMetadata(format!("request body is not JSON: {e}")))?;
-    let Value::Object(map) = value else {
-        return Err(Error::InvalidClientMetadata(
-            "request body must be a JSON object".into(),
-        ));
-    };
-    match map.get("redirect_uris") {
-        None => {}
+}
+
+/// Members that name pages a consent screen links to: https only.
+const PAGE_URIS: &[&str] = &["client_uri", "logo_uri", "tos_uri", "policy_uri"];
+/// Members the authorization server itself fetches: https on a public host only.
+const FETCHED_URIS: &[&str] = &["jwks_uri", "sector_identifier_uri"];
+
+fn check_redirect_list(map: &Map<String, Value>, name: &str) -> Result<(), Error> {
+    match map.get(name) {
+        None => Ok(()),
         Some(Value::Array(uris)) => {
             if uris.is_empty() {
-                return Err(Error::InvalidRedirectUri("redirect_uris is empty".into()));
+                return Err(Error::InvalidRedirectUri(format!("{name} is empty")));
             }
             for uri in uris {
                 let Some(s) = uri.as_str() else {
-                    return Err(Error::InvalidRedirectUri(
-                        "redirect_uris must hold strings".into(),
-                    ));
+                    return Err(Error::InvalidRedirectUri(format!(
+                        "{name} must hold strings"
+                    )));
                 };
                 check_redirect_uri(s)?;
             }
+            Ok(())
         }
-        Some(_) => {
-            return Err(Error::InvalidRedirectUri(
-                "redirect_uris must be an array".into(),
-            ))
+        Some(_) => Err(Error::InvalidRedirectUri(format!(
+            "{name} must be an array"
+        ))),
+    }
+}
+
+fn check_https_member(name: &str, raw: &str, public_host: bool) -> Result<(), Error> {
+    let bad = |why: &str| Error::InvalidClientMetadata(format!("{name} {why}"));
+    let url = Url::parse(raw).map_err(|_| bad("must be an absolute https URL"))?;
+    if url.scheme() != "https" {
+        return Err(bad("must use https"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad("must not carry a user name or password"));
+    }
+    if public_host && crate::cimd::host_kind(&url) != crate::cimd::HostKind::Public {
+        return Err(bad(
+            "must name a public host (the authorization server fetches it)",
+        ));
+    }
+    Ok(())
+}
+
+/// Validate a registration request body. Returns the parsed object: the only form
+/// of the request that is forwarded ([`outgoing`] re-serialises it).
+pub fn validate_request(body: &[u8]) -> Result<Map<String, Value>, Error> {
+    if body.len() > MAX_BODY {
+        return Err(Error::PayloadTooLarge(MAX_BODY));
+    }
+    let UniqueObject(mut map) = serde_json::from_slice(body).map_err(|e| {
+        use serde_json::error::Category;
+        Error::InvalidClientMetadata(match e.classify() {
+            Category::Data => format!(
+                "request body must be a JSON object whose members are each given once ({e})"
+            ),
+            _ => format!(
+                "request body is not JSON (line {}, column {})",
+                e.line(),
+                e.column()
+            ),
+        })
+    })?;
+    check_redirect_list(&map, "redirect_uris")?;
+    check_redirect_list(&map, "post_logout_redirect_uris")?;
+    // An empty page URL is no URL: left out rather than forwarded.
+    map.retain(|k, v| !(PAGE_URIS.contains(&k.as_str()) && v.as_str() == Some("")));
+    for (names, public_host) in [(PAGE_URIS, false), (FETCHED_URIS, true)] {
+        for name in names {
+            match map.get(*name) {
+                None => {}
+                Some(Value::String(s)) => check_https_member(name, s, public_host)?,
+                Some(_) => {
+                    return Err(Error::InvalidClientMetadata(format!(
+                        "{name} must be a string"
+                    )))
+                }
+            }
         }
     }
     for name in ["grant_types", "response_types", "contacts"] {
@@ -97,16 +177,7 @@ pub fn validate_request(body: &[u8]) -> Result<Map<String, Value>, Error> {
             }
         }
     }
-    for name in [
-        "client_name",
-        "scope",
-        "token_endpoint_auth_method",
-        "client_uri",
-        "logo_uri",
-        "tos_uri",
-        "policy_uri",
-        "jwks_uri",
-    ] {
+    for name in ["client_name", "scope", "token_endpoint_auth_method"] {
         if let Some(v) = map.get(name) {
             if !v.is_string() {
                 return Err(Error::InvalidClientMetadata(format!(
@@ -178,9 +249,11 @@ pub fn for_hydra(
     body
 }
 
-/// The body sent to the upstream registration endpoint: the client's own bytes,
-/// unless the Hydra adapter or a scope policy changes the request (see the module).
-pub fn outgoing(cfg: &Config, request: &Map<String, Value>, body: Vec<u8>) -> Vec<u8> {
+/// The body sent to the upstream registration endpoint: the validated request,
+/// re-serialised (never the client's bytes, which could say something the
+/// validation did not read), as the Hydra adapter or a scope policy changes it
+/// (see the module).
+pub fn outgoing(cfg: &Config, request: &Map<String, Value>) -> Vec<u8> {
     let mut changed = (cfg.flavor == Flavor::Hydra)
         .then(|| for_hydra(request, cfg.hydra_audience(), cfg.default_scopes()));
     if cfg.policy.is_some() {
@@ -189,10 +262,7 @@ pub fn outgoing(cfg: &Config, request: &Map<String, Value>, body: Vec<u8>) -> Ve
             changed = Some(wider);
         }
     }
-    match changed {
-        Some(map) => serde_json::to_vec(&map).unwrap_or(body),
-        None => body,
-    }
+    serde_json::to_vec(changed.as_ref().unwrap_or(request)).unwrap_or_default()
 }
 
 /// Turn the upstream's success answer into one strict clients accept.
@@ -207,6 +277,11 @@ pub fn clean_answer(request: &Map<String, Value>, body: &[u8]) -> Result<Reply, 
         ));
     };
     map.retain(|_, v| !(v.is_null() || v.as_str() == Some("")));
+    // RFC 7592 management is not proxied: the upstream's management URL is an
+    // internal address the client cannot use, and its access token is useless
+    // without it. Neither is passed on.
+    map.remove("registration_client_uri");
+    map.remove("registration_access_token");
     if !map.get("client_id").is_some_and(Value::is_string) {
         return Err(Error::Upstream(
             "registration answer has no client_id".into(),
@@ -323,11 +398,9 @@ mod tests {
                 "invalid_client_metadata"
             );
         }
+        // Too large is the size's fault, not the metadata's: 413.
         let big = vec![b' '; MAX_BODY + 1];
-        assert_eq!(
-            validate_request(&big).unwrap_err().code(),
-            "invalid_client_metadata"
-        );
+        assert_eq!(validate_request(&big).unwrap_err().status(), 413);
     }
 
     #[test]
@@ -347,7 +420,8 @@ mod tests {
             v["grant_types"],
             json!(["authorization_code", "refresh_token"])
         );
-        assert_eq!(v["registration_access_token"], "ory_at_x");
+        assert!(!v.contains_key("registration_access_token"));
+        assert!(!v.contains_key("registration_client_uri"));
     }
 
     #[test]
@@ -447,17 +521,83 @@ mod tests {
     }
 
     #[test]
+    fn duplicate_members_and_url_members() {
+        // Validated on one copy, forwarded with the other: refused outright.
+        let dup = br#"{"redirect_uris":["https://a.example/cb"],"redirect_uris":["javascript:alert(1)"]}"#;
+        let e = validate_request(dup).unwrap_err();
+        assert!(
+            matches!(e, Error::InvalidClientMetadata(ref d) if d.contains("given twice")),
+            "{e}"
+        );
+        for (body, code) in [
+            (
+                json!({"post_logout_redirect_uris": ["javascript:alert(1)"]}),
+                "invalid_redirect_uri",
+            ),
+            (
+                json!({"post_logout_redirect_uris": ["http://app.example/bye"]}),
+                "invalid_redirect_uri",
+            ),
+            (
+                json!({"client_uri": "javascript:alert(1)"}),
+                "invalid_client_metadata",
+            ),
+            (
+                json!({"logo_uri": "http://app.example/logo.png"}),
+                "invalid_client_metadata",
+            ),
+            (
+                json!({"tos_uri": "data:text/html,x"}),
+                "invalid_client_metadata",
+            ),
+            (
+                json!({"policy_uri": "https://user:pw@app.example/p"}),
+                "invalid_client_metadata",
+            ),
+            (json!({"policy_uri": 7}), "invalid_client_metadata"),
+            (
+                json!({"jwks_uri": "https://169.254.169.254/keys"}),
+                "invalid_client_metadata",
+            ),
+            (
+                json!({"jwks_uri": "https://localhost/keys"}),
+                "invalid_client_metadata",
+            ),
+            (
+                json!({"jwks_uri": "http://app.example/keys"}),
+                "invalid_client_metadata",
+            ),
+            (
+                json!({"sector_identifier_uri": "https://[fd00::1]/s.json"}),
+                "invalid_client_metadata",
+            ),
+            (
+                json!({"sector_identifier_uri": "https://metadata.internal/s"}),
+                "invalid_client_metadata",
+            ),
+        ] {
+            let e = validate_request(body.to_string().as_bytes()).unwrap_err();
+            assert_eq!(e.code(), code, "{body}");
+        }
+        let ok = json!({"client_uri": "https://app.example", "logo_uri": "https://app.example/l.png",
+            "tos_uri": "https://app.example/tos", "policy_uri": "", "jwks_uri": "https://app.example/jwks",
+            "post_logout_redirect_uris": ["http://127.0.0.1:5/bye"]});
+        let map = validate_request(ok.to_string().as_bytes()).unwrap();
+        assert!(
+            !map.contains_key("policy_uri"),
+            "an empty page URL is left out"
+        );
+    }
+
+    #[test]
     fn outgoing_bodies_change_only_for_hydra_or_a_policy() {
-        let body = br#"{"redirect_uris":["http://127.0.0.1:1/cb"],"scope":"mcp:tools"}"#.to_vec();
+        let body = br#"{"scope":"mcp:tools", "redirect_uris":["http://127.0.0.1:1/cb"]}"#.to_vec();
         let request = validate_request(&body).unwrap();
-        // Generic flavour, no policy: the client's exact bytes.
-        assert_eq!(outgoing(&cfg(&[]), &request, body.clone()), body);
-        let hydra: Value = serde_json::from_slice(&outgoing(
-            &cfg(&[("AS_FLAVOR", "hydra")]),
-            &request,
-            body.clone(),
-        ))
-        .unwrap();
+        // Generic flavour, no policy: the validated request, re-serialised.
+        let plain: Value = serde_json::from_slice(&outgoing(&cfg(&[]), &request)).unwrap();
+        assert_eq!(plain, serde_json::from_slice::<Value>(&body).unwrap());
+        let hydra: Value =
+            serde_json::from_slice(&outgoing(&cfg(&[("AS_FLAVOR", "hydra")]), &request)).unwrap();
         assert_eq!(hydra["audience"], json!(["https://mcp.example.com/mcp"]));
         assert_eq!(hydra["scope"], "mcp:tools");
         // Both: Hydra's changes, then the policy's wider scope.
@@ -468,7 +608,7 @@ mod tests {
                 r#"{"default":"mcp:tools","methods":{"tools/call":{"names":{"admin_*":"mcp:admin"}}}}"#,
             ),
         ]);
-        let out: Value = serde_json::from_slice(&outgoing(&both, &request, body)).unwrap();
+        let out: Value = serde_json::from_slice(&outgoing(&both, &request)).unwrap();
         assert_eq!(out["scope"], "mcp:tools mcp:admin");
         assert_eq!(out["audience"], json!(["https://mcp.example.com/mcp"]));
     }
