@@ -38,6 +38,7 @@
 //! | `CIMD_ALLOW_LOOPBACK` | no | `true` (development only): documents may live on loopback hosts, over http too |
 //! | `CIMD_TIMEOUT_SECONDS` | no | how long a document's host may take (default 5, 1 to 30) |
 //! | `CIMD_CACHE_SECONDS` | no | longest a document is reused, whatever its `Cache-Control` says (default 3600, 0 to 86400) |
+//! | `STRIP_IDENTITY_HEADERS` | no | request headers other authenticating proxies use for identity, never forwarded from a client (default [`crate::proxy::FOREIGN_IDENTITY_HEADERS`]; `none` forwards them) |
 
 use crate::error::Error;
 use crate::policy::Policy;
@@ -81,6 +82,7 @@ pub const BINDINGS: &[&str] = &[
     "CIMD_ALLOW_LOOPBACK",
     "CIMD_TIMEOUT_SECONDS",
     "CIMD_CACHE_SECONDS",
+    "STRIP_IDENTITY_HEADERS",
 ];
 
 /// Default and ceiling of `POLICY_MAX_BODY_BYTES`.
@@ -201,6 +203,11 @@ pub struct Config {
     pub flavor: Flavor,
     /// `CIMD=true`: clients may name themselves by a metadata document URL.
     pub cimd: Option<Cimd>,
+    /// `STRIP_IDENTITY_HEADERS`: identity headers of other authenticating proxies,
+    /// lower case, dropped from client requests like `X-Auth-*` (underscore spellings
+    /// too). Default [`crate::proxy::FOREIGN_IDENTITY_HEADERS`]: an origin written
+    /// for such a proxy would trust them. Risk of `none`: a client names its user.
+    pub strip_identity: Vec<String>,
 }
 
 /// Client ID Metadata Documents at the edge (`CIMD=true`, see [`crate::cimd`]).
@@ -576,6 +583,30 @@ impl Config {
 
         let cimd = cimd(&get, &as_passthrough)?;
 
+        let strip_identity = match get("STRIP_IDENTITY_HEADERS") {
+            None => crate::proxy::FOREIGN_IDENTITY_HEADERS
+                .iter()
+                .map(|h| h.to_string())
+                .collect(),
+            Some(v) if v.trim() == "none" => Vec::new(),
+            Some(v) => {
+                let mut names = Vec::new();
+                for name in v.split([' ', ',']).filter(|n| !n.is_empty()) {
+                    if !name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                    {
+                        return Err(problem(
+                            "STRIP_IDENTITY_HEADERS",
+                            format!("{name:?} is not a header name"),
+                        ));
+                    }
+                    names.push(name.to_ascii_lowercase().replace('_', "-"));
+                }
+                names
+            }
+        };
+
         let mut allowed_origins = Vec::new();
         let mut any_origin = false;
         for o in words(get("ALLOWED_ORIGINS")) {
@@ -675,6 +706,7 @@ impl Config {
             introspection,
             flavor,
             cimd,
+            strip_identity,
         })
     }
 
@@ -752,12 +784,18 @@ impl Config {
         if self.as_url.origin() == self.issuer_url.origin() {
             return None;
         }
-        let host = self.issuer_url.host_str()?;
+        Some(self.public_issuer_host())
+    }
+
+    /// The host (with its port, if any) and scheme of `ISSUER`: the public name of
+    /// the authorization server, as requests passed through to it say they came.
+    pub fn public_issuer_host(&self) -> (String, String) {
+        let host = self.issuer_url.host_str().unwrap_or_default();
         let host = match self.issuer_url.port() {
             Some(p) => format!("{host}:{p}"),
             None => host.to_string(),
         };
-        Some((host, self.issuer_url.scheme().to_string()))
+        (host, self.issuer_url.scheme().to_string())
     }
 }
 

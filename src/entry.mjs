@@ -25,7 +25,7 @@ import {
   edge_accept as accept,
   edge_key as keyFor,
   edge_filter_json as filterJson,
-  edge_rate_limited as rateLimited,
+  edge_refusal as refusal,
   EdgeSseFilter,
 } from "../build/mcp_edge_auth.js";
 import { bind, complete, fast } from "./crossing.mjs";
@@ -38,6 +38,7 @@ let identityPrefix = "x-auth-";
 let policy = false;
 let originTimeoutMs = 100_000;
 let registrationPath = "/register";
+let filterMax = 8 << 20;
 
 function setup(env) {
   level = init(env);
@@ -47,6 +48,7 @@ function setup(env) {
   policy = s.policy;
   originTimeoutMs = s.originTimeoutMs;
   registrationPath = s.register;
+  filterMax = s.filterMax;
 }
 
 // Cloudflare's rate-limiting bindings, when configured: a decision names the keys to
@@ -76,16 +78,14 @@ function decoded(bytes) {
   }
 }
 
-// Read at most `max` bytes of the request body: [state, text, bytes]. A declared
-// length is read in one go; a body of unknown length chunk by chunk, up to `max`.
-async function readBody(request, max) {
-  const length = request.headers.get("content-length");
-  if (length !== null) {
-    if (Number(length) > max) return [TOO_LARGE, undefined, null];
-    return decoded(new Uint8Array(await request.arrayBuffer()));
-  }
-  if (!request.body) return [TEXT, "", null];
-  const reader = request.body.getReader();
+// The one bounded reader for every body the entry reads (a client's request, an
+// origin's answer to filter): at most `max` bytes, as they stream in. Returns the
+// bytes, or null once more than `max` arrived. A client's body past the cap is
+// drained (up to 8x the cap), not cancelled: cancelling a request body mid-upload
+// made the runtime drop the next request on the same connection.
+async function readCapped(stream, max, drain) {
+  if (!stream) return new Uint8Array(0);
+  const reader = stream.getReader();
   const chunks = [];
   let total = 0;
   for (;;) {
@@ -93,28 +93,43 @@ async function readBody(request, max) {
     if (done) break;
     total += value.byteLength;
     if (total > max) {
-      // Drained (up to 8x the cap), not cancelled: cancelling a request body
-      // mid-upload made the runtime drop the next request on the same connection.
-      while (total <= 8 * max) {
-        const next = await reader.read();
-        if (next.done) break;
-        total += next.value.byteLength;
+      if (drain) {
+        while (total <= 8 * max) {
+          const next = await reader.read();
+          if (next.done) break;
+          total += next.value.byteLength;
+        }
+        reader.releaseLock();
+      } else {
+        await reader.cancel();
       }
-      reader.releaseLock();
-      return [TOO_LARGE, undefined, null];
+      return null;
     }
     chunks.push(value);
   }
+  if (chunks.length === 1) return chunks[0];
   const bytes = new Uint8Array(total);
   let at = 0;
   for (const c of chunks) {
     bytes.set(c, at);
     at += c.byteLength;
   }
-  return decoded(bytes);
+  return bytes;
 }
 
-// The answer with its list results rewritten for this token (see src/sse.rs).
+// Read at most `max` bytes of the request body: [state, text, bytes]. A declared
+// length over the cap is refused before reading.
+async function readBody(request, max) {
+  const length = request.headers.get("content-length");
+  if (length !== null && Number(length) > max) return [TOO_LARGE, undefined, null];
+  if (!request.body) return [TEXT, "", null];
+  const bytes = await readCapped(request.body, max, true);
+  return bytes === null ? [TOO_LARGE, undefined, null] : decoded(bytes);
+}
+
+// The answer with its list results rewritten for this token (see src/sse.rs). A
+// JSON answer is read whole, up to the same cap as one event of a stream: larger,
+// it cannot be filtered and must not be passed on (null).
 async function filtered(response, spec) {
   const type = (response.headers.get("content-type") || "").toLowerCase();
   if (!response.body || !(type.startsWith("text/event-stream") || type.startsWith("application/json"))) {
@@ -124,7 +139,9 @@ async function filtered(response, spec) {
   headers.delete("content-length");
   const init = { status: response.status, statusText: response.statusText, headers };
   if (type.startsWith("application/json")) {
-    const text = await response.text();
+    const bytes = await readCapped(response.body, filterMax, false);
+    if (bytes === null) return null;
+    const text = new TextDecoder().decode(bytes);
     const out = filterJson(spec, text);
     return new Response(out === undefined ? text : out, init);
   }
@@ -188,12 +205,37 @@ function reply(d) {
   return new Response(r.body === "" ? null : r.body, { status: r.status, headers: r.headers });
 }
 
+// Does a client's header stay behind? The rule of src/proxy.rs
+// `strip_request_header`: hop-by-hop headers, those `Connection` names,
+// Authorization, identity headers (X-Auth-*, other proxies' STRIP_IDENTITY_HEADERS)
+// in every spelling CGI/WSGI servers fold onto them (`X_Auth_Subject`).
+function stripped(name, named) {
+  if (strip.has(name) || name.startsWith(identityPrefix)) return true;
+  if (name.includes("_")) {
+    const folded = name.replaceAll("_", "-");
+    if (strip.has(folded) || folded.startsWith(identityPrefix) || named?.has(folded)) return true;
+  }
+  return named !== null && named.has(name);
+}
+
 async function forward(request, d, body) {
-  // One pass over the client's headers: hop-by-hop, Authorization and any X-Auth-*
-  // stay behind; then the identity Rust decided on.
+  const method = request.method;
+  if (method === "GET" || method === "HEAD") {
+    // The platform refuses to send a GET with a body: a client's mistake, not an
+    // origin outage. An empty body is simply not sent.
+    const length = request.headers.get("content-length");
+    if (length === null ? request.body !== null : length !== "0") {
+      return reply(JSON.parse(refusal(method, request.url, "body-on-get")));
+    }
+    body = null;
+  }
+  // One pass over the client's headers (see `stripped`); then the identity Rust
+  // decided on.
+  const connection = request.headers.get("connection");
+  const named = connection === null ? null : new Set(connection.split(",").map((n) => n.trim().toLowerCase()));
   const headers = new Headers();
   for (const [name, value] of request.headers) {
-    if (!strip.has(name) && !name.startsWith(identityPrefix)) headers.append(name, value);
+    if (!stripped(name, named)) headers.append(name, value);
   }
   for (const [name, value] of d.h) headers.set(name, value);
   // The timeout covers the wait for the origin's response headers only: workerd's
@@ -204,7 +246,7 @@ async function forward(request, d, body) {
   let response;
   try {
     response = await fetch(d.f, {
-      method: request.method,
+      method,
       headers,
       body,
       redirect: "manual",
@@ -214,7 +256,10 @@ async function forward(request, d, body) {
     const timedOut = e?.name === "TimeoutError";
     return reply(JSON.parse(origin_failure(request.method, request.url, String(e?.message || e), timedOut)));
   }
-  if (d.t) response = await filtered(response, d.t);
+  if (d.t) {
+    response = await filtered(response, d.t);
+    if (response === null) return reply(JSON.parse(refusal(method, request.url, "answer-too-large")));
+  }
   if (d.c.length) {
     response = new Response(response.body, response);
     for (const [name, value] of d.c) response.headers.set(name, value);
@@ -255,14 +300,14 @@ export default {
     }
     if (d.f) {
       const limited = d.q && (await overLimit(env, d.q));
-      if (limited) return reply(JSON.parse(rateLimited(method, url, limited)));
+      if (limited) return reply(JSON.parse(refusal(method, url, limited)));
       return forward(request, d, body);
     }
     if (d.r) return reply(d);
     if (env.REGISTRATION_RATE_LIMITER && method === "POST" && new URL(url).pathname === registrationPath) {
       const address = h.get("cf-connecting-ip") || "unknown";
       if (!(await env.REGISTRATION_RATE_LIMITER.limit({ key: `addr:${address}` })).success) {
-        return reply(JSON.parse(rateLimited(method, url, "address")));
+        return reply(JSON.parse(refusal(method, url, "address")));
       }
     }
     return respond(request, env);

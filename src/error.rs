@@ -13,7 +13,7 @@
 //! | [`Error::UpstreamRejected`] | upstream 4xx | RFC 7591 body | none |
 //! | [`Error::Upstream`] | 502 | `server_error` | none |
 //! | [`Error::KeysUnavailable`], [`Error::IntrospectionUnavailable`] | 503 + `Retry-After` | `temporarily_unavailable` | none |
-//! | [`Error::OriginUnreachable`] | 502 | JSON-RPC error | none |
+//! | [`Error::OriginUnreachable`], [`Error::OriginFailed`] | 502 | JSON-RPC error | none |
 //! | [`Error::OriginTimeout`] | 504 | JSON-RPC error | none |
 //! | [`Error::JsonRpc`] | 400 | JSON-RPC error (-32700, -32600, -32602, -32020) | none |
 //! | [`Error::RateLimited`] | 429 + `Retry-After` | `rate_limited` | none |
@@ -209,6 +209,9 @@ pub enum Error {
     IntrospectionUnavailable(Fault),
     /// The MCP origin could not be reached.
     OriginUnreachable(Fault),
+    /// The MCP origin answered something the worker must not pass on (a list answer
+    /// too large to filter).
+    OriginFailed(Fault),
     /// The MCP origin sent no response headers within `ORIGIN_TIMEOUT_SECONDS`.
     OriginTimeout(u32),
     /// A rate-limiting binding refused the request (what was limited: "subject",
@@ -254,6 +257,7 @@ impl fmt::Display for Error {
             Error::KeysUnavailable(d) => write!(f, "signing keys unavailable: {d}"),
             Error::IntrospectionUnavailable(d) => write!(f, "introspection unavailable: {d}"),
             Error::OriginUnreachable(d) => write!(f, "origin unreachable: {d}"),
+            Error::OriginFailed(d) => write!(f, "origin answer refused: {d}"),
             Error::OriginTimeout(s) => write!(f, "origin sent no answer within {s} s"),
             Error::RateLimited(what) => write!(f, "rate limited (per {what})"),
             Error::JsonRpc { code, message } => write!(f, "JSON-RPC {code}: {message}"),
@@ -322,7 +326,8 @@ impl Error {
             Error::Upstream(f)
             | Error::KeysUnavailable(f)
             | Error::IntrospectionUnavailable(f)
-            | Error::OriginUnreachable(f) => f,
+            | Error::OriginUnreachable(f)
+            | Error::OriginFailed(f) => f,
             other => Fault::new(other.to_string()),
         }
     }
@@ -333,6 +338,7 @@ impl Error {
             Error::Config { .. }
             | Error::Upstream(_)
             | Error::OriginUnreachable(_)
+            | Error::OriginFailed(_)
             | Error::OriginTimeout(_) => "server_error",
             Error::KeysUnavailable(_) | Error::IntrospectionUnavailable(_) => {
                 "temporarily_unavailable"
@@ -370,7 +376,7 @@ impl Error {
                 location: Some(_), ..
             } => 302,
             Error::OAuth { status, .. } => *status,
-            Error::Upstream(_) | Error::OriginUnreachable(_) => 502,
+            Error::Upstream(_) | Error::OriginUnreachable(_) | Error::OriginFailed(_) => 502,
             Error::OriginTimeout(_) => 504,
             Error::RateLimited(_) => 429,
             Error::KeysUnavailable(_) | Error::IntrospectionUnavailable(_) => 503,
@@ -448,6 +454,10 @@ impl Error {
                 &json!({"error": self.code(), "error_description": format!("cannot check tokens right now: {}", f.public)}),
             )
             .with_header("retry-after", "5"),
+            Error::OriginFailed(f) => Reply::json(
+                status,
+                &json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32603, "message": format!("MCP origin answer refused: {}", f.public)}}),
+            ),
             Error::OriginUnreachable(f) => Reply::json(
                 status,
                 &json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32603, "message": format!("MCP origin unreachable: {}", f.public)}}),

@@ -133,15 +133,21 @@ pub fn init(env: JsValue) -> u8 {
 /// origin timeout and the registration path (for the registration rate limit).
 #[wasm_bindgen(js_name = edge_strip_headers)]
 pub fn strip_headers() -> String {
-    let (policy, timeout, register) = with_auth(|a| {
+    let (policy, timeout, register, identity) = with_auth(|a| {
         (
             a.cfg.policy.is_some(),
             a.cfg.origin_timeout,
             a.cfg.registration_path.clone(),
+            a.cfg.strip_identity.clone(),
         )
     })
-    .unwrap_or((false, 100, String::new()));
-    serde_json::json!({"strip": proxy::STRIP_REQUEST, "prefix": proxy::IDENTITY_PREFIX, "policy": policy, "originTimeoutMs": u64::from(timeout) * 1000, "register": register})
+    .unwrap_or((false, 100, String::new(), Vec::new()));
+    let strip: Vec<&str> = proxy::STRIP_REQUEST
+        .iter()
+        .copied()
+        .chain(identity.iter().map(String::as_str))
+        .collect();
+    serde_json::json!({"strip": strip, "prefix": proxy::IDENTITY_PREFIX, "policy": policy, "originTimeoutMs": u64::from(timeout) * 1000, "register": register, "filterMax": crate::sse::MAX_EVENT})
         .to_string()
 }
 
@@ -567,21 +573,34 @@ async fn introspection_answer(token: &str) -> Result<Result<(u16, Vec<u8>), Erro
     .await)
 }
 
-/// The answer when a rate-limiting binding refused a request (429): `what` is
-/// "subject", "client" or "address".
-#[wasm_bindgen(js_name = edge_rate_limited)]
-pub fn rate_limited(method: &str, url: &str, what: &str) -> String {
+/// The answer to a request the JS entry refuses on the way (its decision's wire
+/// form): a rate-limiting binding said no (429; `what` is "subject", "client" or
+/// "address"), a GET or HEAD carries a body the platform will not forward
+/// ("body-on-get", 400), or the origin's list answer is larger than the worker can
+/// filter ("answer-too-large", 502).
+#[wasm_bindgen(js_name = edge_refusal)]
+pub fn refusal(method: &str, url: &str, what: &str) -> String {
     let path = split_url(url).map(|(p, _)| p).unwrap_or_default();
     let info = RequestInfo {
         method,
         path: &path,
         ..Default::default()
     };
-    let e = Error::RateLimited(match what {
-        "client" => "client",
-        "address" => "address",
-        _ => "subject",
-    });
+    let e = match what {
+        "body-on-get" => Error::InvalidRequest(format!(
+            "a {method} request carries no body: send JSON-RPC messages with POST"
+        )),
+        "answer-too-large" => Error::OriginFailed(
+            format!(
+                "the origin's answer is larger than {} bytes, too large to filter for this token",
+                crate::sse::MAX_EVENT
+            )
+            .into(),
+        ),
+        "client" => Error::RateLimited("client"),
+        "address" => Error::RateLimited("address"),
+        _ => Error::RateLimited("subject"),
+    };
     with_auth(|a| {
         let route = router::route(&a.cfg, &path);
         a.refuse(route, &info, &e).to_wire(a.log_level())
@@ -1261,22 +1280,29 @@ async fn passthrough(req: &mut Request, target: &str, env: &Env) -> Result<Respo
 /// (its own credentials included), and `form` instead of its body when given.
 async fn forward(req: &Request, target: &str, form: Option<String>) -> Result<Response, Error> {
     let headers = Headers::new();
+    let (named, identity) = with_auth(|a| {
+        let connection = req.headers().get("connection").ok().flatten();
+        (
+            proxy::connection_named(connection.as_deref()),
+            a.cfg.strip_identity.clone(),
+        )
+    })?;
     for (name, value) in req.headers().entries() {
-        // The authorization server needs the client's own credentials (token requests).
-        if (!proxy::STRIP_REQUEST.contains(&name.as_str()) || name == "authorization")
-            && !(form.is_some() && name == "content-length")
-        {
+        // The authorization server needs the client's own credentials (token requests);
+        // how the request reached the worker, the worker says itself (below).
+        let keep = name == "authorization"
+            || !(proxy::strip_request_header(&name, &named, &identity)
+                || proxy::FORWARDING_HEADERS.contains(&name.as_str()));
+        if keep && !(form.is_some() && name == "content-length") {
             let _ = headers.append(&name, &value);
         }
     }
-    if let Ok(u) = req.url() {
-        let host = match u.port() {
-            Some(p) => format!("{}:{p}", u.host_str().unwrap_or_default()),
-            None => u.host_str().unwrap_or_default().to_string(),
-        };
-        let _ = headers.set("x-forwarded-host", &host);
-        let _ = headers.set("x-forwarded-proto", u.scheme());
-    }
+    // The public name of the authorization server, from ISSUER: never the request's
+    // Host, never a client's Forwarded.
+    let (host, proto) = with_auth(|a| a.cfg.public_issuer_host())?;
+    let _ = headers.set("forwarded", &format!("host=\"{host}\";proto={proto}"));
+    let _ = headers.set("x-forwarded-host", &host);
+    let _ = headers.set("x-forwarded-proto", &proto);
     let body = match form {
         Some(f) => Some(JsValue::from_str(&f)),
         None => req.inner().body().map(JsValue::from),

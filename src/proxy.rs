@@ -36,6 +36,68 @@ pub const STRIP_REQUEST: &[&str] = &[
     "host",
 ];
 
+/// Identity headers of other authenticating proxies (oauth2-proxy, Pomerium,
+/// Authelia, Apache's `REMOTE_USER` convention): never the client's to send, since
+/// an origin written for such a proxy would trust them. `STRIP_IDENTITY_HEADERS`
+/// replaces the list.
+pub const FOREIGN_IDENTITY_HEADERS: &[&str] = &[
+    "x-forwarded-user",
+    "x-forwarded-email",
+    "x-forwarded-preferred-username",
+    "x-forwarded-groups",
+    "x-forwarded-access-token",
+    "remote-user",
+    "x-remote-user",
+];
+
+/// Headers that say how a request reached the worker: on the way to the
+/// authorization server the worker states them itself, from the configuration.
+pub const FORWARDING_HEADERS: &[&str] = &[
+    "forwarded",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+];
+
+/// The header names a request's `Connection` field lists (RFC 9110 §7.6.1: an
+/// intermediary removes them), lower case.
+pub fn connection_named(connection: Option<&str>) -> Vec<String> {
+    connection
+        .map(|c| {
+            c.split(',')
+                .map(|n| n.trim().to_ascii_lowercase())
+                .filter(|n| !n.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Does a client's request header (`name` in lower case, as the runtime gives it)
+/// stay behind on the way to the origin? Hop-by-hop headers, those the request's
+/// `Connection` names, `Authorization`, identity headers (`X-Auth-*` and
+/// `strip_identity`) in every spelling a CGI/WSGI-style server folds onto them
+/// (`X_Auth_Subject` reads as `X-Auth-Subject` there). The JS entry applies the same
+/// rule on the hot path (src/entry.mjs `forward`) with the lists it gets from
+/// `edge_strip_headers`.
+pub fn strip_request_header(
+    name: &str,
+    connection_named: &[String],
+    strip_identity: &[String],
+) -> bool {
+    let folded;
+    let name = if name.contains('_') {
+        folded = name.replace('_', "-");
+        folded.as_str()
+    } else {
+        name
+    };
+    STRIP_REQUEST.contains(&name)
+        || name.starts_with(IDENTITY_PREFIX)
+        || strip_identity.iter().any(|h| h == name)
+        || connection_named.iter().any(|h| h == name)
+}
+
 /// Response headers the MCP endpoint exposes to browsers (CORS).
 pub const EXPOSE_HEADERS: &str = "WWW-Authenticate, Mcp-Session-Id, MCP-Protocol-Version";
 pub const ALLOW_HEADERS: &str =
@@ -175,6 +237,53 @@ pub fn cors_headers(origin: &str) -> Vec<(&'static str, String)> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn request_headers_that_stay_behind() {
+        let foreign: Vec<String> = FOREIGN_IDENTITY_HEADERS
+            .iter()
+            .map(|h| h.to_string())
+            .collect();
+        let named = connection_named(Some(" keep-alive, X-Secret ,,Mcp-Trace"));
+        assert_eq!(named, ["keep-alive", "x-secret", "mcp-trace"]);
+        for h in [
+            "authorization",
+            "connection",
+            "te",
+            "transfer-encoding",
+            "upgrade",
+            "host",
+            "x-auth-subject",
+            "x_auth_subject",
+            "x-auth_scopes",
+            "x_auth_anything",
+            "x-forwarded-user",
+            "x_forwarded_user",
+            "x-forwarded-email",
+            "remote-user",
+            "remote_user",
+            "x-remote-user",
+            "x-forwarded-preferred-username",
+            "x-secret",
+            "mcp-trace",
+        ] {
+            assert!(strip_request_header(h, &named, &foreign), "{h}");
+        }
+        for h in [
+            "content-type",
+            "mcp-session-id",
+            "mcp-protocol-version",
+            "last-event-id",
+            "x-request-id",
+            "mcp-param-region",
+            "x_custom",
+        ] {
+            assert!(!strip_request_header(h, &named, &foreign), "{h}");
+        }
+        // STRIP_IDENTITY_HEADERS=none: other proxies' headers pass; X-Auth-* never.
+        assert!(!strip_request_header("x-forwarded-user", &[], &[]));
+        assert!(strip_request_header("x_auth_subject", &[], &[]));
+    }
+
     use super::*;
     use crate::config::tests::config;
 

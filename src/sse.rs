@@ -5,14 +5,20 @@
 //! list answer [`jsonrpc::filter_answer`] rewrites, with the data replaced and its
 //! `id:`, `event:` and `retry:` lines kept (so `Last-Event-ID` resumption works).
 //! At most one event is held back, never the stream; an event larger than
-//! [`MAX_EVENT`] is passed on unchanged as it arrives. Lines may end in CRLF, LF or
-//! CR (WHATWG HTML §9.2.6), also split across chunks.
+//! [`MAX_EVENT`] cannot be inspected and is dropped (a comment line, [`DROPPED`],
+//! says so in its place): a list answer must never pass unfiltered. Lines may end in
+//! CRLF, LF or CR (WHATWG HTML §9.2.6), also split across chunks.
 
 use crate::jsonrpc::{self, FilterSpec};
 use crate::policy::Policy;
 
 /// The largest event held back for inspection (bytes).
 pub const MAX_EVENT: usize = 8 << 20;
+
+/// Sent in place of an event larger than [`MAX_EVENT`] (an SSE comment: clients
+/// ignore it).
+pub const DROPPED: &str =
+    ": mcp-edge-auth dropped an event larger than 8 MiB: it could not be filtered\n";
 
 #[derive(Debug, Default)]
 pub struct SseFilter {
@@ -25,7 +31,7 @@ pub struct SseFilter {
     data: Option<String>,
     /// The last chunk ended in CR: a leading LF in the next one belongs to it.
     after_cr: bool,
-    /// The current event outgrew [`MAX_EVENT`] and streams through unchanged.
+    /// The current event outgrew [`MAX_EVENT`] and is being dropped.
     oversized: bool,
     /// In oversized mode: the current line has content already sent on.
     line_started: bool,
@@ -34,6 +40,8 @@ pub struct SseFilter {
     swallow_lf: bool,
     /// Events rewritten so far.
     pub rewritten: usize,
+    /// Events dropped for their size so far.
+    pub dropped: usize,
 }
 
 /// A line's field name and value (`data: x` is `("data", "x")`; a comment has the
@@ -66,7 +74,7 @@ impl SseFilter {
                 // The LF of a CRLF split across chunks: sent with its line, unless
                 // that line ended an event already rewritten with LF endings.
                 if self.oversized {
-                    out.push('\n');
+                    // Part of the dropped event.
                 } else if !swallow {
                     self.raw.push('\n');
                 }
@@ -87,14 +95,17 @@ impl SseFilter {
         out
     }
 
-    /// An event grown past [`MAX_EVENT`] is sent on as it is and streams through.
+    /// An event grown past [`MAX_EVENT`] is dropped: what is held goes, and the rest
+    /// of it is skipped as it arrives.
     fn spill_if_large(&mut self, out: &mut String) {
         if !self.oversized && self.raw.len() + self.line.len() > MAX_EVENT {
-            out.push_str(&std::mem::take(&mut self.raw));
+            self.raw = String::new();
             self.line_started = !self.line.is_empty();
-            out.push_str(&std::mem::take(&mut self.line));
+            self.line = String::new();
             self.data = None;
             self.oversized = true;
+            self.dropped += 1;
+            out.push_str(DROPPED);
         }
     }
 
@@ -113,7 +124,6 @@ impl SseFilter {
         }
         if self.oversized {
             self.line_started = true;
-            out.push_str(text);
         } else {
             self.line.push_str(text);
             self.spill_if_large(out);
@@ -122,8 +132,9 @@ impl SseFilter {
 
     fn end_line(&mut self, term: &str, policy: &Policy, out: &mut String) {
         if self.oversized {
-            out.push_str(term);
             if !std::mem::take(&mut self.line_started) {
+                // Its CR may be the first half of a CRLF split across chunks.
+                self.swallow_lf = term == "\r";
                 // A blank line: the oversized event is over.
                 self.oversized = false;
             }
@@ -281,7 +292,7 @@ mod tests {
     }
 
     #[test]
-    fn oversized_events_stream_through() {
+    fn oversized_events_are_dropped_never_passed_unfiltered() {
         let big = format!("data: {{\"id\":2,\"result\":{{\"tools\":[{{\"name\":\"secret\",\"pad\":\"{}\"}}]}}}}\n\n", "x".repeat(MAX_EVENT));
         let p = policy();
         let mut f = filter();
@@ -294,6 +305,13 @@ mod tests {
         }
         out.push_str(&f.push(LIST, &p));
         out.push_str(&f.finish());
-        assert_eq!(out, format!("{big}{FILTERED}"));
+        assert_eq!(out, format!("{DROPPED}{FILTERED}"));
+        assert_eq!(f.dropped, 1);
+        // Split on CRLF across chunks, the same.
+        let crlf = big.replace('\n', "\r\n");
+        let mut f = filter();
+        let (a, b) = crlf.split_at(crlf.len() - 1);
+        let out = f.push(a, &p) + &f.push(b, &p) + &f.push(NOTE, &p) + &f.finish();
+        assert_eq!(out, format!("{DROPPED}{NOTE}"));
     }
 }
