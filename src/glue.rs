@@ -1051,11 +1051,15 @@ enum Capped {
     Failed(String),
 }
 
-/// A body, at most `cap` bytes, read as it streams in and dropped at the cap: the one
-/// reader for every body the glue reads, from a client or from an upstream.
+/// A body, at most `cap` bytes, read as it streams in: the one reader for every body
+/// the glue reads, from a client or from an upstream. Past the cap nothing more is
+/// kept; an upstream's answer is dropped at once, a client's body is drained (up to
+/// 8x the cap, discarded) as the JS entry drains one, because a request body left
+/// half-read makes the runtime drop the next request on the same connection.
 async fn read_stream(
     stream: worker::Result<worker::ByteStream>,
     cap: usize,
+    drain: bool,
 ) -> Result<Vec<u8>, Capped> {
     let mut stream = match stream {
         Ok(s) => s,
@@ -1066,6 +1070,16 @@ async fn read_stream(
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| Capped::Failed(e.to_string()))?;
         if bytes.len() + chunk.len() > cap {
+            if drain {
+                let mut total = bytes.len() + chunk.len();
+                drop(bytes);
+                while total <= 8 * cap {
+                    match stream.next().await {
+                        Some(Ok(more)) => total += more.len(),
+                        _ => break,
+                    }
+                }
+            }
             return Err(Capped::TooLarge);
         }
         bytes.extend_from_slice(&chunk);
@@ -1075,7 +1089,7 @@ async fn read_stream(
 
 /// A response's body, at most `cap` bytes.
 async fn read_capped(response: &mut Response, cap: usize) -> Result<Vec<u8>, Capped> {
-    read_stream(response.stream(), cap).await
+    read_stream(response.stream(), cap, false).await
 }
 
 // ---- other routes ---------------------------------------------------------------------
@@ -1207,10 +1221,12 @@ async fn read_request_body(req: &mut Request, cap: usize) -> Result<Vec<u8>, Err
     if declared_length(req).is_some_and(|n| n > cap) {
         return Err(Error::PayloadTooLarge(cap));
     }
-    read_stream(req.stream(), cap).await.map_err(|e| match e {
-        Capped::TooLarge => Error::PayloadTooLarge(cap),
-        Capped::Failed(_) => Error::InvalidRequest("the request body could not be read".into()),
-    })
+    read_stream(req.stream(), cap, true)
+        .await
+        .map_err(|e| match e {
+            Capped::TooLarge => Error::PayloadTooLarge(cap),
+            Capped::Failed(_) => Error::InvalidRequest("the request body could not be read".into()),
+        })
 }
 
 async fn register(mut req: Request) -> Result<Reply, Error> {

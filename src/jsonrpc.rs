@@ -166,7 +166,9 @@ pub fn inspect(body: &str) -> Result<Body, Error> {
             return Err(rpc(INVALID_REQUEST, "Invalid Request: an empty batch"));
         }
         let mut messages: Vec<Message> = Vec::with_capacity(items.len());
-        let mut seen = std::collections::HashSet::new();
+        // The request ids seen, as a JSON object's keys: the map serde_json already
+        // brings into the wasm serves as the set.
+        let mut seen = serde_json::Map::new();
         for raw in items {
             if !raw.get().starts_with('{') {
                 return Err(rpc(
@@ -176,7 +178,10 @@ pub fn inspect(body: &str) -> Result<Body, Error> {
             }
             let m = message(serde_json::from_str(raw.get()).map_err(|e| classify(&e))?)?;
             if let (Some(_), Some(id)) = (&m.method, &m.id) {
-                if !seen.insert(IdKey::of(id)) {
+                if seen
+                    .insert(IdKey::of(id).to_string(), Value::Null)
+                    .is_some()
+                {
                     return Err(rpc(
                         INVALID_REQUEST,
                         "Invalid Request: a batch repeats a request id",
@@ -209,7 +214,7 @@ pub fn inspect(body: &str) -> Result<Body, Error> {
 /// (`1`, `1.0`, `1e0` and `10E-1` are one id; `-0` is `0`), null as itself. Servers
 /// re-serialise ids, so an answer's id is matched to its request through this key.
 /// Integers beyond 2^53 may share a key: that only ever makes more answers filtered.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IdKey {
     Null,
     Str(String),
@@ -230,6 +235,17 @@ impl IdKey {
                 None => IdKey::Invalid,
             },
             _ => IdKey::Invalid,
+        }
+    }
+}
+
+impl fmt::Display for IdKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IdKey::Null => f.write_str("null"),
+            IdKey::Str(s) => write!(f, "s:{s}"),
+            IdKey::Num(bits) => write!(f, "n:{bits}"),
+            IdKey::Invalid => f.write_str("invalid"),
         }
     }
 }
@@ -487,12 +503,13 @@ fn filter_one(text: &str, spec: &FilterSpec, policy: &Policy) -> Option<String> 
             continue;
         }
         let start = offset(text, array.get());
-        splices.push((start, start + array.get().len(), kept.join(",")));
+        // In text order (at most three; no sort routine in the wasm for that).
+        let at = splices.iter().take_while(|(s, _, _)| *s < start).count();
+        splices.insert(at, (start, start + array.get().len(), kept.join(",")));
     }
     if splices.is_empty() {
         return None;
     }
-    splices.sort_by_key(|(start, _, _)| *start);
     let mut out = String::with_capacity(text.len());
     let mut at = 0;
     for (start, end, kept) in splices {

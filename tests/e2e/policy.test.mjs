@@ -151,6 +151,52 @@ test("tools/list is filtered per token over JSON and SSE answers, across pages",
   }
 });
 
+test("lists are filtered whatever spelling the request's id had: the SDK origin re-serialises 1.0, 1e0, 10E-1 and -0", async () => {
+  const narrow = await token("mcp:tools tools:call");
+  for (const mode of ["json", "sse"]) {
+    const h = await session(narrow, mode);
+    for (const [id, method, field, hidden] of [
+      ["1.0", "tools/list", "tools", "delete_repo"],
+      ["1e0", "tools/list", "tools", "delete_repo"],
+      ["10E-1", "resources/list", "resources", "file:///secret/keys.txt"],
+      ["-0", "prompts/list", "prompts", "admin_prompt"],
+    ]) {
+      // Every page, so each forbidden item would have been seen.
+      let cursor;
+      const seen = [];
+      for (let i = 0; i < 5; i++) {
+        const params = cursor ? `{"cursor":${JSON.stringify(cursor)}}` : "{}";
+        const res = await post(narrow, `{"jsonrpc":"2.0","id":${id},"method":"${method}","params":${params}}`, h);
+        assert.equal(res.status, 200);
+        const text = await res.text();
+        const msgs = res.headers.get("content-type").startsWith("text/event-stream") ? events(text).map((e) => JSON.parse(e.data)) : [JSON.parse(text)];
+        const answer = msgs.find((m) => m.result);
+        assert.ok(answer.id == Number(id), `${mode} ${id}: the origin answered the id as it re-serialised it (${answer.id})`);
+        seen.push(...answer.result[field].map((x) => x.uri ?? x.name));
+        cursor = answer.result.nextCursor;
+        if (!cursor) break;
+      }
+      assert.ok(seen.length > 0, `${mode} ${id}: something is listed`);
+      assert.ok(!seen.includes(hidden), `${mode} ${method} id ${id}: ${hidden} is filtered out (${seen})`);
+    }
+  }
+});
+
+test("batches that could not be attributed are refused: repeated ids, nested arrays, ids that are not ids", async () => {
+  const narrow = await token("mcp:tools tools:call");
+  for (const body of [
+    '[{"jsonrpc":"2.0","id":1,"method":"tools/list"},{"jsonrpc":"2.0","id":1.0,"method":"tools/call","params":{"name":"echo"}}]',
+    '[[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_repo"}}]]',
+    '[{"jsonrpc":"2.0","id":1,"method":"tools/list"},[]]',
+    '{"jsonrpc":"2.0","id":{"x":1},"method":"tools/list"}',
+  ]) {
+    const res = await post(narrow, body);
+    assert.equal(res.status, 400, body);
+    const answer = await res.json();
+    assert.equal(answer.error.code, -32600, body);
+  }
+});
+
 test("an event stream is filtered as it flows: the first event arrives while the origin holds the rest back", async () => {
   const narrow = await token("mcp:tools tools:call");
   const res = await fetch(`${base}/mcp/slow-list`, {
