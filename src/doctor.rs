@@ -398,12 +398,24 @@ fn jwks(
             Some(set)
         }
         Err(e) => {
-            let algs: Vec<String> = cfg.algorithms.iter().map(|a| format!("{a:?}")).collect();
-            out.push(fail(
-                "jwks",
-                e.to_string(),
-                format!("publish at least one signature key (use \"sig\" or no use) for ALGORITHMS ({}) at {url}, or widen ALGORITHMS", algs.join(" ")),
-            ));
+            // Not a key set at all (an HTML login page, an error document): the URL is
+            // wrong, not the algorithms.
+            let is_jwks = serde_json::from_slice::<serde_json::Value>(&answer.body)
+                .ok()
+                .is_some_and(|v| v.get("keys").is_some_and(serde_json::Value::is_array));
+            let source = if cfg.jwks_url.is_some() {
+                "JWKS_URL"
+            } else {
+                "the discovered jwks_uri"
+            };
+            let fix = if is_jwks {
+                let algs: Vec<String> = cfg.algorithms.iter().map(|a| format!("{a:?}")).collect();
+                format!("publish at least one signature key (use \"sig\" or no use) for ALGORITHMS ({}) at {url}, or widen ALGORITHMS", algs.join(" "))
+            } else {
+                let kind = answer.header("content-type").unwrap_or("no content type");
+                format!("{source} ({url}) answered {kind}, not a JWKS (a JSON object with a \"keys\" array): point {} at the authorization server's key set", if cfg.jwks_url.is_some() { "JWKS_URL" } else { "JWKS_URL (or fix the server's jwks_uri)" })
+            };
+            out.push(fail("jwks", e.to_string(), fix));
             None
         }
     }

@@ -143,25 +143,14 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-/// Remove every URL's user information, query and fragment from a runtime's
-/// message (they may quote the URL they failed on).
+/// A runtime's message as a log line may show it: one that quotes a URL (and so
+/// maybe its query) is withheld.
 pub fn redact_urls(message: &str) -> String {
-    message
-        .split(' ')
-        .map(|w| {
-            if w.contains("://") {
-                let start = w.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(0);
-                let end = w
-                    .rfind(|c: char| c.is_ascii_alphanumeric() || c == '/')
-                    .map_or(w.len(), |i| i + 1);
-                if start < end {
-                    return format!("{}{}{}", &w[..start], redact_url(&w[start..end]), &w[end..]);
-                }
-            }
-            w.to_string()
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+    if message.contains("://") {
+        "(the runtime's message quotes a URL; withheld)".into()
+    } else {
+        message.into()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -390,99 +379,108 @@ impl Error {
 
     /// The single mapping from an error to the HTTP answer the client sees.
     pub fn reply(&self, ctx: &ChallengeContext) -> Reply {
+        // One builder per body shape: an OAuth error, or a JSON-RPC error (the MCP
+        // endpoint's own failures), so the wasm holds each shape once.
+        fn oauth(code: &str, description: &str) -> serde_json::Value {
+            json!({"error": code, "error_description": description})
+        }
+        fn rpc(code: i64, message: &str) -> serde_json::Value {
+            json!({"jsonrpc": "2.0", "id": null, "error": {"code": code, "message": message}})
+        }
         let status = self.status();
         let rm = ctx.resource_metadata.as_str();
-        match self {
-            Error::MissingToken => Reply::json(
-                status,
-                &json!({"error": self.code(), "error_description": "authorization required: send a bearer token in the Authorization header"}),
-            )
-            .with_header("www-authenticate", bearer_challenge(None, None, &ctx.scope, rm)),
-            Error::InvalidToken(d) | Error::InvalidRequest(d) => {
-                Reply::json(status, &json!({"error": self.code(), "error_description": d}))
-                    .with_header(
-                        "www-authenticate",
-                        bearer_challenge(Some(self.code()), Some(d), &ctx.scope, rm),
-                    )
-            }
+        let code = self.code();
+        let challenge = |error: Option<&str>, d: Option<&str>, scope: &[String]| {
+            ("www-authenticate", bearer_challenge(error, d, scope, rm))
+        };
+        let no_store = ("cache-control", "no-store".to_string());
+        let (body, header) = match self {
+            Error::MissingToken => (
+                oauth(
+                    code,
+                    "authorization required: send a bearer token in the Authorization header",
+                ),
+                Some(challenge(None, None, &ctx.scope)),
+            ),
+            Error::InvalidToken(d) | Error::InvalidRequest(d) => (
+                oauth(code, d),
+                Some(challenge(Some(code), Some(d), &ctx.scope)),
+            ),
             Error::InsufficientScope { needed, missing } => {
                 let d = format!("the token lacks scope: {}", missing.join(" "));
-                Reply::json(status, &json!({"error": "insufficient_scope", "error_description": d}))
-                    .with_header(
-                        "www-authenticate",
-                        bearer_challenge(Some("insufficient_scope"), Some(&d), needed, rm),
-                    )
+                let h = challenge(Some(code), Some(&d), needed);
+                (oauth(code, &d), Some(h))
             }
-            Error::Config { binding, problem } => Reply::json(
-                status,
-                &json!({"error": "server_error", "error_description": format!("worker misconfigured: {binding}: {problem}"), "binding": binding}),
+            Error::Config { binding, problem } => {
+                let mut body = oauth(code, &format!("worker misconfigured: {binding}: {problem}"));
+                body["binding"] = json!(binding);
+                (body, None)
+            }
+            Error::MethodNotAllowed { allow } => (
+                oauth(code, &self.to_string()),
+                Some(("allow", allow.to_string())),
             ),
-            Error::MethodNotAllowed { allow } => Reply::json(
-                status,
-                &json!({"error": self.code(), "error_description": self.to_string()}),
-            )
-            .with_header("allow", *allow),
-            Error::UpstreamRejected {
-                error, description, ..
-            } => {
-                let mut body = json!({"error": error});
+            Error::UpstreamRejected { description, .. } => {
+                let mut body = json!({ "error": code });
                 if let Some(d) = description {
                     body["error_description"] = json!(d);
                 }
-                Reply::json(status, &body).with_header("cache-control", "no-store")
+                (body, Some(no_store))
             }
             Error::OAuth {
                 location: Some(location),
                 ..
-            } => Reply::empty(status)
-                .with_header("location", location.as_str())
-                .with_header("cache-control", "no-store"),
-            Error::OAuth {
-                error, description, ..
-            } => Reply::json(
-                status,
-                &json!({"error": error, "error_description": description}),
-            )
-            .with_header("cache-control", "no-store"),
-            Error::RateLimited(what) => Reply::json(
-                status,
-                &json!({"error": self.code(), "error_description": format!("too many requests for this {what}; retry later")}),
-            )
-            .with_header("retry-after", RATE_LIMIT_RETRY_AFTER_SECONDS.to_string()),
-            Error::KeysUnavailable(f) | Error::IntrospectionUnavailable(f) => Reply::json(
-                status,
-                &json!({"error": self.code(), "error_description": format!("cannot check tokens right now: {}", f.public)}),
-            )
-            .with_header("retry-after", "5"),
-            Error::OriginFailed(f) => Reply::json(
-                status,
-                &json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32603, "message": format!("MCP origin answer refused: {}", f.public)}}),
+            } => {
+                return Reply::empty(status)
+                    .with_header("location", location.as_str())
+                    .with_header("cache-control", "no-store")
+            }
+            Error::OAuth { description, .. } => (oauth(code, description), Some(no_store)),
+            Error::RateLimited(what) => (
+                oauth(
+                    code,
+                    &format!("too many requests for this {what}; retry later"),
+                ),
+                Some(("retry-after", RATE_LIMIT_RETRY_AFTER_SECONDS.to_string())),
             ),
-            Error::OriginUnreachable(f) => Reply::json(
-                status,
-                &json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32603, "message": format!("MCP origin unreachable: {}", f.public)}}),
+            Error::KeysUnavailable(f) | Error::IntrospectionUnavailable(f) => (
+                oauth(
+                    code,
+                    &format!("cannot check tokens right now: {}", f.public),
+                ),
+                Some(("retry-after", "5".to_string())),
             ),
-            Error::Upstream(f) => Reply::json(
-                status,
-                &json!({"error": self.code(), "error_description": format!("authorization server: {}", f.public)}),
+            Error::OriginFailed(f) => (
+                rpc(-32603, &format!("MCP origin answer refused: {}", f.public)),
+                None,
             ),
-            Error::OriginTimeout(s) => Reply::json(
-                status,
-                &json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32603, "message": format!("MCP origin timeout: no answer within {s} s")}}),
+            Error::OriginUnreachable(f) => (
+                rpc(-32603, &format!("MCP origin unreachable: {}", f.public)),
+                None,
             ),
-            Error::JsonRpc { code, message } => Reply::json(
-                status,
-                &json!({"jsonrpc": "2.0", "id": null, "error": {"code": code, "message": message}}),
+            Error::Upstream(f) => (
+                oauth(code, &format!("authorization server: {}", f.public)),
+                None,
             ),
-            Error::InvalidRedirectUri(d) | Error::InvalidClientMetadata(d) => Reply::json(
-                status,
-                &json!({"error": self.code(), "error_description": d}),
-            )
-            .with_header("cache-control", "no-store"),
-            Error::OriginNotAllowed(_) | Error::NotFound | Error::PayloadTooLarge(_) => Reply::json(
-                status,
-                &json!({"error": self.code(), "error_description": self.to_string()}),
+            Error::OriginTimeout(s) => (
+                rpc(
+                    -32603,
+                    &format!("MCP origin timeout: no answer within {s} s"),
+                ),
+                None,
             ),
+            Error::JsonRpc { code, message } => (rpc(*code, message), None),
+            Error::InvalidRedirectUri(d) | Error::InvalidClientMetadata(d) => {
+                (oauth(code, d), Some(no_store))
+            }
+            Error::OriginNotAllowed(_) | Error::NotFound | Error::PayloadTooLarge(_) => {
+                (oauth(code, &self.to_string()), None)
+            }
+        };
+        let reply = Reply::json(status, &body);
+        match header {
+            Some((name, value)) => reply.with_header(name, value),
+            None => reply,
         }
     }
 }
@@ -566,9 +564,10 @@ mod tests {
                 .contains("https://intro.internal:8443/introspect"));
             assert!(!e.reason().contains("s3cret"));
         }
+        assert!(!redact_urls("fetch to http://a.internal/x?key=1 failed").contains("key"));
         assert_eq!(
-            redact_urls("fetch to http://a.internal/x?key=1 failed (https://b/y#f)."),
-            "fetch to http://a.internal/x failed (https://b/y)."
+            redact_urls("Network connection lost."),
+            "Network connection lost."
         );
     }
 

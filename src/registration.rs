@@ -53,40 +53,6 @@ pub(crate) fn check_redirect_uri(raw: &str) -> Result<(), Error> {
     }
 }
 
-/// A JSON object whose members are each given once: parsers disagree on which of two
-/// copies counts, so the worker must never validate one while the upstream reads the
-/// other. Nested objects are parsed as usual (and forwarded as parsed).
-struct UniqueObject(Map<String, Value>);
-
-impl<'de> serde::Deserialize<'de> for UniqueObject {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<UniqueObject, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = UniqueObject;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<UniqueObject, A::Error> {
-                let mut out = Map::new();
-                while let Some(key) = map.next_key::<String>()? {
-                    if out.contains_key(&key) {
-                        return Err(serde::de::Error::custom(format!(
-                            "member {key:?} is given twice"
-                        )));
-                    }
-                    let value = map.next_value()?;
-                    out.insert(key, value);
-                }
-                Ok(UniqueObject(out))
-            }
-        }
-        d.deserialize_map(V)
-    }
-}
-
 /// Members that name pages a consent screen links to: https only.
 const PAGE_URIS: &[&str] = &["client_uri", "logo_uri", "tos_uri", "policy_uri"];
 /// Members the authorization server itself fetches: https on a public host only.
@@ -138,19 +104,15 @@ pub fn validate_request(body: &[u8]) -> Result<Map<String, Value>, Error> {
     if body.len() > MAX_BODY {
         return Err(Error::PayloadTooLarge(MAX_BODY));
     }
-    let UniqueObject(mut map) = serde_json::from_slice(body).map_err(|e| {
-        use serde_json::error::Category;
-        Error::InvalidClientMetadata(match e.classify() {
-            Category::Data => format!(
-                "request body must be a JSON object whose members are each given once ({e})"
-            ),
-            _ => format!(
-                "request body is not JSON (line {}, column {})",
-                e.line(),
-                e.column()
-            ),
-        })
-    })?;
+    // A member given twice keeps its last value, as most parsers do: that is the
+    // value checked here, and the only one forwarded (re-serialised by [`outgoing`]).
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| Error::InvalidClientMetadata(format!("request body is not JSON: {e}")))?;
+    let Value::Object(mut map) = value else {
+        return Err(Error::InvalidClientMetadata(
+            "request body must be a JSON object".into(),
+        ));
+    };
     check_redirect_list(&map, "redirect_uris")?;
     check_redirect_list(&map, "post_logout_redirect_uris")?;
     // An empty page URL is no URL: left out rather than forwarded.
@@ -522,13 +484,16 @@ mod tests {
 
     #[test]
     fn duplicate_members_and_url_members() {
-        // Validated on one copy, forwarded with the other: refused outright.
+        // A member given twice: the copy checked is the copy forwarded.
         let dup = br#"{"redirect_uris":["https://a.example/cb"],"redirect_uris":["javascript:alert(1)"]}"#;
-        let e = validate_request(dup).unwrap_err();
-        assert!(
-            matches!(e, Error::InvalidClientMetadata(ref d) if d.contains("given twice")),
-            "{e}"
+        assert_eq!(
+            validate_request(dup).unwrap_err().code(),
+            "invalid_redirect_uri"
         );
+        let dup = br#"{"redirect_uris":["javascript:alert(1)"],"redirect_uris":["https://a.example/cb"]}"#;
+        let map = validate_request(dup).unwrap();
+        let sent: Value = serde_json::from_slice(&outgoing(&cfg(&[]), &map)).unwrap();
+        assert_eq!(sent["redirect_uris"], json!(["https://a.example/cb"]));
         for (body, code) in [
             (
                 json!({"post_logout_redirect_uris": ["javascript:alert(1)"]}),

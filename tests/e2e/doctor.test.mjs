@@ -36,6 +36,9 @@ before(async () => {
   // /enc-jwks serves a JWKS holding only an encryption key.
   relay = http
     .createServer(async (req, res) => {
+      if (req.url === "/html-jwks") {
+        return res.writeHead(200, { "content-type": "text/html" }).end("<html><body>Sign in</body></html>");
+      }
       if (req.url === "/enc-jwks") {
         const enc = { kty: "RSA", use: "enc", alg: "RSA-OAEP", kid: "enc1", n: keys.keys[0].n, e: keys.keys[0].e };
         return res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ keys: [enc] }));
@@ -106,6 +109,7 @@ const faults = [
   ["missing S256", ["--var", `AS_URL=http://127.0.0.1:FAULT`], "pkce", /does not advertise S256/, /enable PKCE with S256/],
   ["dead origin", ["--var", `ORIGIN_URL=http://127.0.0.1:DEAD`], "origin", /refused/, /check ORIGIN_URL/],
   ["JWKS with only enc keys", ["--var", `JWKS_URL=http://127.0.0.1:FAULT/enc-jwks`], "jwks", /no usable signature key.*use "enc"/, /publish at least one signature key/],
+  ["a JWKS_URL that answers an HTML page", ["--var", `JWKS_URL=http://127.0.0.1:FAULT/html-jwks`], "jwks", /not a JWKS/, /JWKS_URL .* answered text\/html, not a JWKS/],
   ["an opaque token", ["--token", "ory_at_opaque-token-value.signature"], "token", /opaque/, /INTROSPECTION_URL/],
   ["a token with an empty audience", ["--token", "AUD_EMPTY"], "token: claims", /no audience/, /AS_FLAVOR = "hydra"/],
 ];

@@ -16,7 +16,7 @@ import * as rig from "./lib/rig.mjs";
 
 const CLIENTS = 50;
 const PER_CLIENT = Number(process.env.LOAD_PER_CLIENT || 60);
-let base, keys, origin, wPort;
+let base, keys, origin, wPort, worker;
 
 before(async () => {
   rig.buildWorker();
@@ -42,7 +42,7 @@ before(async () => {
   origin.keepAliveTimeout = 30_000;
   await new Promise((r) => origin.listen(oPort, "127.0.0.1", r));
   await rig.startAuthorizationServer({ port: asPort, issuer: `${base}/oidc`, keys });
-  await rig.startWorker({ port: wPort, vars: { ...rig.singleHostVars(base, oPort, asPort), SCOPES_SUPPORTED: "mcp:tools", REQUIRED_SCOPES: "mcp:tools", LOG_LEVEL: "warn" } });
+  worker = await rig.startWorker({ port: wPort, vars: { ...rig.singleHostVars(base, oPort, asPort), SCOPES_SUPPORTED: "mcp:tools", REQUIRED_SCOPES: "mcp:tools", LOG_LEVEL: "warn" } });
 });
 
 after(async () => {
@@ -68,6 +68,9 @@ test("50 clients, 3,000 requests, JSON and SSE: nothing lost, nothing mismatched
     ),
   );
   const tally = { ok: 0, lost: 0, mismatched: 0, server: 0, other: 0, sse: 0, json: 0 };
+  // Every failure, with what the client saw, to be explained with the worker's log.
+  const failures = [];
+  const logStart = worker.output.length;
   let rssWarm = null;
   let done = 0;
   async function one(client, n) {
@@ -80,26 +83,25 @@ test("50 clients, 3,000 requests, JSON and SSE: nothing lost, nothing mismatched
         headers: { authorization: `Bearer ${tokens[client]}`, "content-type": "application/json", accept: "application/json, text/event-stream" },
         body: JSON.stringify({ jsonrpc: "2.0", id, method: "tools/call", params: { name: "echo", nonce } }),
       });
-    } catch {
+    } catch (e) {
       tally.lost++;
-      return;
-    }
-    if (res.status >= 500) {
-      tally.server++;
-      await res.body?.cancel();
+      failures.push({ id, at: Date.now() - started, error: String(e?.cause?.message || e?.message || e) });
       return;
     }
     if (res.status !== 200) {
-      tally.other++;
-      await res.body?.cancel();
+      if (res.status >= 500) tally.server++;
+      else tally.other++;
+      const body = await res.text().catch((e) => `(body unreadable: ${e.message})`);
+      failures.push({ id, at: Date.now() - started, status: res.status, body: body.slice(0, 300) });
       return;
     }
     const type = res.headers.get("content-type") || "";
     let text;
     try {
       text = await res.text();
-    } catch {
+    } catch (e) {
       tally.lost++;
+      failures.push({ id, at: Date.now() - started, error: `body: ${e?.message || e}` });
       return;
     }
     let answer;
@@ -112,7 +114,10 @@ test("50 clients, 3,000 requests, JSON and SSE: nothing lost, nothing mismatched
       answer = JSON.parse(text);
     }
     if (answer?.id === id && answer.result.nonce === nonce && answer.result.who === `user-${client}`) tally.ok++;
-    else tally.mismatched++;
+    else {
+      tally.mismatched++;
+      failures.push({ id, at: Date.now() - started, mismatched: text.slice(0, 300) });
+    }
   }
   const started = Date.now();
   await Promise.all(
@@ -132,6 +137,17 @@ test("50 clients, 3,000 requests, JSON and SSE: nothing lost, nothing mismatched
       `ok ${tally.ok}, lost ${tally.lost}, mismatched ${tally.mismatched}, 5xx ${tally.server}, other ${tally.other}; ` +
       `JSON ${tally.json}, SSE ${tally.sse}; workerd RSS after 500: ${rssWarm} KiB, at the end: ${rssEnd} KiB`,
   );
+  if (failures.length) {
+    // What the client saw for each failure, then every line the worker (and wrangler
+    // dev's proxy in front of it) logged about a failure during the run.
+    console.log(`load: ${failures.length} failure(s):`);
+    for (const f of failures) console.log(`  ${JSON.stringify(f)}`);
+    const lines = worker.output
+      .slice(logStart)
+      .split("\n")
+      .filter((l) => /"status":5\d\d|\[wrangler:(error|warn)\]|restarted|Error|error:/.test(l));
+    console.log(`load: worker and proxy log lines about failures (${lines.length}):\n  ${lines.join("\n  ")}`);
+  }
   assert.equal(tally.lost, 0, "lost");
   assert.equal(tally.mismatched, 0, "mismatched");
   assert.equal(tally.server, 0, "5xx");

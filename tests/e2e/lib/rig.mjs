@@ -220,3 +220,41 @@ export function runPythonClient(mcpUrl, clientName = "python-sdk-e2e") {
     ),
   );
 }
+
+let bundled = null;
+
+/** The worker under workerd itself, bundled as `wrangler deploy` bundles it (no
+ * wrangler dev proxy in front: that proxy rewrites some headers, e.g. it removes
+ * `Connection` but forwards the headers it names). Bindings are text vars. */
+export async function startWorkerd({ port, vars }) {
+  const { mkdirSync, readdirSync, writeFileSync } = await import("node:fs");
+  const dir = path.join(root, "target/e2e-workerd");
+  if (!bundled) {
+    execFileSync(process.execPath, [path.join(root, "node_modules/wrangler/bin/wrangler.js"), "deploy", "--dry-run", "--outdir", path.join(dir, "bundle")], {
+      cwd: root,
+      stdio: ["ignore", "ignore", "inherit"],
+      env: { ...process.env, WRANGLER_SEND_METRICS: "false" },
+    });
+    bundled = readdirSync(path.join(dir, "bundle")).filter((f) => f.endsWith(".js") || f.endsWith(".wasm"));
+    bundled.sort((a, b) => Number(a.endsWith(".wasm")) - Number(b.endsWith(".wasm")) || a.localeCompare(b));
+  }
+  mkdirSync(dir, { recursive: true });
+  const modules = bundled.map((m) => `(name = "${m}", ${m.endsWith(".wasm") ? "wasm" : "esModule"} = embed "bundle/${m}")`).join(", ");
+  const bindings = Object.entries(vars).map(([k, v]) => `(name = "${k}", text = ${JSON.stringify(v)})`).join(", ");
+  const file = path.join(dir, `workerd-${port}.capnp`);
+  writeFileSync(
+    file,
+    `using Workerd = import "/workerd/workerd.capnp";
+const config :Workerd.Config = (
+  services = [
+    (name = "main", worker = (modules = [${modules}], bindings = [${bindings}], compatibilityDate = "2026-04-20", globalOutbound = "net")),
+    (name = "net", network = (allow = ["public", "private", "local"])),
+  ],
+  sockets = [(name = "http", address = "127.0.0.1:${port}", http = (), service = "main")],
+);
+`,
+  );
+  const proc = start(`workerd:${port}`, path.join(root, "node_modules/.bin/workerd"), ["serve", file], {});
+  await waitFor(`http://127.0.0.1:${port}/.well-known/oauth-protected-resource`, proc);
+  return proc;
+}
