@@ -590,18 +590,15 @@ impl Config {
                 .collect(),
             Some(v) if v.trim() == "none" => Vec::new(),
             Some(v) => {
-                let mut names = Vec::new();
-                for name in v.split([' ', ',']).filter(|n| !n.is_empty()) {
-                    if !name
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-                    {
-                        return Err(problem(
-                            "STRIP_IDENTITY_HEADERS",
-                            format!("{name:?} is not a header name"),
-                        ));
-                    }
-                    names.push(name.to_ascii_lowercase().replace('_', "-"));
+                let names = words(Some(v.replace(',', " ").to_ascii_lowercase()));
+                if let Some(bad) = names
+                    .iter()
+                    .find(|n| !n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+                {
+                    return Err(problem(
+                        "STRIP_IDENTITY_HEADERS",
+                        format!("{bad:?} is not a header name (letters, digits and -)"),
+                    ));
                 }
                 names
             }

@@ -85,17 +85,20 @@ pub fn strip_request_header(
     connection_named: &[String],
     strip_identity: &[String],
 ) -> bool {
-    let folded;
-    let name = if name.contains('_') {
-        folded = name.replace('_', "-");
-        folded.as_str()
-    } else {
-        name
-    };
-    STRIP_REQUEST.contains(&name)
-        || name.starts_with(IDENTITY_PREFIX)
-        || strip_identity.iter().any(|h| h == name)
-        || connection_named.iter().any(|h| h == name)
+    // `name` read as `want`, an `_` in it standing for a `-`.
+    fn folds_to(name: &[u8], want: &[u8]) -> bool {
+        name.len() == want.len()
+            && name
+                .iter()
+                .zip(want)
+                .all(|(&n, &w)| n == w || (n == b'_' && w == b'-'))
+    }
+    let n = name.as_bytes();
+    STRIP_REQUEST.iter().any(|h| folds_to(n, h.as_bytes()))
+        || n.get(..IDENTITY_PREFIX.len())
+            .is_some_and(|p| folds_to(p, IDENTITY_PREFIX.as_bytes()))
+        || strip_identity.iter().any(|h| folds_to(n, h.as_bytes()))
+        || connection_named.iter().any(|h| folds_to(n, h.as_bytes()))
 }
 
 /// Response headers the MCP endpoint exposes to browsers (CORS).

@@ -238,12 +238,15 @@ pub fn clean_answer(request: &Map<String, Value>, body: &[u8]) -> Result<Reply, 
             "registration answer is not a JSON object".into(),
         ));
     };
-    map.retain(|_, v| !(v.is_null() || v.as_str() == Some("")));
     // RFC 7592 management is not proxied: the upstream's management URL is an
     // internal address the client cannot use, and its access token is useless
     // without it. Neither is passed on.
-    map.remove("registration_client_uri");
-    map.remove("registration_access_token");
+    map.retain(|k, v| {
+        !(v.is_null()
+            || v.as_str() == Some("")
+            || k == "registration_client_uri"
+            || k == "registration_access_token")
+    });
     if !map.get("client_id").is_some_and(Value::is_string) {
         return Err(Error::Upstream(
             "registration answer has no client_id".into(),

@@ -5,6 +5,11 @@
 //   node tests/bench/run.mjs [--requests 8000] [--concurrency 16,64] [--rounds 3] [--log-level warn]
 //   node tests/bench/run.mjs --memory [--rounds 8] [--requests 8000]
 //   node tests/bench/run.mjs --only jose-fresh,edge-fresh --profile jose-fresh,edge-fresh
+//   node tests/bench/run.mjs --baseline main~3
+//
+// --baseline REV: also build the worker as it was at git revision REV (a worktree in
+// target/bench/baseline) and run it in the same workerd as base-reused, base-fresh,
+// base-invalid and base-policy-reused: a change measured before and after in one run.
 //
 // --only: run these variants alone. --profile: record a V8 CPU profile of the named
 // variants' workers (through workerd's inspector) during their first measured round
@@ -37,7 +42,7 @@
 //   edge-invalid    mcp-edge-auth refusing tokens whose signature was altered
 // Needs wrk (Debian package; installed here if missing and apt-get is available).
 import { spawn, execFileSync } from "node:child_process";
-import { mkdirSync, writeFileSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdirSync, writeFileSync, readdirSync, readFileSync, rmSync, symlinkSync } from "node:fs";
 import { gzipSync } from "node:zlib";
 import { once } from "node:events";
 import WebSocket from "ws";
@@ -58,6 +63,7 @@ const LOG_LEVEL = arg("log-level", "warn");
 const ONLY = arg("only", "");
 const MEMORY = process.argv.includes("--memory");
 const PROFILE = new Set(arg("profile", "").split(",").filter(Boolean));
+const BASELINE = arg("baseline", "");
 // Profiles name the wasm's functions (scripts/build.sh, also run by wrangler's bundling);
 // the shipped build strips the names.
 process.env.KEEP_NAMES = PROFILE.size ? "1" : "0";
@@ -82,6 +88,36 @@ function build() {
   const wasm = "target/wasm32-unknown-unknown/release/bench_passthrough_rs.wasm";
   execFileSync("wasm-bindgen", ["--target", "web", "--out-dir", "target/bench-passthrough", "--no-typescript", wasm], { cwd: root, stdio: "inherit" });
   execFileSync("node_modules/binaryen/bin/wasm-opt", ["-Oz", "--enable-bulk-memory", "--enable-nontrapping-float-to-int", "--enable-sign-ext", "--enable-reference-types", "--enable-multivalue", "--enable-mutable-globals", "target/bench-passthrough/bench_passthrough_rs_bg.wasm", "-o", "target/bench-passthrough/bench_passthrough_rs_bg.wasm"], { cwd: root, stdio: "inherit" });
+}
+
+/** The worker at git revision `rev`, built in a worktree of its own and bundled. */
+function baselineBundle(rev) {
+  const tree = path.join(out, "baseline");
+  const commit = sh("git", ["rev-parse", rev]).trim();
+  let have = "";
+  try {
+    have = sh("git", ["-C", tree, "rev-parse", "HEAD"]).trim();
+  } catch {}
+  if (have !== commit) {
+    rmSync(tree, { recursive: true, force: true });
+    sh("git", ["worktree", "prune"]);
+    sh("git", ["worktree", "add", "--detach", tree, commit]);
+  }
+  // Its own target directory; the project's installed JS tooling.
+  rmSync(path.join(tree, "node_modules"), { force: true });
+  symlinkSync(path.join(root, "node_modules"), path.join(tree, "node_modules"));
+  console.error(`bench: building the baseline ${rev} (${commit.slice(0, 10)})`);
+  execFileSync("bash", ["scripts/build.sh"], { cwd: tree, stdio: "inherit", env: { ...process.env, CARGO_TARGET_DIR: path.join(out, "baseline-target") } });
+  const dir = path.join(out, "bundles", "base");
+  rmSync(dir, { recursive: true, force: true });
+  execFileSync(process.execPath, [path.join(root, "node_modules/wrangler/bin/wrangler.js"), "deploy", "--dry-run", "--outdir", dir, "--config", path.join(tree, "wrangler.toml"), "--env", ""], {
+    cwd: tree,
+    stdio: ["ignore", "ignore", "inherit"],
+    env: { ...process.env, WRANGLER_SEND_METRICS: "false", CARGO_TARGET_DIR: path.join(out, "baseline-target") },
+  });
+  const modules = readdirSync(dir).filter((f) => f.endsWith(".js") || f.endsWith(".wasm"));
+  modules.sort((a, b) => Number(a.endsWith(".wasm")) - Number(b.endsWith(".wasm")) || a.localeCompare(b));
+  return { dir, modules };
 }
 
 /** Bundle a worker as `wrangler deploy` would, and list its modules. */
@@ -178,19 +214,22 @@ async function main() {
     "js-passthrough": bundle("js-passthrough", "tests/bench/js-passthrough/wrangler.toml"),
     jose: bundle("jose", "tests/bench/jose-authorizer/wrangler.toml"),
   };
+  if (BASELINE) bundles.base = baselineBundle(BASELINE);
 
   // Keys and tokens.
   const { privateKey, publicKey } = await jose.generateKeyPair("RS256", { extractable: true });
   const pub = { ...(await jose.exportJWK(publicKey)), kid: "bench-1", alg: "RS256", use: "sig" };
   const [originPort, upPort] = [await freePort(), await freePort()];
   const ports = { edge: await freePort(), "edge-policy": await freePort(), "rs-passthrough": await freePort(), "js-passthrough": await freePort(), jose: await freePort() };
+  if (BASELINE) Object.assign(ports, { base: await freePort(), "base-policy": await freePort() });
   const issuer = `http://127.0.0.1:${upPort}`;
   const resource = `http://127.0.0.1:${ports.edge}/mcp`;
   const joseResource = `http://127.0.0.1:${ports.jose}/mcp`;
   const policyResource = `http://127.0.0.1:${ports["edge-policy"]}/mcp`;
+  const baseResources = BASELINE ? [`http://127.0.0.1:${ports.base}/mcp`, `http://127.0.0.1:${ports["base-policy"]}/mcp`] : [];
   const now = Math.floor(Date.now() / 1000);
   const sign = (aud, i) =>
-    new jose.SignJWT({ iss: issuer, sub: `user-${i}`, aud: [resource, joseResource, policyResource], client_id: "bench", scope: "mcp:tools", iat: now, exp: now + 7200, jti: `t-${i}` })
+    new jose.SignJWT({ iss: issuer, sub: `user-${i}`, aud: [resource, joseResource, policyResource, ...baseResources], client_id: "bench", scope: "mcp:tools", iat: now, exp: now + 7200, jti: `t-${i}` })
       .setProtectedHeader({ alg: "RS256", kid: "bench-1", typ: "at+jwt" })
       .sign(privateKey);
   console.error("bench: signing tokens");
@@ -220,6 +259,10 @@ async function main() {
     "js-passthrough": ["jsPassthrough", capnpWorker("js-passthrough", bundles["js-passthrough"], { ORIGIN_URL: origin })],
     jose: ["jose", capnpWorker("jose", bundles.jose, { ORIGIN_URL: origin, RESOURCE_URL: joseResource, ISSUER: issuer, JWKS_URL: `${issuer}/jwks-jose`, REQUIRED_SCOPES: "mcp:tools" })],
   };
+  if (BASELINE) {
+    workers.base = ["base", capnpWorker("base", bundles.base, { ORIGIN_URL: origin, RESOURCE_URL: baseResources[0], ISSUER: issuer, REQUIRED_SCOPES: "mcp:tools", SCOPES_SUPPORTED: "mcp:tools", LOG_LEVEL: LOG_LEVEL })];
+    workers["base-policy"] = ["basePolicy", capnpWorker("base-policy", bundles.base, { ORIGIN_URL: origin, RESOURCE_URL: baseResources[1], ISSUER: issuer, REQUIRED_SCOPES: "mcp:tools", SCOPES_SUPPORTED: "mcp:tools mcp:admin", SCOPE_POLICY: POLICY, LOG_LEVEL: LOG_LEVEL }, "base")];
+  }
   // A workerd configuration serving `names` (each on its port), with outbound access to loopback.
   const configFor = (names) => `using Workerd = import "/workerd/workerd.capnp";
 const config :Workerd.Config = (${process.env.BENCH_V8_FLAGS ? `\n  v8Flags = ${JSON.stringify(process.env.BENCH_V8_FLAGS.split(" "))},` : ""}
@@ -257,6 +300,14 @@ ${names.map((n) => workers[n][1]).join("\n")}
     ["edge-invalid", ports.edge, "cycle", files.invalid],
     ["jose-invalid", ports.jose, "cycle", files.invalid],
   ];
+  if (BASELINE) {
+    // Each baseline cell next to its twin, so both see the same moment of the machine.
+    const twin = (name) => variants.findIndex(([n]) => n === name) + 1;
+    variants.splice(twin("edge-reused"), 0, ["base-reused", ports.base, "cycle", files.reused]);
+    variants.splice(twin("edge-policy-reused"), 0, ["base-policy-reused", ports["base-policy"], "cycle", files.reused]);
+    variants.splice(twin("edge-fresh"), 0, ["base-fresh", ports.base, "fresh", files.fresh]);
+    variants.splice(twin("edge-invalid"), 0, ["base-invalid", ports.base, "cycle", files.invalid]);
+  }
   if (ONLY) {
     const keep = new Set(ONLY.split(","));
     for (let i = variants.length - 1; i >= 0; i--) if (!keep.has(variants[i][0])) variants.splice(i, 1);
@@ -350,6 +401,29 @@ ${names.map((n) => workers[n][1]).join("\n")}
   }
   if (spread.length) {
     lines.push(`Per-round throughput against the jose twin (round by round): ${spread.join("; ")}.`);
+    lines.push("");
+  }
+  if (BASELINE) {
+    // This build against the baseline, cell by cell and round by round.
+    const against = [];
+    for (const c of LEVELS) {
+      for (const [name] of variants.filter(([n]) => n.startsWith("base-"))) {
+        const mineName = name.replace("base-", "edge-");
+        const per = [];
+        const p99 = [];
+        for (let round = 1; round <= ROUNDS; round++) {
+          const mine = runs.find((r) => r.c === c && r.round === round && r.name === mineName);
+          const base = runs.find((r) => r.c === c && r.round === round && r.name === name);
+          if (mine && base) {
+            per.push(mine.rps / base.rps);
+            p99.push(mine.p99_us / base.p99_us);
+          }
+        }
+        if (per.length) against.push(`${mineName} c${c}: throughput ${per.map((x) => `${x.toFixed(2)}x`).join(" ")} (median ${median(per).toFixed(2)}x), p99 median ${median(p99).toFixed(2)}x`);
+      }
+    }
+    lines.push(`This build against the baseline ${BASELINE} (same run, round by round): ${against.join("; ")}.`);
+    lines.push(`Baseline bundle: ${JSON.stringify(sizes(bundles.base))}.`);
     lines.push("");
   }
   const s = sizes(bundles.edge);

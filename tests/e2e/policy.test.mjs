@@ -152,7 +152,7 @@ test("tools/list is filtered per token over JSON and SSE answers, across pages",
 });
 
 test("lists are filtered whatever spelling the request's id had: the SDK origin re-serialises 1.0, 1e0, 10E-1 and -0", async () => {
-  const narrow = await token("mcp:tools tools:call");
+  const narrow = await token("mcp:tools tools:call resources:read");
   for (const mode of ["json", "sse"]) {
     const h = await session(narrow, mode);
     for (const [id, method, field, hidden] of [
