@@ -20,7 +20,10 @@ if [ ! -f "$out" ] || [ "$wasm" -nt "$out" ] || [ "$(cat "$stamp" 2>/dev/null)" 
   if [ -x node_modules/binaryen/bin/wasm-opt ]; then
     node_modules/binaryen/bin/wasm-opt -Oz "${names[@]}" --converge --enable-bulk-memory --enable-nontrapping-float-to-int \
       --enable-sign-ext --enable-reference-types --enable-multivalue --enable-mutable-globals \
-      "$out" -o "$out.opt" && mv "$out.opt" "$out"
+      "$out" -o "$out.opt"
+    # Not `&&`: under `set -e` a failed wasm-opt must stop the build, or the
+    # unoptimised module would be stamped fresh below.
+    mv "$out.opt" "$out"
   fi
   touch "$out"
   echo "$kind" > "$stamp"
