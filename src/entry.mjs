@@ -118,10 +118,15 @@ async function readCapped(stream, max, drain) {
 }
 
 // Read at most `max` bytes of the request body: [state, text, bytes]. A declared
-// length over the cap is refused before reading.
+// length over the cap is refused before reading; one within it is read in one go
+// (the runtime holds a body to its declared length); a body of unknown length is
+// read as it streams, up to the cap.
 async function readBody(request, max) {
   const length = request.headers.get("content-length");
-  if (length !== null && Number(length) > max) return [TOO_LARGE, undefined, null];
+  if (length !== null) {
+    if (Number(length) > max) return [TOO_LARGE, undefined, null];
+    return decoded(new Uint8Array(await request.arrayBuffer()));
+  }
   if (!request.body) return [TEXT, "", null];
   const bytes = await readCapped(request.body, max, true);
   return bytes === null ? [TOO_LARGE, undefined, null] : decoded(bytes);
@@ -139,9 +144,20 @@ async function filtered(response, spec) {
   headers.delete("content-length");
   const init = { status: response.status, statusText: response.statusText, headers };
   if (type.startsWith("application/json")) {
-    const bytes = await readCapped(response.body, filterMax, false);
-    if (bytes === null) return null;
-    const text = new TextDecoder().decode(bytes);
+    // A declared length is held to by the runtime: read in one go when within the cap.
+    const length = response.headers.get("content-length");
+    let text;
+    if (length !== null) {
+      if (Number(length) > filterMax) {
+        await response.body.cancel();
+        return null;
+      }
+      text = await response.text();
+    } else {
+      const bytes = await readCapped(response.body, filterMax, false);
+      if (bytes === null) return null;
+      text = new TextDecoder().decode(bytes);
+    }
     const out = filterJson(spec, text);
     return new Response(out === undefined ? text : out, init);
   }

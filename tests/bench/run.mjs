@@ -96,24 +96,25 @@ function baselineBundle(rev) {
   const commit = sh("git", ["rev-parse", rev]).trim();
   let have = "";
   try {
-    have = sh("git", ["-C", tree, "rev-parse", "HEAD"]).trim();
+    have = sh("git", ["-C", tree, "rev-parse", "HEAD"], { stdio: ["ignore", "pipe", "ignore"] }).trim();
   } catch {}
   if (have !== commit) {
     rmSync(tree, { recursive: true, force: true });
     sh("git", ["worktree", "prune"]);
     sh("git", ["worktree", "add", "--detach", tree, commit]);
   }
-  // Its own target directory; the project's installed JS tooling.
+  // Its own target directory (inside the worktree, kept between runs); the project's
+  // installed JS tooling.
   rmSync(path.join(tree, "node_modules"), { force: true });
   symlinkSync(path.join(root, "node_modules"), path.join(tree, "node_modules"));
   console.error(`bench: building the baseline ${rev} (${commit.slice(0, 10)})`);
-  execFileSync("bash", ["scripts/build.sh"], { cwd: tree, stdio: "inherit", env: { ...process.env, CARGO_TARGET_DIR: path.join(out, "baseline-target") } });
+  execFileSync("bash", ["scripts/build.sh"], { cwd: tree, stdio: "inherit" });
   const dir = path.join(out, "bundles", "base");
   rmSync(dir, { recursive: true, force: true });
   execFileSync(process.execPath, [path.join(root, "node_modules/wrangler/bin/wrangler.js"), "deploy", "--dry-run", "--outdir", dir, "--config", path.join(tree, "wrangler.toml"), "--env", ""], {
     cwd: tree,
     stdio: ["ignore", "ignore", "inherit"],
-    env: { ...process.env, WRANGLER_SEND_METRICS: "false", CARGO_TARGET_DIR: path.join(out, "baseline-target") },
+    env: { ...process.env, WRANGLER_SEND_METRICS: "false" },
   });
   const modules = readdirSync(dir).filter((f) => f.endsWith(".js") || f.endsWith(".wasm"));
   modules.sort((a, b) => Number(a.endsWith(".wasm")) - Number(b.endsWith(".wasm")) || a.localeCompare(b));

@@ -70,10 +70,15 @@ before(async () => {
     originHits++;
     const body = await collect(req);
     originSaw.push(req.headers);
-    if (req.url === "/mcp/big") {
-      // A tools/list answer over the 8 MiB the worker will hold to filter.
+    if (req.url.startsWith("/mcp/big")) {
+      // A tools/list answer over the 8 MiB the worker will hold to filter: with a
+      // Content-Length, or chunked (its length known only as it streams).
       const tools = [{ name: "echo" }, { name: "delete_repo", description: "x".repeat(9 << 20) }];
-      return res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ jsonrpc: "2.0", id: 1, result: { tools } }));
+      const text = JSON.stringify({ jsonrpc: "2.0", id: 1, result: { tools } });
+      if (req.url === "/mcp/big") return res.writeHead(200, { "content-type": "application/json" }).end(text);
+      res.writeHead(200, { "content-type": "application/json" });
+      for (let i = 0; i < text.length; i += 1 << 20) res.write(text.slice(i, i + (1 << 20)));
+      return res.end();
     }
     res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ jsonrpc: "2.0", id: 1, result: { method: req.method, body } }));
   });
@@ -339,11 +344,13 @@ test("7: the pass-through states Forwarded and X-Forwarded-Host from ISSUER, wha
 
 test("1 (sibling): a list answer too large to filter is refused (502), never passed on unfiltered", async () => {
   const t = await token();
-  const res = await fetch(`${base}/mcp/big`, { method: "POST", headers: { authorization: `Bearer ${t}`, "content-type": "application/json" }, body: '{"jsonrpc":"2.0","id":1,"method":"tools/list"}' });
-  const text = await res.text();
-  assert.equal(res.status, 502);
-  assert.doesNotMatch(text, /delete_repo/);
-  assert.match(JSON.parse(text).error.message, /too large to filter/);
+  for (const path of ["/mcp/big", "/mcp/big-chunked"]) {
+    const res = await fetch(`${base}${path}`, { method: "POST", headers: { authorization: `Bearer ${t}`, "content-type": "application/json" }, body: '{"jsonrpc":"2.0","id":1,"method":"tools/list"}' });
+    const text = await res.text();
+    assert.equal(res.status, 502, path);
+    assert.doesNotMatch(text, /delete_repo/);
+    assert.match(JSON.parse(text).error.message, /too large to filter/);
+  }
 });
 
 test("7: under workerd itself (which shows the worker the Connection header): headers Connection names stay behind", async () => {
