@@ -90,6 +90,13 @@ function build() {
   execFileSync("node_modules/binaryen/bin/wasm-opt", ["-Oz", "--enable-bulk-memory", "--enable-nontrapping-float-to-int", "--enable-sign-ext", "--enable-reference-types", "--enable-multivalue", "--enable-mutable-globals", "target/bench-passthrough/bench_passthrough_rs_bg.wasm", "-o", "target/bench-passthrough/bench_passthrough_rs_bg.wasm"], { cwd: root, stdio: "inherit" });
 }
 
+/** A bundle's modules: the main module (the bundled entry) first, then the wasm it imports. */
+function modulesOf(dir) {
+  const modules = readdirSync(dir).filter((f) => f.endsWith(".js") || f.endsWith(".wasm"));
+  modules.sort((a, b) => Number(a.endsWith(".wasm")) - Number(b.endsWith(".wasm")) || a.localeCompare(b));
+  return modules;
+}
+
 /** The worker at git revision `rev`, built in a worktree of its own and bundled. */
 function baselineBundle(rev) {
   const tree = path.join(out, "baseline");
@@ -116,9 +123,7 @@ function baselineBundle(rev) {
     stdio: ["ignore", "ignore", "inherit"],
     env: { ...process.env, WRANGLER_SEND_METRICS: "false" },
   });
-  const modules = readdirSync(dir).filter((f) => f.endsWith(".js") || f.endsWith(".wasm"));
-  modules.sort((a, b) => Number(a.endsWith(".wasm")) - Number(b.endsWith(".wasm")) || a.localeCompare(b));
-  return { dir, modules };
+  return { dir, modules: modulesOf(dir) };
 }
 
 /** Bundle a worker as `wrangler deploy` would, and list its modules. */
@@ -130,10 +135,7 @@ function bundle(name, config) {
     stdio: ["ignore", "ignore", "inherit"],
     env: { ...process.env, WRANGLER_SEND_METRICS: "false" },
   });
-  const modules = readdirSync(dir).filter((f) => f.endsWith(".js") || f.endsWith(".wasm"));
-  // The main module (the bundled entry) first, then the wasm it imports.
-  modules.sort((a, b) => Number(a.endsWith(".wasm")) - Number(b.endsWith(".wasm")) || a.localeCompare(b));
-  return { dir, modules };
+  return { dir, modules: modulesOf(dir) };
 }
 
 function sizes(b) {
