@@ -34,7 +34,7 @@ use crate::cache::{self, Refusal, TokenCache, TokenHash};
 use crate::config::{Config, LogLevel};
 use crate::error::{ChallengeContext, Error, Fault, Reply};
 use crate::introspection::{self, Verdict};
-use crate::jsonrpc::{self, FilterSpec};
+use crate::jsonrpc::{self, FilterSpec, McpHeaders};
 use crate::jwks::{self, Key, KeySet, Lookup};
 use crate::log::LogLine;
 use crate::metadata::{self, Upstream};
@@ -64,10 +64,12 @@ pub struct RequestInfo<'a> {
     pub authorization: Option<&'a str>,
     pub origin: Option<&'a str>,
     pub body: Body<'a>,
-    pub mcp_method: Option<&'a str>,
-    pub mcp_name: Option<&'a str>,
+    /// `MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name`, `Mcp-Param-*`.
+    pub mcp: McpHeaders<'a>,
     /// A GET carrying `Last-Event-ID`: a resumed stream may replay list answers.
     pub resuming: bool,
+    /// A preflight's `Access-Control-Request-Headers`.
+    pub preflight_headers: Option<&'a str>,
 }
 
 /// A POST body, as the glue could read it.
@@ -572,7 +574,7 @@ impl Authorizer {
 
     fn admit(&self, req: &RequestInfo<'_>, p: &Principal) -> Result<Decision, Error> {
         let (needed, filter) = self.needs(req, p)?;
-        let missing = token::missing_scopes(p, &needed);
+        let missing = token::missing_scopes(p, &needed, &self.cfg.hierarchy);
         if !missing.is_empty() {
             return Err(Error::InsufficientScope {
                 needed: needed.into_owned(),
@@ -640,21 +642,57 @@ impl Authorizer {
                 return Err(Error::JsonRpc {
                     code: jsonrpc::PARSE_ERROR,
                     message: "Parse error: the body is not UTF-8 JSON".into(),
+                    id: serde_json::Value::Null,
                 })
             }
         };
         let body = jsonrpc::inspect(text)?;
-        jsonrpc::check_headers(&body, req.mcp_method, req.mcp_name)?;
+        let modern = jsonrpc::check_headers(&body, &req.mcp)?;
+        let mut add = |s: &String| {
+            if !needed.contains(s) {
+                needed.push(s.clone());
+            }
+        };
         for m in &body.messages {
-            if let Some(method) = &m.method {
-                for s in policy.needs(method, m.name.as_deref()) {
-                    if !needed.contains(s) {
-                        needed.push(s.clone());
-                    }
+            let Some(method) = &m.method else { continue };
+            let rule = policy.rule(method, m.name.as_deref());
+            rule.scopes.iter().for_each(&mut add);
+            // R15 aside, what reading each subscribed resource needs (2026-07-28).
+            for uri in &m.subscriptions {
+                policy
+                    .needs("resources/read", Some(uri))
+                    .iter()
+                    .for_each(&mut add);
+            }
+            if rule.arguments.is_empty() {
+                continue;
+            }
+            let arguments = arguments_of(m)?;
+            for a in rule.arguments {
+                let value = arguments.as_ref().and_then(|args| args.get(a.property()));
+                if method == "tools/call" {
+                    jsonrpc::check_param(
+                        a.header(),
+                        req.mcp.param(a.header()),
+                        value,
+                        modern && a.header_required(),
+                    )
+                    .map_err(|what| Error::JsonRpc {
+                        code: jsonrpc::HEADER_MISMATCH,
+                        message: format!("Header mismatch: {what}"),
+                        id: m.id.clone().unwrap_or_default(),
+                    })?;
                 }
+                a.needs(value).into_iter().for_each(&mut add);
             }
         }
-        Ok((Cow::Owned(needed), FilterSpec::for_body(&body, &p.scopes)))
+        let granted = &p.scopes;
+        let spec = FilterSpec::for_body(&body, granted).map(|mut spec| {
+            spec.granted = self.cfg.hierarchy.expand(granted);
+            spec.private = modern;
+            spec
+        });
+        Ok((Cow::Owned(needed), spec))
     }
 
     /// The JWKS URL: `JWKS_URL`, else the discovered `jwks_uri`. `None` means
@@ -712,10 +750,13 @@ impl Authorizer {
                         Reply::empty(204)
                             .with_header("access-control-allow-origin", o.unwrap_or("*"))
                             .with_header("access-control-allow-methods", route.allow())
-                            .with_header("access-control-allow-headers", proxy::ALLOW_HEADERS)
+                            .with_header(
+                                "access-control-allow-headers",
+                                proxy::allow_headers(req.preflight_headers).into_owned(),
+                            )
                             .with_header("access-control-expose-headers", proxy::EXPOSE_HEADERS)
                             .with_header("access-control-max-age", "86400")
-                            .with_header("vary", "Origin"),
+                            .with_header("vary", "Origin, Access-Control-Request-Headers"),
                     )),
                 },
                 _ => Ok(Serve::Reply(
@@ -857,6 +898,24 @@ struct ForwardWire<'a> {
 struct ReplyWire<'a> {
     r: &'a Reply,
     l: Option<&'a LogLine>,
+}
+
+/// A message's `params.arguments` as an object, read only when an argument rule
+/// asks. Absent or `null` is `None`; any other non-object is -32602.
+fn arguments_of(
+    m: &jsonrpc::Message<'_>,
+) -> Result<Option<serde_json::Map<String, serde_json::Value>>, Error> {
+    let Some(raw) = m.arguments else {
+        return Ok(None);
+    };
+    match serde_json::from_str::<Option<serde_json::Map<String, serde_json::Value>>>(raw.get()) {
+        Ok(map) => Ok(map),
+        Err(_) => Err(Error::JsonRpc {
+            code: jsonrpc::INVALID_PARAMS,
+            message: "Invalid params: arguments must be an object".into(),
+            id: m.id.clone().unwrap_or_default(),
+        }),
+    }
 }
 
 #[cfg(test)]
@@ -1097,5 +1156,194 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&d.to_wire(LogLevel::Off)).unwrap();
         assert!(v["l"].is_null());
         assert_eq!(Decision::NeedKeys.to_wire(LogLevel::Info), r#"{"p":1}"#);
+    }
+
+    fn principal(scopes: &[&str]) -> Principal {
+        Principal {
+            subject: Some("alice".into()),
+            client_id: Some("app".into()),
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            exp: i64::MAX,
+            nbf: None,
+            kid: None,
+        }
+    }
+
+    /// The authorizer for a deployment with a policy, arguments rules and a hierarchy.
+    fn with_policy() -> Authorizer {
+        let cfg = crate::config::tests::with(&[
+            ("SCOPES_SUPPORTED", ""),
+            (
+                "SCOPE_POLICY",
+                r#"{"default": "mcp:tools", "methods": {
+                    "tools/call": {"names": {"deploy": {"scopes": "deploy:run", "arguments": {
+                        "region": {"match": {"prod-*": "deploy:prod"}, "header": "Region"}}}}},
+                    "resources/read": {"names": {"file:///secret/*": "secrets"}}}}"#,
+            ),
+            (
+                "SCOPE_HIERARCHY",
+                r#"{"mcp:admin": "mcp:tools deploy:run secrets"}"#,
+            ),
+        ])
+        .unwrap();
+        Authorizer::new(cfg)
+    }
+
+    /// Admit a POST with this body and these `mcp-*` headers: the status it gets
+    /// (200: forwarded), and the filter when forwarded.
+    fn post(
+        a: &Authorizer,
+        scopes: &[&str],
+        body: &str,
+        headers: &[(&str, &str)],
+    ) -> (u16, Option<FilterSpec>) {
+        let block: String = headers.iter().map(|(n, v)| format!("{n}\n{v}\n")).collect();
+        let mut r = req(Some("Bearer t"), None);
+        r.body = Body::Text(body);
+        r.mcp = McpHeaders::new(&block);
+        match a.admit(&r, &principal(scopes)) {
+            Ok(Decision::Forward { filter, .. }) => (200, filter),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => (e.status(), None),
+        }
+    }
+
+    const V: (&str, &str) = ("mcp-protocol-version", "2026-07-28");
+
+    fn deploy(region: &str) -> String {
+        format!(
+            r#"{{"id":7,"method":"tools/call","params":{{"name":"deploy","arguments":{{"region":{region}}},"_meta":{{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}}}}"#
+        )
+    }
+
+    #[test]
+    fn argument_rules_and_their_headers_are_enforced() {
+        let a = with_policy();
+        let h = |region: &'static str| {
+            [
+                V,
+                ("mcp-method", "tools/call"),
+                ("mcp-name", "deploy"),
+                ("mcp-param-region", region),
+            ]
+        };
+        let run = ["mcp:tools", "deploy:run"];
+        assert_eq!(post(&a, &run, &deploy(r#""us-1""#), &h("us-1")).0, 200);
+        assert_eq!(post(&a, &run, &deploy(r#""prod-1""#), &h("prod-1")).0, 403);
+        assert_eq!(
+            post(
+                &a,
+                &["mcp:tools", "deploy:run", "deploy:prod"],
+                &deploy(r#""prod-1""#),
+                &h("prod-1")
+            )
+            .0,
+            200
+        );
+        // The header mirrors the argument the rule reads: it must agree, and (declared)
+        // must be there in 2026-07-28.
+        assert_eq!(post(&a, &run, &deploy(r#""us-1""#), &h("prod-1")).0, 400);
+        assert_eq!(post(&a, &run, &deploy(r#""us-1""#), &h("us-1")[..3]).0, 400);
+        // Earlier revisions send no Mcp-Param headers.
+        let old = r#"{"id":7,"method":"tools/call","params":{"name":"deploy","arguments":{"region":"us-1"}}}"#;
+        assert_eq!(post(&a, &run, old, &[]).0, 200);
+        let old_prod = old.replace("us-1", "prod-1");
+        assert_eq!(post(&a, &run, &old_prod, &[]).0, 403);
+        // Arguments that are not an object are invalid params.
+        let bad = r#"{"id":7,"method":"tools/call","params":{"name":"deploy","arguments":[1]}}"#;
+        assert_eq!(post(&a, &run, bad, &[]).0, 400);
+    }
+
+    #[test]
+    fn a_broader_scope_satisfies_the_narrower_ones() {
+        let a = with_policy();
+        let h = [
+            V,
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "deploy"),
+            ("mcp-param-region", "us-1"),
+        ];
+        assert_eq!(
+            post(&a, &["mcp:admin"], &deploy(r#""us-1""#), &h).0,
+            200,
+            "REQUIRED_SCOPES and the policy"
+        );
+        assert_eq!(post(&a, &["mcp:admin"], &deploy(r#""prod-1""#), &h).0, 400);
+        let h = [
+            V,
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "deploy"),
+            ("mcp-param-region", "prod-1"),
+        ];
+        assert_eq!(
+            post(&a, &["mcp:admin"], &deploy(r#""prod-1""#), &h).0,
+            403,
+            "deploy:prod is not implied"
+        );
+        // List filtering compares with the implied scopes too, and marks 2026 lists private.
+        let list = r#"{"id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#;
+        let (status, spec) = post(&a, &["mcp:admin"], list, &[V, ("mcp-method", "tools/list")]);
+        assert_eq!(status, 200);
+        let spec = spec.expect("a list request is filtered");
+        assert!(spec.private);
+        assert!(spec.granted.iter().any(|s| s == "secrets"));
+        // The advertised scopes include the hierarchy's.
+        assert!(a.cfg.scopes_supported.iter().any(|s| s == "mcp:admin"));
+    }
+
+    #[test]
+    fn listen_needs_what_reading_its_resources_needs_and_discover_only_the_required() {
+        let a = with_policy();
+        let listen = |uris: &str| {
+            format!(
+                r#"{{"id":1,"method":"subscriptions/listen","params":{{"notifications":{{"resourceSubscriptions":{uris}}},"_meta":{{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}}}}"#
+            )
+        };
+        let h = [V, ("mcp-method", "subscriptions/listen")];
+        assert_eq!(
+            post(&a, &["mcp:tools"], &listen(r#"["file:///pub/a"]"#), &h).0,
+            200
+        );
+        assert_eq!(
+            post(
+                &a,
+                &["mcp:tools"],
+                &listen(r#"["file:///pub/a","file:///secret/b"]"#),
+                &h
+            )
+            .0,
+            403
+        );
+        assert_eq!(
+            post(
+                &a,
+                &["mcp:tools", "secrets"],
+                &listen(r#"["file:///secret/b"]"#),
+                &h
+            )
+            .0,
+            200
+        );
+        let discover = r#"{"id":1,"method":"server/discover","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#;
+        assert_eq!(
+            post(
+                &a,
+                &["mcp:tools"],
+                discover,
+                &[V, ("mcp-method", "server/discover")]
+            )
+            .0,
+            200
+        );
+        assert_eq!(
+            post(&a, &["mcp:tools"], discover, &[V]).0,
+            400,
+            "Mcp-Method is required"
+        );
+        assert_eq!(
+            post(&a, &[], discover, &[V, ("mcp-method", "server/discover")]).0,
+            403,
+            "REQUIRED_SCOPES still hold"
+        );
     }
 }

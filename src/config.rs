@@ -26,6 +26,7 @@
 //! | `TOKEN_TYP` | no | required JWT header `typ` (e.g. `at+jwt`, RFC 9068); unset: any |
 //! | `ORIGIN_TIMEOUT_SECONDS` | no | how long to wait for the origin's response headers (default 100, 1 to 600); then 504 |
 //! | `SCOPE_POLICY` | no | JSON: scopes per MCP method and tool/prompt/resource name (see [`crate::policy`]) |
+//! | `SCOPE_HIERARCHY` | no | JSON: broader scopes and the narrower ones they imply (see [`crate::policy::Hierarchy`]) |
 //! | `POLICY_MAX_BODY_BYTES` | no | largest POST body the policy inspects (default 1 MiB, at most 16 MiB); larger is 413 |
 //! | `INTROSPECTION_URL` | no | RFC 7662 endpoint: tokens that are not JWTs are checked there (see [`Introspection`]) |
 //! | `INTROSPECTION_CLIENT_ID` + `INTROSPECTION_CLIENT_SECRET` | no (secrets) | HTTP Basic credentials for the introspection endpoint |
@@ -41,7 +42,7 @@
 //! | `STRIP_IDENTITY_HEADERS` | no | request headers other authenticating proxies use for identity, never forwarded from a client (default [`crate::proxy::FOREIGN_IDENTITY_HEADERS`]; `none` forwards them) |
 
 use crate::error::Error;
-use crate::policy::Policy;
+use crate::policy::{Hierarchy, Policy};
 use jsonwebtoken::Algorithm;
 use url::Url;
 
@@ -65,6 +66,7 @@ pub const BINDINGS: &[&str] = &[
     "REGISTRATION_PATH",
     "LOG_LEVEL",
     "SCOPE_POLICY",
+    "SCOPE_HIERARCHY",
     "POLICY_MAX_BODY_BYTES",
     "ORIGIN_TIMEOUT_SECONDS",
     "TOKEN_TYP",
@@ -190,6 +192,8 @@ pub struct Config {
     pub log_level: LogLevel,
     /// `SCOPE_POLICY`: with one, MCP POST bodies are inspected and list answers filtered.
     pub policy: Option<Policy>,
+    /// `SCOPE_HIERARCHY`: broader scopes and what they imply (empty: none).
+    pub hierarchy: Hierarchy,
     pub policy_max_body: usize,
     /// Seconds to wait for the origin's response headers (streams may then run on).
     pub origin_timeout: u32,
@@ -520,13 +524,23 @@ impl Config {
         let policy = get("SCOPE_POLICY")
             .map(|v| Policy::parse(&v, &scopes_supported).map_err(|e| problem("SCOPE_POLICY", e)))
             .transpose()?;
-        // Without SCOPES_SUPPORTED, PRM advertises every scope the worker asks for.
-        if scopes_supported.is_empty() {
-            if let Some(p) = &policy {
-                for s in required_scopes.iter().chain(p.scopes()) {
-                    if !scopes_supported.contains(s) {
-                        scopes_supported.push(s.clone());
-                    }
+        let hierarchy = get("SCOPE_HIERARCHY")
+            .map(|v| {
+                Hierarchy::parse(&v, &scopes_supported).map_err(|e| problem("SCOPE_HIERARCHY", e))
+            })
+            .transpose()?
+            .unwrap_or_default();
+        // Without SCOPES_SUPPORTED, PRM advertises every scope the worker asks for or
+        // knows a broader one of.
+        if scopes_supported.is_empty() && (policy.is_some() || !hierarchy.is_empty()) {
+            let policy_scopes = policy.iter().flat_map(|p| p.scopes());
+            for s in required_scopes
+                .iter()
+                .chain(policy_scopes)
+                .chain(hierarchy.scopes())
+            {
+                if !scopes_supported.contains(s) {
+                    scopes_supported.push(s.clone());
                 }
             }
         }
@@ -695,6 +709,7 @@ impl Config {
             registration_path,
             log_level,
             policy,
+            hierarchy,
             policy_max_body,
             origin_timeout,
             token_typ,
@@ -834,7 +849,7 @@ pub(crate) mod tests {
         Config::build(vars(&base())).unwrap()
     }
 
-    fn with(extra: &[(&'static str, &'static str)]) -> Result<Config, Error> {
+    pub fn with(extra: &[(&'static str, &'static str)]) -> Result<Config, Error> {
         let mut v = base();
         for (k, val) in extra {
             v.retain(|(n, _)| n != k);

@@ -9,7 +9,7 @@ import { edge_input as input, edge_fast as fastIn, edge_complete as completeIn }
 const encoder = new TextEncoder();
 let memory = null; // the module's WebAssembly.Memory
 let view = new Uint8Array(0); // the lent buffer; empty once the memory grows (detached)
-const lengths = new Int32Array(7);
+const lengths = new Int32Array(6);
 
 /** Hand over the module's exports, as `initSync` returns them. */
 export function bind(exports) {
@@ -30,14 +30,13 @@ function put(i, s) {
 }
 
 // Write the strings (null or undefined: absent) and set `lengths`.
-function write(method, url, authorization, origin, body, mcpMethod, mcpName) {
+function write(method, url, authorization, origin, body, mcp) {
   // encodeInto writes at most 3 bytes per UTF-16 unit.
   let need = 3 * (method.length + url.length);
   if (authorization != null) need += 3 * authorization.length;
   if (origin != null) need += 3 * origin.length;
   if (body != null) need += 3 * body.length;
-  if (mcpMethod != null) need += 3 * mcpMethod.length;
-  if (mcpName != null) need += 3 * mcpName.length;
+  if (mcp != null) need += 3 * mcp.length;
   if (view.byteLength < need) {
     const size = Math.max(need, 4096);
     const start = input(size); // may grow the memory: read its buffer after
@@ -49,23 +48,32 @@ function write(method, url, authorization, origin, body, mcpMethod, mcpName) {
   put(2, authorization);
   put(3, origin);
   put(4, body);
-  put(5, mcpMethod);
-  put(6, mcpName);
+  put(5, mcp);
 }
 
 /**
  * Decide an MCP request (src/glue.rs `fast`): the decision's wire string. The body and
- * the MCP headers only once a decision asked for them.
+ * the MCP headers (`mcpHeaders`) only once a decision asked for them.
  */
-export function fast(method, url, authorization, origin, resuming, bodyState = 0, body, mcpMethod, mcpName) {
-  write(method, url, authorization, origin, body, mcpMethod, mcpName);
+export function fast(method, url, authorization, origin, resuming, bodyState = 0, body, mcp) {
+  write(method, url, authorization, origin, body, mcp);
   const l = lengths;
-  return fastIn(l[0], l[1], l[2], l[3], resuming, bodyState, l[4], l[5], l[6]);
+  return fastIn(l[0], l[1], l[2], l[3], resuming, bodyState, l[4], l[5]);
 }
 
 /** Finish a signature check (src/glue.rs `complete`): the same request again. */
-export function complete(handle, verified, method, url, authorization, origin, resuming, bodyState = 0, body, mcpMethod, mcpName) {
-  write(method, url, authorization, origin, body, mcpMethod, mcpName);
+export function complete(handle, verified, method, url, authorization, origin, resuming, bodyState = 0, body, mcp) {
+  write(method, url, authorization, origin, body, mcp);
   const l = lengths;
-  return completeIn(handle, verified, l[0], l[1], l[2], l[3], resuming, bodyState, l[4], l[5], l[6]);
+  return completeIn(handle, verified, l[0], l[1], l[2], l[3], resuming, bodyState, l[4], l[5]);
+}
+
+/**
+ * The request's MCP headers as one string for the module (src/jsonrpc.rs
+ * `McpHeaders`): every header named `mcp-*` as `name\nvalue\n`, names lowercase.
+ */
+export function mcpHeaders(headers) {
+  let block = "";
+  for (const [name, value] of headers) if (name.startsWith("mcp-")) block += `${name}\n${value}\n`;
+  return block;
 }

@@ -181,6 +181,9 @@ pub fn run(vars: &HashMap<String, String>, http: &dyn Http, opts: &Options) -> V
             cfg.resource, cfg.issuer, cfg.origin_url
         ),
     ));
+    if let Some(c) = step_up(&cfg) {
+        out.push(c);
+    }
     let upstream = discovery(&cfg, http, &mut out);
     if let Some(up) = &upstream {
         authorization_server(&cfg, up, &mut out);
@@ -624,9 +627,12 @@ fn describe(p: &token::Principal) -> String {
 }
 
 fn scopes(cfg: &Config, p: &token::Principal, out: &mut Vec<Check>) {
-    let missing = token::missing_scopes(p, &cfg.required_scopes);
+    let missing = token::missing_scopes(p, &cfg.required_scopes, &cfg.hierarchy);
     out.push(if missing.is_empty() {
-        pass("token: scopes", "holds REQUIRED_SCOPES")
+        pass(
+            "token: scopes",
+            format!("holds REQUIRED_SCOPES{}", implied(cfg, p, &cfg.required_scopes)),
+        )
     } else {
         fail(
             "token: scopes",
@@ -634,6 +640,77 @@ fn scopes(cfg: &Config, p: &token::Principal, out: &mut Vec<Check>) {
             "the client must ask for these scopes (the worker's challenge names them), and the authorization server must grant them",
         )
     });
+    if let Some(policy) = &cfg.policy {
+        let mut named: Vec<String> = Vec::new();
+        for s in policy.scopes() {
+            if !named.contains(s) && !cfg.required_scopes.contains(s) {
+                named.push(s.clone());
+            }
+        }
+        let (held, lacked): (Vec<String>, Vec<String>) = named
+            .into_iter()
+            .partition(|s| cfg.hierarchy.grantor(&p.scopes, s).is_some());
+        out.push(pass(
+            "token: policy",
+            format!(
+                "of the policy's scopes, holds [{}]{}; lacks [{}] (operations needing them are 403 insufficient_scope, and hidden from lists)",
+                held.join(" "),
+                implied(cfg, p, &held),
+                lacked.join(" ")
+            ),
+        ));
+    }
+}
+
+/// `", through mcp:admin for mcp:tools, …"`: the requirements among `needed` a
+/// broader scope satisfied (`SCOPE_HIERARCHY`), or nothing.
+fn implied(cfg: &Config, p: &token::Principal, needed: &[String]) -> String {
+    let via: Vec<String> = needed
+        .iter()
+        .filter_map(|s| {
+            let g = cfg.hierarchy.grantor(&p.scopes, s)?;
+            (g != s).then(|| format!("{s} implied by {g}"))
+        })
+        .collect();
+    if via.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", via.join(", "))
+    }
+}
+
+/// A policy that can ask for more than `REQUIRED_SCOPES`, with the authorization
+/// server on a host of its own: spec-following clients (the Python SDK, rmcp) read
+/// that server's own metadata and register there, with the scope of their first
+/// challenge, so the worker never sees the registration and cannot widen its scope;
+/// a server holding clients to their registered scope (oidc-provider) then refuses
+/// the step-up (`invalid_scope`). Said as advice: a server granting the policy's
+/// scopes by default is fine.
+fn step_up(cfg: &Config) -> Option<Check> {
+    let policy = cfg.policy.as_ref()?;
+    let resource = url::Url::parse(&cfg.resource).ok()?;
+    if resource.origin() == cfg.issuer_url.origin() {
+        return None;
+    }
+    let beyond: Vec<&String> = policy
+        .scopes()
+        .chain(cfg.hierarchy.scopes())
+        .filter(|s| !cfg.required_scopes.contains(s))
+        .collect();
+    if beyond.is_empty() {
+        return None;
+    }
+    Some(Check {
+        name: "step-up".into(),
+        ok: true,
+        detail: format!(
+            "the policy may ask for scopes beyond REQUIRED_SCOPES, and the authorization server has its own host ({}): clients that register there do so with the scope of their first challenge, which the worker never sees",
+            cfg.issuer_url.origin().ascii_serialization()
+        ),
+        fix: Some(
+            "if the server holds clients to their registered scope (oidc-provider does), step-up ends in invalid_scope: use the single-host layout (ISSUER on the worker's host with AS_PASSTHROUGH, so registrations pass through the worker, which registers every advertised scope), or have the server grant the policy's scopes to every client by default".into(),
+        ),
+    })
 }
 
 /// Advice for a refused token, by what the refusal says.
@@ -899,5 +976,66 @@ CLOCK_LEEWAY_SECONDS = 30
             ]
         );
         assert!(report.iter().all(|c| c.ok || c.fix.is_some()));
+    }
+
+    #[test]
+    fn a_policy_with_the_server_on_its_own_host_gets_step_up_advice() {
+        let mut vars = minimal();
+        vars.insert("REQUIRED_SCOPES".into(), "mcp:tools".into());
+        vars.insert(
+            "SCOPE_POLICY".into(),
+            r#"{"methods": {"tools/call": {"names": {"deploy": "deploy:run"}}}}"#.into(),
+        );
+        let report = run(&vars, &Offline, &Options::default());
+        let c = report.iter().find(|c| c.name == "step-up").expect("advice");
+        assert!(c.ok && c.detail.contains("http://127.0.0.1:3"), "{c:?}");
+        assert!(c.fix.as_deref().unwrap().contains("single-host layout"));
+        // The single-host layout, or a policy asking for nothing more: no advice.
+        let mut single = vars.clone();
+        single.insert("ISSUER".into(), "http://127.0.0.1:2/oidc".into());
+        single.insert("AS_URL".into(), "http://127.0.0.1:3/".into());
+        single.insert("AS_PASSTHROUGH".into(), "/oidc/".into());
+        let report = run(&single, &Offline, &Options::default());
+        assert!(report.iter().all(|c| c.name != "step-up"), "{report:?}");
+        vars.insert("SCOPE_POLICY".into(), r#"{"default": "mcp:tools"}"#.into());
+        let report = run(&vars, &Offline, &Options::default());
+        assert!(report.iter().all(|c| c.name != "step-up"));
+    }
+
+    #[test]
+    fn a_token_explanation_names_the_implication_that_satisfied_a_requirement() {
+        let mut vars = minimal();
+        vars.insert("REQUIRED_SCOPES".into(), "mcp:tools".into());
+        vars.insert(
+            "SCOPE_HIERARCHY".into(),
+            r#"{"mcp:admin": "mcp:tools deploy:run"}"#.into(),
+        );
+        vars.insert(
+            "SCOPE_POLICY".into(),
+            r#"{"methods": {"tools/call": {"names": {"deploy": "deploy:run", "nuke": "nuke"}}}}"#
+                .into(),
+        );
+        let cfg = Config::build(|k| vars.get(k).cloned()).unwrap();
+        let p = token::Principal {
+            subject: None,
+            client_id: None,
+            scopes: vec!["mcp:admin".into()],
+            exp: 0,
+            nbf: None,
+            kid: None,
+        };
+        let mut out = Vec::new();
+        scopes(&cfg, &p, &mut out);
+        assert_eq!(
+            out[0].detail,
+            "holds REQUIRED_SCOPES (mcp:tools implied by mcp:admin)"
+        );
+        assert!(
+            out[1]
+                .detail
+                .contains("holds [deploy:run] (deploy:run implied by mcp:admin); lacks [nuke]"),
+            "{}",
+            out[1].detail
+        );
     }
 }

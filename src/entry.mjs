@@ -10,8 +10,8 @@
 // `complete()`. Routes other than the MCP endpoint go to Rust's `respond()` whole.
 //
 // With a SCOPE_POLICY, a decision may first ask for the POST body (`{"b": max}`):
-// the entry reads it (bounded), hands it with `Mcp-Method` / `Mcp-Name` to a second
-// `fast()`, and forwards the very bytes it read. A decision naming a filter (`t`)
+// the entry reads it (bounded), hands it with the `mcp-*` headers (`Mcp-Method`,
+// `Mcp-Name`, `MCP-Protocol-Version`, `Mcp-Param-*`) to a second `fast()`, and forwards the very bytes it read. A decision naming a filter (`t`)
 // has the answer's list results rewritten in Rust: a JSON answer whole, an event
 // stream event by event as it flows.
 import wasmModule from "../build/mcp_edge_auth_bg.wasm";
@@ -28,7 +28,7 @@ import {
   edge_refusal as refusal,
   EdgeSseFilter,
 } from "../build/mcp_edge_auth.js";
-import { bind, complete, fast } from "./crossing.mjs";
+import { bind, complete, fast, mcpHeaders } from "./crossing.mjs";
 
 bind(initSync({ module: wasmModule }));
 
@@ -299,7 +299,7 @@ export default {
     if (d.b !== undefined) {
       const [state, text, bytes] = await readBody(request, d.b);
       body = bytes;
-      more = [state, text, h.get("mcp-method"), h.get("mcp-name")];
+      more = [state, text, mcpHeaders(h)];
       d = JSON.parse(fast(method, url, authorization, origin, resuming, ...more));
     }
     if (d.p) d = JSON.parse(await authorize(method, url, authorization, origin, resuming, ...more));

@@ -211,6 +211,8 @@ pub enum Error {
     JsonRpc {
         code: i64,
         message: String,
+        /// The id of the request it answers (null when none can be named).
+        id: serde_json::Value,
     },
     /// An OAuth request the worker answers itself (Client ID Metadata Documents, see
     /// [`crate::cimd`]): sent to the client's redirect URI (`location`, a 302) when
@@ -249,7 +251,7 @@ impl fmt::Display for Error {
             Error::OriginFailed(d) => write!(f, "origin answer refused: {d}"),
             Error::OriginTimeout(s) => write!(f, "origin sent no answer within {s} s"),
             Error::RateLimited(what) => write!(f, "rate limited (per {what})"),
-            Error::JsonRpc { code, message } => write!(f, "JSON-RPC {code}: {message}"),
+            Error::JsonRpc { code, message, .. } => write!(f, "JSON-RPC {code}: {message}"),
             Error::OAuth {
                 error, description, ..
             } => write!(f, "{error}: {description}"),
@@ -308,6 +310,18 @@ pub fn bearer_challenge(
 }
 
 impl Error {
+    /// A JSON-RPC error answering the request with this id (other errors unchanged).
+    pub fn with_id(self, id: Option<serde_json::Value>) -> Error {
+        match self {
+            Error::JsonRpc { code, message, .. } => Error::JsonRpc {
+                code,
+                message,
+                id: id.unwrap_or(serde_json::Value::Null),
+            },
+            other => other,
+        }
+    }
+
     /// The upstream failure this error is about, to be reported as another kind
     /// (a failed discovery that leaves no keys): its public and log parts stay apart.
     pub fn into_fault(self) -> Fault {
@@ -384,9 +398,10 @@ impl Error {
         fn oauth(code: &str, description: &str) -> serde_json::Value {
             json!({"error": code, "error_description": description})
         }
-        fn rpc(code: i64, message: &str) -> serde_json::Value {
-            json!({"jsonrpc": "2.0", "id": null, "error": {"code": code, "message": message}})
+        fn rpc_with_id(code: i64, message: &str, id: &serde_json::Value) -> serde_json::Value {
+            json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
         }
+        let rpc = |code: i64, message: &str| rpc_with_id(code, message, &serde_json::Value::Null);
         let status = self.status();
         let rm = ctx.resource_metadata.as_str();
         let code = self.code();
@@ -469,7 +484,7 @@ impl Error {
                 ),
                 None,
             ),
-            Error::JsonRpc { code, message } => (rpc(*code, message), None),
+            Error::JsonRpc { code, message, id } => (rpc_with_id(*code, message, id), None),
             Error::InvalidRedirectUri(d) | Error::InvalidClientMetadata(d) => {
                 (oauth(code, d), Some(no_store))
             }

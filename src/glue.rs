@@ -28,7 +28,7 @@ use crate::authorizer::{Authorizer, Body, Decision, Pending, RequestInfo, Serve}
 use crate::cimd;
 use crate::config::{Config, Credentials, LogLevel};
 use crate::error::{redact_url, redact_urls, ChallengeContext, Error, Fault, Reply};
-use crate::jsonrpc::{self, FilterSpec};
+use crate::jsonrpc::{self, FilterSpec, McpHeaders};
 use crate::log::LogLine;
 use crate::metadata;
 use crate::proxy;
@@ -182,8 +182,7 @@ struct Parts {
     origin: Option<String>,
     body_state: u8,
     body: Option<String>,
-    mcp_method: Option<String>,
-    mcp_name: Option<String>,
+    mcp: Option<String>,
     resuming: bool,
 }
 
@@ -196,9 +195,9 @@ impl Parts {
             authorization: self.authorization.as_deref(),
             origin: self.origin.as_deref(),
             body: body_of(self.body_state, self.body.as_deref()),
-            mcp_method: self.mcp_method.as_deref(),
-            mcp_name: self.mcp_name.as_deref(),
+            mcp: McpHeaders::new(self.mcp.as_deref().unwrap_or_default()),
             resuming: self.resuming,
+            preflight_headers: None,
         }
     }
 
@@ -213,8 +212,7 @@ impl Parts {
         resuming: bool,
         body_state: u8,
         body: Option<String>,
-        mcp_method: Option<String>,
-        mcp_name: Option<String>,
+        mcp: Option<String>,
     ) -> Option<Parts> {
         let (path, query) = split_url(url)?;
         Some(Parts {
@@ -225,8 +223,7 @@ impl Parts {
             origin,
             body_state,
             body,
-            mcp_method,
-            mcp_name,
+            mcp,
             resuming,
         })
     }
@@ -334,18 +331,9 @@ pub fn fast(
     resuming: bool,
     body_state: u8,
     body: i32,
-    mcp_method: i32,
-    mcp_name: i32,
+    mcp: i32,
 ) -> String {
-    let lengths = [
-        method,
-        url,
-        authorization,
-        origin,
-        body,
-        mcp_method,
-        mcp_name,
-    ];
+    let lengths = [method, url, authorization, origin, body, mcp];
     read_request(lengths, resuming, body_state, |info| {
         match with_auth(|a| (a.check(info, now()), a.log_level())) {
             Ok((Decision::Verify(p), _)) => hand_to_js(p, info),
@@ -370,23 +358,14 @@ pub fn complete(
     resuming: bool,
     body_state: u8,
     body: i32,
-    mcp_method: i32,
-    mcp_name: i32,
+    mcp: i32,
 ) -> String {
     let Some(pending) = PENDING.with(|p| p.borrow_mut().waiting.remove(&handle)) else {
         return config_failure(&Error::KeysUnavailable(
             "the signature check was abandoned".into(),
         ));
     };
-    let lengths = [
-        method,
-        url,
-        authorization,
-        origin,
-        body,
-        mcp_method,
-        mcp_name,
-    ];
+    let lengths = [method, url, authorization, origin, body, mcp];
     read_request(lengths, resuming, body_state, |info| {
         match with_auth(|a| (a.complete(info, &pending, verified, now()), a.log_level())) {
             Ok((d, level)) => d.to_wire(level),
@@ -396,13 +375,13 @@ pub fn complete(
 }
 
 /// The request the JS entry wrote into the [`input`] buffer: method, URL,
-/// `Authorization`, `Origin`, body, `Mcp-Method`, `Mcp-Name`, UTF-8, one after the
-/// other; `lengths` in bytes, -1 for an absent one. Passing them so costs one call into
+/// `Authorization`, `Origin`, body, and the MCP headers (see [`McpHeaders`]), UTF-8,
+/// one after the other; `lengths` in bytes, -1 for an absent one. Passing them so costs one call into
 /// the module; a string argument would cost a call (to allocate) and a copy loop each.
 /// Lengths that do not fit the buffer (never, from `src/crossing.mjs`) or a URL the
 /// runtime would not send answer `{"x":1}`: the route handler then serves it.
 fn read_request(
-    lengths: [i32; 7],
+    lengths: [i32; 6],
     resuming: bool,
     body_state: u8,
     decide: impl FnOnce(&RequestInfo<'_>) -> String,
@@ -425,8 +404,7 @@ fn read_request(
         if strings.iter().any(Result::is_err) {
             return r#"{"x":1}"#.to_string();
         }
-        let [method, url, authorization, origin, body, mcp_method, mcp_name] =
-            strings.map(|s| s.ok().flatten());
+        let [method, url, authorization, origin, body, mcp] = strings.map(|s| s.ok().flatten());
         let Some((path, query)) = crate::router::split_request_url(url.unwrap_or_default()) else {
             return r#"{"x":1}"#.to_string();
         };
@@ -437,9 +415,9 @@ fn read_request(
             authorization,
             origin,
             body: body_of(body_state, body),
-            mcp_method,
-            mcp_name,
+            mcp: McpHeaders::new(mcp.unwrap_or_default()),
             resuming,
+            preflight_headers: None,
         })
     })
 }
@@ -455,8 +433,7 @@ pub async fn authorize(
     resuming: bool,
     body_state: u8,
     body: Option<String>,
-    mcp_method: Option<String>,
-    mcp_name: Option<String>,
+    mcp: Option<String>,
 ) -> String {
     let Some(parts) = Parts::new(
         method,
@@ -466,8 +443,7 @@ pub async fn authorize(
         resuming,
         body_state,
         body,
-        mcp_method,
-        mcp_name,
+        mcp,
     ) else {
         return r#"{"x":1}"#.into();
     };
@@ -1123,11 +1099,17 @@ pub async fn respond(request: web_sys::Request, env: JsValue) -> web_sys::Respon
         .unwrap_or_default();
     let query = url.as_ref().and_then(|u| u.query().map(str::to_string));
     let origin = req.headers().get("origin").ok().flatten();
+    let asked = req
+        .headers()
+        .get("access-control-request-headers")
+        .ok()
+        .flatten();
     let info = RequestInfo {
         method: &method,
         path: &path,
         query: query.as_deref(),
         origin: origin.as_deref(),
+        preflight_headers: asked.as_deref(),
         ..Default::default()
     };
     let route = with_auth(|a| router::route(&a.cfg, &path)).unwrap_or(router::Route::NotFound);

@@ -31,18 +31,25 @@ pub const INVALID_PARAMS: i64 = -32602;
 pub const HEADER_MISMATCH: i64 = -32020;
 
 /// One message of a request body: a request (with `id`), a notification, or a
-/// client's response to a server request (no `method`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Message {
+/// client's response to a server request (no `method`). Borrows from the body.
+#[derive(Debug, Clone)]
+pub struct Message<'a> {
     pub id: Option<Value>,
     pub method: Option<String>,
     /// The tool or prompt `name`, or the resource `uri`, for [`policy::NAMED_METHODS`].
     pub name: Option<String>,
+    /// `params.arguments`, unparsed (read only when an argument rule asks).
+    pub arguments: Option<&'a RawValue>,
+    /// `params._meta["io.modelcontextprotocol/protocolVersion"]` (MCP 2026-07-28);
+    /// `Some(None)` when present but not a string.
+    pub version: Option<Option<String>>,
+    /// `params.notifications.resourceSubscriptions` of a `subscriptions/listen`.
+    pub subscriptions: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct Body {
-    pub messages: Vec<Message>,
+#[derive(Debug, Clone)]
+pub struct Body<'a> {
+    pub messages: Vec<Message<'a>>,
     pub batch: bool,
 }
 
@@ -50,46 +57,73 @@ fn rpc(code: i64, message: impl Into<String>) -> Error {
     Error::JsonRpc {
         code,
         message: message.into(),
+        id: Value::Null,
     }
 }
 
-/// `params`, keeping only the members a name can come from.
+/// The body member carrying a 2026-07-28 request's protocol version, in `params._meta`.
+pub const VERSION_META: &str = "io.modelcontextprotocol/protocolVersion";
+
+/// `params`, keeping only the members the policy and the header checks read. A
+/// member given twice is refused: parsers disagree on which one counts.
 #[derive(Default)]
-struct Params {
+struct Params<'a> {
     name: Option<Value>,
     uri: Option<Value>,
+    arguments: Option<&'a RawValue>,
+    /// `_meta` and `notifications` as values: small objects, and no deserializer of
+    /// their own in the wasm.
+    meta: Option<Value>,
+    notifications: Option<Value>,
 }
 
-impl<'de> Deserialize<'de> for Params {
-    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Params, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Params;
+impl<'de: 'a, 'a> Deserialize<'de> for Params<'a> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Params<'a>, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Params<'a>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("params as an object")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Params, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Params<'a>, A::Error> {
+                fn once<E: de::Error, T>(slot: &Option<T>, key: &str) -> Result<(), E> {
+                    match slot {
+                        Some(_) => Err(E::custom(format!("duplicate params member `{key}`"))),
+                        None => Ok(()),
+                    }
+                }
                 let mut p = Params::default();
                 while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-                    let slot = match key.as_ref() {
-                        "name" => &mut p.name,
-                        "uri" => &mut p.uri,
+                    match key.as_ref() {
+                        "name" => {
+                            once(&p.name, &key)?;
+                            p.name = Some(map.next_value()?);
+                        }
+                        "uri" => {
+                            once(&p.uri, &key)?;
+                            p.uri = Some(map.next_value()?);
+                        }
+                        "arguments" => {
+                            once(&p.arguments, &key)?;
+                            p.arguments = Some(map.next_value()?);
+                        }
+                        "_meta" => {
+                            once(&p.meta, &key)?;
+                            p.meta = Some(map.next_value()?);
+                        }
+                        "notifications" => {
+                            once(&p.notifications, &key)?;
+                            p.notifications = Some(map.next_value()?);
+                        }
                         _ => {
                             map.next_value::<IgnoredAny>()?;
-                            continue;
                         }
-                    };
-                    if slot.is_some() {
-                        return Err(de::Error::custom(format!(
-                            "duplicate params member `{key}`"
-                        )));
                     }
-                    *slot = Some(map.next_value()?);
                 }
                 Ok(p)
             }
         }
-        d.deserialize_map(V)
+        d.deserialize_map(V(std::marker::PhantomData))
     }
 }
 
@@ -99,8 +133,8 @@ struct WireMessage<'a> {
     id: Option<Value>,
     #[serde(default, borrow)]
     method: Option<Cow<'a, str>>,
-    #[serde(default)]
-    params: Option<Params>,
+    #[serde(default, borrow)]
+    params: Option<Params<'a>>,
 }
 
 fn classify(e: &serde_json::Error) -> Error {
@@ -116,27 +150,17 @@ fn classify(e: &serde_json::Error) -> Error {
     }
 }
 
-fn message(w: WireMessage<'_>) -> Result<Message, Error> {
+fn message(w: WireMessage<'_>) -> Result<Message<'_>, Error> {
     let method = w.method.map(Cow::into_owned);
-    let mut name = None;
-    if let (Some(m), Some(p)) = (method.as_deref(), w.params) {
-        let value = match policy::name_field(m) {
-            Some("name") => p.name,
-            Some(_) => p.uri,
-            None => None,
-        };
-        name = match value {
-            None => None,
-            Some(Value::String(s)) => Some(s),
-            Some(_) => {
-                return Err(rpc(
-                    INVALID_PARAMS,
-                    format!("Invalid params: the name of {m} must be a string"),
-                ))
-            }
-        };
-    }
-    if w.id
+    let mut m = Message {
+        id: w.id,
+        method: None,
+        name: None,
+        arguments: None,
+        version: None,
+        subscriptions: Vec::new(),
+    };
+    if m.id
         .as_ref()
         .is_some_and(|id| IdKey::of(id) == IdKey::Invalid)
     {
@@ -145,11 +169,52 @@ fn message(w: WireMessage<'_>) -> Result<Message, Error> {
             "Invalid Request: an id must be a string, a number or null",
         ));
     }
-    Ok(Message {
-        id: w.id,
-        method,
-        name,
-    })
+    if let (Some(method), Some(p)) = (method.as_deref(), w.params) {
+        let value = match policy::name_field(method) {
+            Some("name") => p.name,
+            Some(_) => p.uri,
+            None => None,
+        };
+        m.name = match value {
+            None => None,
+            Some(Value::String(s)) => Some(s),
+            Some(_) => {
+                return Err(rpc(
+                    INVALID_PARAMS,
+                    format!("Invalid params: the name of {method} must be a string"),
+                )
+                .with_id(m.id.clone()))
+            }
+        };
+        m.arguments = p.arguments;
+        m.version = p
+            .meta
+            .as_ref()
+            .and_then(|meta| meta.get(VERSION_META))
+            .map(|v| v.as_str().map(str::to_string));
+        if method == "subscriptions/listen" {
+            let uris = p
+                .notifications
+                .as_ref()
+                .and_then(|n| n.get("resourceSubscriptions"));
+            if let Some(uris) = uris {
+                let uris = uris.as_array().filter(|a| a.iter().all(Value::is_string));
+                m.subscriptions = uris
+                    .ok_or_else(|| {
+                        rpc(
+                            INVALID_PARAMS,
+                            "Invalid params: resourceSubscriptions must be an array of URIs",
+                        )
+                        .with_id(m.id.clone())
+                    })?
+                    .iter()
+                    .filter_map(|u| u.as_str().map(str::to_string))
+                    .collect();
+            }
+        }
+    }
+    m.method = method;
+    Ok(m)
 }
 
 /// Read what a POST body asks for. A body that is not JSON is a parse error
@@ -158,7 +223,7 @@ fn message(w: WireMessage<'_>) -> Result<Message, Error> {
 /// included), an `id` that is not a string, a number or null, and a batch whose
 /// requests repeat an id (as JSON-RPC means ids: `1`, `1.0` and `1e0` are one id),
 /// since answers could then not be told apart.
-pub fn inspect(body: &str) -> Result<Body, Error> {
+pub fn inspect(body: &str) -> Result<Body<'_>, Error> {
     let trimmed = body.trim_start();
     if trimmed.starts_with('[') {
         let items: Vec<&RawValue> = serde_json::from_str(body).map_err(|e| classify(&e))?;
@@ -256,68 +321,222 @@ pub fn same_id(a: &Value, b: &Value) -> bool {
     a != IdKey::Invalid && a == IdKey::of(b)
 }
 
-/// Decode an `Mcp-Method` / `Mcp-Name` value: plain visible ASCII as is, or
-/// `=?base64?<standard base64 of UTF-8>?=`. `None` when the encoded form is broken.
-pub fn decode_header_value(v: &str) -> Option<String> {
+/// The MCP headers of a POST, as the entry hands them over: every request header
+/// whose name starts with `mcp-`, as `name\nvalue\n` pairs with lowercase names (header
+/// values cannot hold a line feed). Only read when a `SCOPE_POLICY` reads the body.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct McpHeaders<'a> {
+    block: &'a str,
+}
+
+impl<'a> McpHeaders<'a> {
+    pub fn new(block: &'a str) -> McpHeaders<'a> {
+        McpHeaders { block }
+    }
+
+    fn pairs(&self) -> impl Iterator<Item = (&'a str, &'a str)> {
+        let mut lines = self.block.split('\n');
+        std::iter::from_fn(move || Some((lines.next()?, lines.next()?)))
+    }
+
+    /// The value of a header, by its lowercase name.
+    pub fn get(&self, name: &str) -> Option<&'a str> {
+        self.pairs().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+
+    /// `MCP-Protocol-Version`.
+    pub fn version(&self) -> Option<&'a str> {
+        self.get("mcp-protocol-version")
+    }
+
+    /// `Mcp-Param-{name}`, `name` compared without regard to case.
+    pub fn param(&self, name: &str) -> Option<&'a str> {
+        self.pairs()
+            .find(|(n, _)| {
+                n.strip_prefix("mcp-param-")
+                    .is_some_and(|p| p.eq_ignore_ascii_case(name))
+            })
+            .map(|(_, v)| v)
+    }
+}
+
+/// Is `version` MCP 2026-07-28 or later, whose requests must carry the standard
+/// headers? Revisions are dates (`YYYY-MM-DD`), so they compare as strings; anything
+/// else is no revision this worker knows of, and is left to the origin to refuse.
+pub fn is_modern(version: &str) -> bool {
+    version.len() == 10
+        && version.bytes().enumerate().all(|(i, b)| match i {
+            4 | 7 => b == b'-',
+            _ => b.is_ascii_digit(),
+        })
+        && version >= "2026-07-28"
+}
+
+/// Does `v` hold only what a header value may (visible ASCII, space, tab)?
+fn plain(v: &str) -> bool {
+    v.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
+}
+
+/// Decode an `Mcp-Name` / `Mcp-Param-*` value: plain visible ASCII as is, or
+/// `=?base64?<standard base64 of UTF-8>?=`. `None` when it is malformed.
+pub fn decode_header_value(v: &str) -> Option<Cow<'_, str>> {
+    if !plain(v) {
+        return None;
+    }
     match v
         .strip_prefix("=?base64?")
         .and_then(|r| r.strip_suffix("?="))
     {
         Some(b64) => {
             let bytes = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
-            String::from_utf8(bytes).ok()
+            String::from_utf8(bytes).ok().map(Cow::Owned)
         }
-        None => Some(v.to_string()),
+        None => Some(Cow::Borrowed(v)),
     }
 }
 
-/// R11: when a 2026-07-28 client sends `Mcp-Method` (and `Mcp-Name`), they must
-/// describe the body exactly; a mismatch is -32020. A body with no such headers
-/// (earlier revisions) passes.
-pub fn check_headers(
-    body: &Body,
-    mcp_method: Option<&str>,
-    mcp_name: Option<&str>,
-) -> Result<(), Error> {
-    if mcp_method.is_none() && mcp_name.is_none() {
-        return Ok(());
+/// Methods whose 2026-07-28 requests must carry `Mcp-Name` (R11).
+pub const MCP_NAME_METHODS: &[&str] = &["tools/call", "resources/read", "prompts/get"];
+
+/// R11, R12: the MCP headers against the body. In every revision a header that is
+/// present must describe the body exactly (`Mcp-Method` as is, `Mcp-Name` after the
+/// base64 sentinel is decoded) and `MCP-Protocol-Version` must equal the body's
+/// `_meta` version when both are given. A 2026-07-28 request (by its header, or by its
+/// body's `_meta` when the header is missing) must also carry all three: one message,
+/// `MCP-Protocol-Version`, `Mcp-Method`, and `Mcp-Name` for [`MCP_NAME_METHODS`].
+/// Failures are -32020 with the request's id. `Ok(true)`: a 2026-07-28 request.
+pub fn check_headers(body: &Body<'_>, headers: &McpHeaders<'_>) -> Result<bool, Error> {
+    let single = match body.messages.as_slice() {
+        [m] if !body.batch => Some(m),
+        _ => None,
+    };
+    let id = single.and_then(|m| m.id.clone());
+    let mismatch =
+        |what: &str| rpc(HEADER_MISMATCH, format!("Header mismatch: {what}")).with_id(id.clone());
+    let version = headers.version();
+    let modern = version.is_some_and(is_modern)
+        || body
+            .messages
+            .iter()
+            .any(|m| matches!(&m.version, Some(Some(v)) if is_modern(v)));
+    let mcp_method = headers.get("mcp-method");
+    let mcp_name = headers.get("mcp-name");
+    if !modern && mcp_method.is_none() && mcp_name.is_none() && version.is_none() {
+        return Ok(false);
     }
-    let mismatch = |what: &str| rpc(HEADER_MISMATCH, format!("Header mismatch: {what}"));
-    let [m] = body.messages.as_slice() else {
+    if let Some(v) = version {
+        for m in &body.messages {
+            match &m.version {
+                Some(Some(b)) if b == v => {}
+                None => {}
+                Some(_) => {
+                    return Err(mismatch(
+                        "MCP-Protocol-Version differs from the body's _meta protocol version",
+                    ))
+                }
+            }
+        }
+    }
+    if !modern && mcp_method.is_none() && mcp_name.is_none() {
+        return Ok(false);
+    }
+    let Some(m) = single else {
         return Err(mismatch(
-            "Mcp-Method and Mcp-Name describe one message, the body is a batch",
+            "the MCP headers describe one message; the body is a batch",
         ));
     };
-    if body.batch {
+    if modern && version.is_none() {
         return Err(mismatch(
-            "Mcp-Method and Mcp-Name describe one message, the body is a batch",
+            "MCP-Protocol-Version is required (the body's _meta names 2026-07-28 or later)",
         ));
     }
     let method = m.method.as_deref();
-    if let Some(h) = mcp_method {
-        let h =
-            decode_header_value(h).ok_or_else(|| mismatch("Mcp-Method is not validly encoded"))?;
-        if Some(h.as_str()) != method {
+    match mcp_method {
+        Some(h) if !plain(h) => return Err(mismatch("Mcp-Method has invalid characters")),
+        Some(h) if Some(h) != method => {
             return Err(mismatch(
                 "the Mcp-Method header differs from the body's method",
-            ));
+            ))
         }
+        None if modern && method.is_some() => {
+            return Err(mismatch(
+                "Mcp-Method is required by MCP 2026-07-28 and later",
+            ))
+        }
+        _ => {}
     }
-    let named = method.and_then(policy::name_field).is_some();
+    let needs_name = method.is_some_and(|m| MCP_NAME_METHODS.contains(&m));
     match mcp_name {
         Some(h) => {
             let h = decode_header_value(h)
-                .ok_or_else(|| mismatch("Mcp-Name is not validly encoded"))?;
-            if !named || m.name.as_deref() != Some(h.as_str()) {
+                .ok_or_else(|| mismatch("Mcp-Name is not a valid header value"))?;
+            let named = method.and_then(policy::name_field).is_some();
+            if !named || m.name.as_deref() != Some(h.as_ref()) {
                 return Err(mismatch("the Mcp-Name header differs from the body's name"));
             }
         }
-        None if named && mcp_method.is_some() => {
+        None if needs_name && (modern || mcp_method.is_some()) => {
             return Err(mismatch("Mcp-Name is required for this method"));
         }
         None => {}
     }
-    Ok(())
+    Ok(modern)
+}
+
+/// R13: an `Mcp-Param-{name}` header the worker interprets (an argument rule reads
+/// its argument) against the argument's value in the body. A header must decode and
+/// equal the value as a client renders it (integers compared numerically, so `42.0`
+/// in the header matches `42`); a header without a value in the body is a mismatch,
+/// and so, when `required`, is a value without a header.
+pub fn check_param(
+    name: &str,
+    header: Option<&str>,
+    value: Option<&Value>,
+    required: bool,
+) -> Result<(), String> {
+    let value = value.filter(|v| !v.is_null());
+    let (header, value) = match (header, value) {
+        (None, None) => return Ok(()),
+        (None, Some(_)) if required => {
+            return Err(format!(
+                "Mcp-Param-{name} is required: the tool mirrors this argument into it"
+            ))
+        }
+        (None, Some(_)) => return Ok(()),
+        (Some(_), None) => {
+            return Err(format!(
+                "Mcp-Param-{name} is sent, the body has no value for its argument"
+            ))
+        }
+        (Some(h), Some(v)) => (h, v),
+    };
+    let decoded = decode_header_value(header)
+        .ok_or_else(|| format!("Mcp-Param-{name} is not a valid header value"))?;
+    let same = match (value, policy::scalar(value)) {
+        (Value::Number(n), _) => integral(&decoded).is_some_and(|h| n.as_f64() == Some(h)),
+        (_, policy::Scalar::Text(text)) => text == decoded,
+        _ => false,
+    };
+    if same {
+        Ok(())
+    } else {
+        Err(format!(
+            "the Mcp-Param-{name} header differs from the body's argument"
+        ))
+    }
+}
+
+/// A header's number in canonical decimal (`-7`, `42`, `42.0`), as an `f64`; `None`
+/// for anything else (exponents never compare numerically, as in the SDKs).
+fn integral(s: &str) -> Option<f64> {
+    let digits = |d: &str| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit());
+    let unsigned = s.strip_prefix('-').unwrap_or(s);
+    let canonical = match unsigned.split_once('.') {
+        Some((whole, fraction)) => digits(whole) && digits(fraction),
+        None => digits(unsigned),
+    };
+    // serde_json's number reader (already in the wasm; `str::parse` would add core's).
+    canonical.then(|| serde_json::from_str(s).ok()).flatten()
 }
 
 /// A list answer the worker rewrites.
@@ -364,7 +583,12 @@ pub struct FilterSpec {
     /// Rewrite any result shaped like a list answer (resumed streams).
     #[serde(default)]
     pub any: bool,
+    /// The scopes the token holds, with every scope they imply (`SCOPE_HIERARCHY`).
     pub granted: Vec<String>,
+    /// A 2026-07-28 exchange: a list result without `cacheScope` gets one (`"private"`).
+    /// A `cacheScope` the origin sent is made `"private"` in every revision.
+    #[serde(default)]
+    pub private: bool,
 }
 
 impl FilterSpec {
@@ -387,6 +611,7 @@ impl FilterSpec {
             others,
             any: false,
             granted: granted.to_vec(),
+            private: false,
         })
     }
 
@@ -430,6 +655,8 @@ struct WireList<'a> {
     prompts: Option<&'a RawValue>,
     #[serde(default, borrow)]
     resources: Option<&'a RawValue>,
+    #[serde(default, borrow, rename = "cacheScope")]
+    cache_scope: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -476,6 +703,12 @@ fn filter_one(text: &str, spec: &FilterSpec, policy: &Policy) -> Option<String> 
     let list: WireList<'_> = serde_json::from_str(result.get()).ok()?;
     // Every list array the answer holds, rewritten where the token may not use an item.
     let mut splices: Vec<(usize, usize, String)> = Vec::new();
+    let mut splice = |start: usize, end: usize, with: String| {
+        // In text order (at most four; no sort routine in the wasm for that).
+        let at = splices.iter().take_while(|(s, _, _)| *s < start).count();
+        splices.insert(at, (start, end, with));
+    };
+    let mut per_token = false;
     for &kind in kinds {
         let array = match kind {
             ListKind::Tools => list.tools,
@@ -488,6 +721,7 @@ fn filter_one(text: &str, spec: &FilterSpec, policy: &Policy) -> Option<String> 
             Err(_) => continue,
         };
         let (method, member) = kind.use_method();
+        per_token |= policy.can_hide(method);
         let kept: Vec<&str> = items
             .iter()
             .filter(|raw| {
@@ -503,20 +737,36 @@ fn filter_one(text: &str, spec: &FilterSpec, policy: &Policy) -> Option<String> 
             continue;
         }
         let start = offset(text, array.get());
-        // In text order (at most three; no sort routine in the wasm for that).
-        let at = splices.iter().take_while(|(s, _, _)| *s < start).count();
-        splices.insert(at, (start, start + array.get().len(), kept.join(",")));
+        splice(
+            start,
+            start + array.get().len(),
+            format!("[{}]", kept.join(",")),
+        );
+    }
+    // SEP-2549: a list that depends on the token is private, whatever the origin said,
+    // and whether or not this token lost an item (R14).
+    if per_token {
+        match list.cache_scope {
+            Some(scope) if scope.get() == r#""private""# => {}
+            Some(scope) => {
+                let start = offset(text, scope.get());
+                splice(start, start + scope.get().len(), r#""private""#.into());
+            }
+            None if spec.private => {
+                let start = offset(text, result.get()) + 1;
+                splice(start, start, r#""cacheScope":"private","#.into());
+            }
+            None => {}
+        }
     }
     if splices.is_empty() {
         return None;
     }
     let mut out = String::with_capacity(text.len());
     let mut at = 0;
-    for (start, end, kept) in splices {
+    for (start, end, with) in splices {
         out.push_str(&text[at..start]);
-        out.push('[');
-        out.push_str(&kept);
-        out.push(']');
+        out.push_str(&with);
         at = end;
     }
     out.push_str(&text[at..]);
@@ -539,14 +789,17 @@ mod tests {
     fn single_messages_and_batches() {
         let b = inspect(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"name":"not this","deep":[1,{"uri":2}]}}}"#).unwrap();
         assert!(!b.batch);
+        let [m] = b.messages.as_slice() else {
+            panic!("one message")
+        };
+        assert_eq!(m.id, Some(Value::from(1)));
+        assert_eq!(m.method.as_deref(), Some("tools/call"));
+        assert_eq!(m.name.as_deref(), Some("echo"));
         assert_eq!(
-            b.messages,
-            vec![Message {
-                id: Some(Value::from(1)),
-                method: Some("tools/call".into()),
-                name: Some("echo".into())
-            }]
+            m.arguments.map(RawValue::get),
+            Some(r#"{"name":"not this","deep":[1,{"uri":2}]}"#)
         );
+        assert_eq!(m.version, None);
         let b = inspect(r#" [{"jsonrpc":"2.0","id":"a","method":"resources/read","params":{"uri":"file:///x","name":"ignored"}},
                              {"jsonrpc":"2.0","method":"notifications/initialized"},
                              {"jsonrpc":"2.0","id":7,"result":{}}] "#).unwrap();
@@ -613,42 +866,193 @@ mod tests {
         );
     }
 
+    /// The block the entry builds (`mcpHeaders` in src/crossing.mjs).
+    fn block(headers: &[(&str, &str)]) -> String {
+        headers.iter().map(|(n, v)| format!("{n}\n{v}\n")).collect()
+    }
+
+    fn check(body: &Body<'_>, headers: &[(&str, &str)]) -> Result<bool, Error> {
+        check_headers(body, &McpHeaders::new(&block(headers)))
+    }
+
     #[test]
-    fn headers_must_describe_the_body() {
+    fn the_header_block_reads_back() {
+        let b = block(&[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-param-region", "us-west1"),
+            ("mcp-session-id", "s"),
+        ]);
+        let h = McpHeaders::new(&b);
+        assert_eq!(h.version(), Some("2026-07-28"));
+        assert_eq!(h.param("Region"), Some("us-west1"));
+        assert_eq!(h.param("regio"), None);
+        assert_eq!(h.get("mcp-method"), None);
+        assert_eq!(McpHeaders::new("").version(), None);
+        assert_eq!(McpHeaders::new("mcp-method").get("mcp-method"), None);
+    }
+
+    #[test]
+    fn revisions_compare_as_dates() {
+        assert!(is_modern("2026-07-28"));
+        assert!(is_modern("2027-01-01"));
+        assert!(!is_modern("2025-11-25"));
+        assert!(!is_modern("2026-07-28 "));
+        assert!(!is_modern("draft"));
+        assert!(!is_modern("2026/07/28"));
+    }
+
+    #[test]
+    fn headers_must_describe_the_body_in_every_revision() {
         let call = inspect(r#"{"id":1,"method":"tools/call","params":{"name":"工具"}}"#).unwrap();
         let enc = format!("=?base64?{}?=", STANDARD.encode("工具"));
-        assert!(check_headers(&call, None, None).is_ok());
-        assert!(check_headers(&call, Some("tools/call"), Some(&enc)).is_ok());
-        let bad = [
-            (Some("tools/list"), Some(enc.as_str())),
-            (Some("tools/call"), Some("other")),
-            (Some("tools/call"), None),
-            (Some("tools/call"), Some("=?base64?!!?=")),
-            (None, Some("other")),
+        assert_eq!(check(&call, &[]).ok(), Some(false));
+        assert!(check(&call, &[("mcp-method", "tools/call"), ("mcp-name", &enc)]).is_ok());
+        let bad: [&[(&str, &str)]; 6] = [
+            &[("mcp-method", "tools/list"), ("mcp-name", &enc)],
+            &[("mcp-method", "tools/call"), ("mcp-name", "other")],
+            &[("mcp-method", "tools/call")],
+            &[("mcp-method", "tools/call"), ("mcp-name", "=?base64?!!?=")],
+            &[("mcp-name", "other")],
+            // Mcp-Method has no base64 form.
+            &[
+                ("mcp-method", "=?base64?dG9vbHMvY2FsbA==?="),
+                ("mcp-name", &enc),
+            ],
         ];
-        for (m, n) in bad {
-            assert_eq!(
-                code(check_headers(&call, m, n).unwrap_err()),
-                HEADER_MISMATCH,
-                "{m:?} {n:?}"
+        for h in bad {
+            let e = check(&call, h).unwrap_err();
+            assert!(
+                matches!(&e, Error::JsonRpc { code: HEADER_MISMATCH, id, .. } if id.as_i64() == Some(1)),
+                "{h:?}: {e:?}"
             );
         }
         let list = inspect(r#"{"id":1,"method":"tools/list"}"#).unwrap();
-        assert!(check_headers(&list, Some("tools/list"), None).is_ok());
+        assert!(check(&list, &[("mcp-method", "tools/list")]).is_ok());
         assert_eq!(
-            code(check_headers(&list, Some("tools/list"), Some("x")).unwrap_err()),
+            code(check(&list, &[("mcp-method", "tools/list"), ("mcp-name", "x")]).unwrap_err()),
             HEADER_MISMATCH
         );
         let batch = inspect(r#"[{"id":1,"method":"tools/list"}]"#).unwrap();
-        assert_eq!(
-            code(check_headers(&batch, Some("tools/list"), None).unwrap_err()),
-            HEADER_MISMATCH
-        );
+        let e = check(&batch, &[("mcp-method", "tools/list")]).unwrap_err();
+        assert!(matches!(
+            e,
+            Error::JsonRpc {
+                code: HEADER_MISMATCH,
+                id: Value::Null,
+                ..
+            }
+        ));
         let answer = inspect(r#"{"id":1,"result":{}}"#).unwrap();
         assert_eq!(
-            code(check_headers(&answer, Some("tools/list"), None).unwrap_err()),
+            code(check(&answer, &[("mcp-method", "tools/list")]).unwrap_err()),
             HEADER_MISMATCH
         );
+    }
+
+    #[test]
+    fn a_2026_request_carries_every_standard_header() {
+        let meta = r#""_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}"#;
+        let call =
+            format!(r#"{{"id":"c","method":"tools/call","params":{{"name":"echo",{meta}}}}}"#);
+        let call = inspect(&call).unwrap();
+        let v = ("mcp-protocol-version", "2026-07-28");
+        let full = [v, ("mcp-method", "tools/call"), ("mcp-name", "echo")];
+        assert_eq!(check(&call, &full).ok(), Some(true));
+        // Each one missing, by the header version or by the body's _meta alone.
+        for missing in 0..3 {
+            let mut h = full.to_vec();
+            h.remove(missing);
+            let e = check(&call, &h).unwrap_err();
+            assert!(
+                matches!(&e, Error::JsonRpc { code: HEADER_MISMATCH, id, .. } if id.as_str() == Some("c")),
+                "without {:?}: {e:?}",
+                full[missing]
+            );
+        }
+        // The header and the _meta version disagree.
+        let e = check(
+            &call,
+            &[("mcp-protocol-version", "2026-08-01"), full[1], full[2]],
+        );
+        assert_eq!(code(e.unwrap_err()), HEADER_MISMATCH);
+        // Without _meta, the header alone makes the request 2026-07-28.
+        let bare = inspect(r#"{"id":2,"method":"tools/list"}"#).unwrap();
+        assert_eq!(code(check(&bare, &[v]).unwrap_err()), HEADER_MISMATCH);
+        assert_eq!(
+            check(&bare, &[v, ("mcp-method", "tools/list")]).ok(),
+            Some(true)
+        );
+        // A 2026-07-28 request is one message.
+        let batch = inspect(r#"[{"id":2,"method":"tools/list"}]"#).unwrap();
+        assert_eq!(
+            code(check(&batch, &[v, ("mcp-method", "tools/list")]).unwrap_err()),
+            HEADER_MISMATCH
+        );
+        // Earlier revisions: optional, checked when present; the version must still
+        // agree with the body.
+        let old = inspect(r#"{"id":3,"method":"tools/call","params":{"name":"echo","_meta":{"io.modelcontextprotocol/protocolVersion":"2025-11-25"}}}"#).unwrap();
+        assert_eq!(
+            check(&old, &[("mcp-protocol-version", "2025-11-25")]).ok(),
+            Some(false)
+        );
+        assert_eq!(check(&old, &[]).ok(), Some(false));
+        assert_eq!(
+            code(check(&old, &[("mcp-protocol-version", "2025-06-18")]).unwrap_err()),
+            HEADER_MISMATCH
+        );
+        // A non-string _meta version is no version: it disagrees with any header.
+        let odd = inspect(r#"{"id":4,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":20260728}}}"#).unwrap();
+        assert_eq!(
+            code(check(&odd, &[v, ("mcp-method", "tools/list")]).unwrap_err()),
+            HEADER_MISMATCH
+        );
+        // Invalid characters in a plain value are malformed.
+        assert_eq!(
+            code(
+                check(
+                    &call,
+                    &[v, ("mcp-method", "tools/call"), ("mcp-name", "ech\u{1}o")]
+                )
+                .unwrap_err()
+            ),
+            HEADER_MISMATCH
+        );
+    }
+
+    #[test]
+    fn param_headers_match_their_arguments() {
+        let v = |j: &str| serde_json::from_str::<Value>(j).unwrap();
+        let ok = |h: Option<&str>, value: Option<Value>, required: bool| {
+            check_param("Region", h, value.as_ref(), required)
+        };
+        assert!(ok(Some("us-west1"), Some(v(r#""us-west1""#)), false).is_ok());
+        let b64 = format!("=?base64?{}?=", STANDARD.encode(" padded "));
+        assert!(ok(Some(&b64), Some(v(r#"" padded ""#)), true).is_ok());
+        assert!(ok(Some("42"), Some(v("42")), false).is_ok());
+        assert!(ok(Some("42.0"), Some(v("42")), false).is_ok());
+        assert!(ok(Some("-7"), Some(v("-7.0")), false).is_ok());
+        assert!(ok(Some("true"), Some(v("true")), false).is_ok());
+        assert!(ok(None, None, true).is_ok());
+        assert!(ok(None, Some(v("null")), true).is_ok());
+        assert!(
+            ok(None, Some(v(r#""x""#)), false).is_ok(),
+            "undeclared: optional"
+        );
+        let bad = [
+            (Some("us-east1"), Some(v(r#""us-west1""#)), false),
+            (Some("4.2e1"), Some(v("42")), false),
+            (Some("42."), Some(v("42")), false),
+            (Some("43"), Some(v("42")), false),
+            (Some("True"), Some(v("true")), false),
+            (Some("x"), None, false),
+            (Some("x"), Some(v("null")), false),
+            (None, Some(v(r#""x""#)), true),
+            (Some("=?base64?***?="), Some(v(r#""x""#)), false),
+            (Some("[1]"), Some(v("[1]")), false),
+        ];
+        for (h, value, required) in bad {
+            assert!(ok(h, value.clone(), required).is_err(), "{h:?} {value:?}");
+        }
     }
 
     fn policy() -> Policy {
@@ -667,6 +1071,7 @@ mod tests {
             others: vec![],
             any: false,
             granted: granted.iter().map(|s| s.to_string()).collect(),
+            private: false,
         }
     }
 
@@ -746,10 +1151,8 @@ mod tests {
         // for JSON answers and batches alike.
         for req_id in ["1.0", "1e0", "10E-1", "1"] {
             for answer_id in ["1", "1.0"] {
-                let body = inspect(&format!(
-                    r#"{{"jsonrpc":"2.0","id":{req_id},"method":"tools/list"}}"#
-                ))
-                .unwrap();
+                let text = format!(r#"{{"jsonrpc":"2.0","id":{req_id},"method":"tools/list"}}"#);
+                let body = inspect(&text).unwrap();
                 let s = FilterSpec::for_body(&body, &["tools:call".into()]).unwrap();
                 let answer = TOOLS.replace(r#""id":3"#, &format!(r#""id":{answer_id}"#));
                 let out = filter_answer(&answer, &s, &policy()).expect("filtered");
@@ -857,5 +1260,78 @@ mod tests {
         assert_eq!(s.ids, vec![(Value::from(1), ListKind::Tools)]);
         let b = inspect(r#"{"id":2,"method":"tools/call","params":{"name":"x"}}"#).unwrap();
         assert_eq!(FilterSpec::for_body(&b, &[]), None);
+    }
+
+    #[test]
+    fn a_list_the_policy_makes_per_token_is_private() {
+        let p = policy();
+        let modern = |granted: &[&str]| FilterSpec {
+            private: true,
+            ..spec(&[(Value::from(3), ListKind::Tools)], granted)
+        };
+        let public = TOOLS.replace(
+            r#""nextCursor":"c2""#,
+            r#""nextCursor":"c2","ttlMs":60000,"cacheScope":"public""#,
+        );
+        // Filtered: private, the rest byte for byte.
+        let out = filter_answer(&public, &modern(&["tools:call"]), &p).unwrap();
+        assert!(
+            out.contains(r#""ttlMs":60000,"cacheScope":"private""#),
+            "{out}"
+        );
+        assert!(!out.contains("delete_repo"));
+        // Nothing removed for this token: still private (another token's list differs).
+        let all = filter_answer(&public, &modern(&["tools:call", "repo:admin"]), &p).unwrap();
+        assert_eq!(
+            all,
+            public.replace(r#""cacheScope":"public""#, r#""cacheScope":"private""#)
+        );
+        // Already private and nothing removed: untouched.
+        let private = public.replace("public", "private");
+        assert_eq!(
+            filter_answer(&private, &modern(&["tools:call", "repo:admin"]), &p),
+            None
+        );
+        // No cacheScope from the origin: added for a 2026-07-28 exchange only.
+        let out = filter_answer(TOOLS, &modern(&["tools:call", "repo:admin"]), &p).unwrap();
+        assert!(
+            out.contains(r#""result":{"cacheScope":"private","tools":["#),
+            "{out}"
+        );
+        assert_eq!(
+            filter_answer(
+                TOOLS,
+                &spec(
+                    &[(Value::from(3), ListKind::Tools)],
+                    &["tools:call", "repo:admin"]
+                ),
+                &p
+            ),
+            None
+        );
+        // A kind no rule can hide keeps the origin's scope.
+        let open = Policy::parse(r#"{"methods": {"tools/call": ""}}"#, &[]).unwrap();
+        assert_eq!(filter_answer(&public, &modern(&[]), &open), None);
+        // In an event stream's batch too.
+        let batch = format!("[{public}]");
+        assert!(
+            filter_answer(&batch, &modern(&["tools:call", "repo:admin"]), &p)
+                .unwrap()
+                .contains(r#""cacheScope":"private""#)
+        );
+    }
+
+    #[test]
+    fn listen_carries_its_subscriptions_and_params_are_read_once() {
+        let b = inspect(r#"{"id":1,"method":"subscriptions/listen","params":{"notifications":{"toolsListChanged":true,"resourceSubscriptions":["file:///a","file:///b"]}}}"#).unwrap();
+        assert_eq!(b.messages[0].subscriptions, ["file:///a", "file:///b"]);
+        let b = inspect(r#"{"id":1,"method":"tools/call","params":{"notifications":{"resourceSubscriptions":["x"]}}}"#).unwrap();
+        assert!(b.messages[0].subscriptions.is_empty());
+        for body in [
+            r#"{"id":1,"method":"tools/call","params":{"name":"a","arguments":{},"arguments":{"x":1}}}"#,
+            r#"{"id":1,"method":"tools/call","params":{"name":"a","_meta":{},"_meta":{}}}"#,
+        ] {
+            assert_eq!(code(inspect(body).unwrap_err()), INVALID_REQUEST, "{body}");
+        }
     }
 }

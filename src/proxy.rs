@@ -14,6 +14,7 @@
 
 use crate::config::{Config, Flavor};
 use crate::token::Principal;
+use std::borrow::Cow;
 
 pub const SUBJECT: &str = "x-auth-subject";
 pub const CLIENT_ID: &str = "x-auth-client-id";
@@ -105,6 +106,25 @@ pub fn strip_request_header(
 pub const EXPOSE_HEADERS: &str = "WWW-Authenticate, Mcp-Session-Id, MCP-Protocol-Version";
 pub const ALLOW_HEADERS: &str =
     "Authorization, Content-Type, Accept, Mcp-Session-Id, MCP-Protocol-Version, Last-Event-ID, Mcp-Method, Mcp-Name";
+
+/// The request headers a preflight for the MCP endpoint allows: [`ALLOW_HEADERS`],
+/// and the `Mcp-Param-*` headers the browser asks for (`Access-Control-Request-Headers`),
+/// which a 2026-07-28 client sends for tool arguments annotated `x-mcp-header`.
+/// CORS has no wildcard for a header prefix, so they are named one by one.
+pub fn allow_headers(requested: Option<&str>) -> Cow<'static, str> {
+    let mut out = Cow::Borrowed(ALLOW_HEADERS);
+    for name in requested.unwrap_or_default().split(',').map(str::trim) {
+        let param = name
+            .get(..10)
+            .is_some_and(|p| p.eq_ignore_ascii_case("mcp-param-"));
+        if param && name.len() > 10 && crate::policy::is_token(name) {
+            let s = out.to_mut();
+            s.push_str(", ");
+            s.push_str(name);
+        }
+    }
+    out
+}
 
 /// The origin URL for a request path and query (`query` without the `?`).
 pub fn target(cfg: &Config, path: &str, query: Option<&str>) -> String {
@@ -419,5 +439,18 @@ mod tests {
         for h in [SUBJECT, CLIENT_ID, SCOPES] {
             assert!(h.starts_with(IDENTITY_PREFIX));
         }
+    }
+
+    #[test]
+    fn preflights_allow_the_param_headers_asked_for() {
+        assert_eq!(allow_headers(None), ALLOW_HEADERS);
+        assert_eq!(
+            allow_headers(Some("authorization, content-type")),
+            ALLOW_HEADERS
+        );
+        assert_eq!(
+            allow_headers(Some("mcp-method, mcp-param-region,Mcp-Param-Tenant-Id, mcp-param-, mcp-param-a b, x-other")),
+            format!("{ALLOW_HEADERS}, mcp-param-region, Mcp-Param-Tenant-Id")
+        );
     }
 }

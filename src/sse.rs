@@ -212,6 +212,7 @@ mod tests {
             others: vec![],
             any: false,
             granted: vec![],
+            private: false,
         })
     }
 

@@ -404,11 +404,16 @@ pub fn check_claims(
     })
 }
 
-/// Scopes among `needed` that `principal` lacks.
-pub fn missing_scopes(principal: &Principal, needed: &[String]) -> Vec<String> {
+/// Scopes among `needed` that `principal` lacks: neither holds nor holds a broader
+/// scope implying ([`crate::policy::Hierarchy`]).
+pub fn missing_scopes(
+    principal: &Principal,
+    needed: &[String],
+    hierarchy: &crate::policy::Hierarchy,
+) -> Vec<String> {
     needed
         .iter()
-        .filter(|s| !principal.scopes.contains(s))
+        .filter(|s| hierarchy.grantor(&principal.scopes, s).is_none())
         .cloned()
         .collect()
 }
@@ -660,9 +665,13 @@ mod tests {
     #[test]
     fn missing_scopes_are_listed() {
         let p = check_claims(&claims(good_claims()), None, &config(), 1000).unwrap();
-        assert!(missing_scopes(&p, &["mcp:tools".into()]).is_empty());
+        assert!(missing_scopes(&p, &["mcp:tools".into()], &Default::default()).is_empty());
         assert_eq!(
-            missing_scopes(&p, &["mcp:tools".into(), "mcp:admin".into()]),
+            missing_scopes(
+                &p,
+                &["mcp:tools".into(), "mcp:admin".into()],
+                &Default::default()
+            ),
             vec!["mcp:admin"]
         );
     }

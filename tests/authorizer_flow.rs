@@ -7,6 +7,7 @@ use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use mcp_edge_auth::authorizer::{Authorizer, Body, Decision, Pending, RequestInfo};
 use mcp_edge_auth::config::{Config, LogLevel};
+use mcp_edge_auth::jsonrpc::McpHeaders;
 use mcp_edge_auth::token::verify_native;
 use serde_json::{json, Value};
 
@@ -112,8 +113,7 @@ fn decide_info(
         req.method = info.method;
     }
     req.body = info.body;
-    req.mcp_method = info.mcp_method;
-    req.mcp_name = info.mcp_name;
+    req.mcp = info.mcp;
     req.resuming = info.resuming;
     let (mut fetches, mut verifies) = (0, 0);
     for _ in 0..3 {
@@ -633,8 +633,7 @@ fn malformed_bodies_and_header_mismatches_are_400_after_authentication() {
     assert_eq!(rpc_code(&d), -32700);
     let mismatch = RequestInfo {
         body: Body::Text(CALL_ECHO),
-        mcp_method: Some("tools/call"),
-        mcp_name: Some("delete_repo"),
+        mcp: McpHeaders::new("mcp-method\ntools/call\nmcp-name\ndelete_repo\n"),
         ..Default::default()
     };
     let (d, _, _) = decide_info(&mut a, &t, &keys, NOW, mismatch);
