@@ -573,13 +573,16 @@ impl Authorizer {
     }
 
     fn admit(&self, req: &RequestInfo<'_>, p: &Principal) -> Result<Decision, Error> {
-        let (needed, filter) = self.needs(req, p)?;
+        let (needed, filter, mismatch) = self.needs(req, p)?;
         let missing = token::missing_scopes(p, &needed, &self.cfg.hierarchy);
         if !missing.is_empty() {
             return Err(Error::InsufficientScope {
                 needed: needed.into_owned(),
                 missing,
             });
+        }
+        if let Some(e) = mismatch {
+            return Err(e);
         }
         let mut log = log_line(Route::Mcp, req, "allow", 0);
         log.subject = p.subject.clone();
@@ -612,16 +615,22 @@ impl Authorizer {
     }
 
     /// Every scope the request needs (`REQUIRED_SCOPES` first, then the policy's for
-    /// each message, no repeats), and the filter for its answer.
+    /// each message, no repeats), the filter for its answer, and an `Mcp-Param-*`
+    /// header that disagrees with the body. That one is answered only once the scopes
+    /// hold: a client that never saw the tool in its (filtered) list cannot know the
+    /// header, and must first learn from the 403 what to step up to; with the wider
+    /// token it lists the tool and resends with the header (the spec's recovery from
+    /// -32020).
+    #[allow(clippy::type_complexity)]
     fn needs(
         &self,
         req: &RequestInfo<'_>,
         p: &Principal,
-    ) -> Result<(Cow<'_, [String]>, Option<FilterSpec>), Error> {
+    ) -> Result<(Cow<'_, [String]>, Option<FilterSpec>, Option<Error>), Error> {
         // Without a policy (or for GET and DELETE) nothing is copied on the hot path.
         let required = Cow::Borrowed(self.cfg.required_scopes.as_slice());
         let Some(policy) = &self.cfg.policy else {
-            return Ok((required, None));
+            return Ok((required, None, None));
         };
         if req.method == "GET" && req.resuming {
             let spec = FilterSpec {
@@ -629,10 +638,10 @@ impl Authorizer {
                 granted: p.scopes.clone(),
                 ..Default::default()
             };
-            return Ok((required, Some(spec)));
+            return Ok((required, Some(spec), None));
         }
         if req.method != "POST" {
-            return Ok((required, None));
+            return Ok((required, None, None));
         }
         let mut needed = required.into_owned();
         let text = match req.body {
@@ -648,6 +657,7 @@ impl Authorizer {
         };
         let body = jsonrpc::inspect(text)?;
         let modern = jsonrpc::check_headers(&body, &req.mcp)?;
+        let mut mismatch = None;
         let mut add = |s: &String| {
             if !needed.contains(s) {
                 needed.push(s.clone());
@@ -670,18 +680,16 @@ impl Authorizer {
             let arguments = arguments_of(m)?;
             for a in rule.arguments {
                 let value = arguments.as_ref().and_then(|args| args.get(a.property()));
-                if method == "tools/call" {
-                    jsonrpc::check_param(
-                        a.header(),
-                        req.mcp.param(a.header()),
-                        value,
-                        modern && a.header_required(),
-                    )
-                    .map_err(|what| Error::JsonRpc {
-                        code: jsonrpc::HEADER_MISMATCH,
-                        message: format!("Header mismatch: {what}"),
-                        id: m.id.clone().unwrap_or_default(),
-                    })?;
+                if method == "tools/call" && mismatch.is_none() {
+                    let required = modern && a.header_required();
+                    let header = req.mcp.param(a.header());
+                    if let Err(what) = jsonrpc::check_param(a.header(), header, value, required) {
+                        mismatch = Some(Error::JsonRpc {
+                            code: jsonrpc::HEADER_MISMATCH,
+                            message: format!("Header mismatch: {what}"),
+                            id: m.id.clone().unwrap_or_default(),
+                        });
+                    }
                 }
                 a.needs(value).into_iter().for_each(&mut add);
             }
@@ -692,7 +700,7 @@ impl Authorizer {
             spec.private = modern;
             spec
         });
-        Ok((Cow::Owned(needed), spec))
+        Ok((Cow::Owned(needed), spec, mismatch))
     }
 
     /// The JWKS URL: `JWKS_URL`, else the discovered `jwks_uri`. `None` means
@@ -1268,7 +1276,10 @@ mod tests {
             200,
             "REQUIRED_SCOPES and the policy"
         );
-        assert_eq!(post(&a, &["mcp:admin"], &deploy(r#""prod-1""#), &h).0, 400);
+        // Scopes are judged first (on the body's value), the header after.
+        assert_eq!(post(&a, &["mcp:admin"], &deploy(r#""prod-1""#), &h).0, 403);
+        let all = ["mcp:admin", "deploy:prod"];
+        assert_eq!(post(&a, &all, &deploy(r#""prod-1""#), &h).0, 400);
         let h = [
             V,
             ("mcp-method", "tools/call"),

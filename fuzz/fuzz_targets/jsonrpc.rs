@@ -36,11 +36,13 @@ fuzz_target!(|data: &[u8]| {
         for m in &b.messages {
             if let Some(method) = &m.method {
                 let rule = p.rule(method, m.name.as_deref());
-                let args: Option<serde_json::Map<String, serde_json::Value>> =
-                    m.arguments.and_then(|raw| serde_json::from_str(raw.get()).ok());
+                let args: Option<serde_json::Map<String, serde_json::Value>> = m
+                    .arguments
+                    .and_then(|raw| serde_json::from_str(raw.get()).ok());
                 for a in rule.arguments {
                     let value = args.as_ref().and_then(|args| args.get(a.property()));
-                    let _ = jsonrpc::check_param(a.header(), headers.param(a.header()), value, modern);
+                    let _ =
+                        jsonrpc::check_param(a.header(), headers.param(a.header()), value, modern);
                     let _ = a.needs(value);
                 }
             }

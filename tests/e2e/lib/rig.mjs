@@ -221,6 +221,25 @@ export function runPythonClient(mcpUrl, clientName = "python-sdk-e2e") {
   );
 }
 
+/** Run the Python SDK's 2026-07-28 client (tests/e2e/python/modern_client.py) against
+ * `mcpUrl`; resolves with its one-line JSON report of every step. */
+export function runPythonModernClient(mcpUrl, clientName = "python-2026") {
+  const python = path.join(root, ".venv/bin/python");
+  const script = path.join(root, "tests/e2e/python/modern_client.py");
+  return new Promise((resolve, reject) =>
+    execFile(python, [script, mcpUrl, "http://127.0.0.1:9/python-callback", clientName], { timeout: 180_000 }, (err, stdout, stderr) =>
+      err ? reject(new Error(`${err.message}\n${stderr.slice(-3000)}`)) : resolve(JSON.parse(stdout.trim().split("\n").pop())),
+    ),
+  );
+}
+
+/** An MCP origin on the Python SDK 2.3 speaking 2026-07-28 (tests/e2e/python/modern_origin.py). */
+export async function startPythonOrigin(port) {
+  const proc = start("python-origin", path.join(root, ".venv/bin/python"), ["tests/e2e/python/modern_origin.py", String(port)]);
+  await waitFor(`http://127.0.0.1:${port}/calls`, proc);
+  return proc;
+}
+
 let bundled = null;
 
 /** The worker under workerd itself, bundled as `wrangler deploy` bundles it (no

@@ -41,12 +41,15 @@ class MemoryStorage:
         self.client = client_info
 
 
-async def main(url: str, redirect_uri: str, client_name: str) -> None:
-    seen: dict[str, str] = {}
-    result: dict[str, AuthorizationCodeResult] = {}
+def headless_provider(url: str, redirect_uri: str, client_name: str):
+    """The SDK's OAuthClientProvider with a headless browser: returns the provider, its
+    storage, and a dict that receives the last authorization URL (`authorize`), every
+    authorization URL (`authorizations`) and the authorization response (`code`)."""
+    seen: dict = {"authorizations": []}
 
     async def redirect_handler(authorization_url: str) -> None:
         seen["authorize"] = authorization_url
+        seen["authorizations"].append(authorization_url)
         async with httpx2.AsyncClient(follow_redirects=False) as browser:
             nxt = authorization_url
             for _ in range(20):
@@ -59,7 +62,7 @@ async def main(url: str, redirect_uri: str, client_name: str) -> None:
                     query = {k: v[0] for k, v in parse_qs(urlparse(target).query).items()}
                     if "error" in query:
                         raise RuntimeError(f"authorization error: {query}")
-                    result["code"] = AuthorizationCodeResult(
+                    seen["code"] = AuthorizationCodeResult(
                         code=query["code"], state=query.get("state"), iss=query.get("iss")
                     )
                     return
@@ -67,7 +70,7 @@ async def main(url: str, redirect_uri: str, client_name: str) -> None:
         raise RuntimeError("too many redirects")
 
     async def callback_handler() -> AuthorizationCodeResult:
-        return result["code"]
+        return seen["code"]
 
     storage = MemoryStorage()
     provider = OAuthClientProvider(
@@ -83,6 +86,11 @@ async def main(url: str, redirect_uri: str, client_name: str) -> None:
         redirect_handler=redirect_handler,
         callback_handler=callback_handler,
     )
+    return provider, storage, seen
+
+
+async def main(url: str, redirect_uri: str, client_name: str) -> None:
+    provider, storage, seen = headless_provider(url, redirect_uri, client_name)
     async with create_mcp_http_client(auth=provider) as http:
         async with streamable_http_client(url, http_client=http) as streams:
             read, write = streams[0], streams[1]
@@ -95,7 +103,7 @@ async def main(url: str, redirect_uri: str, client_name: str) -> None:
             {
                 "tools": [t.name for t in tools.tools],
                 "echo": called.content[0].text,
-                "iss": result["code"].iss,
+                "iss": seen["code"].iss,
                 "scope": storage.tokens.scope if storage.tokens else None,
                 "authorize": seen.get("authorize"),
                 "client_id": storage.client.client_id if storage.client else None,
