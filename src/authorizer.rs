@@ -19,13 +19,19 @@
 //! 5. With a `SCOPE_POLICY`, a POST's body is read ([`Decision::NeedBody`] asks the
 //!    glue for it, only once a bearer token is present) and inspected
 //!    ([`jsonrpc::inspect`]): malformed is 400 (JSON-RPC -32700/-32600), larger than
-//!    `POLICY_MAX_BODY_BYTES` is 413, `Mcp-Method` / `Mcp-Name` disagreeing with it
-//!    is 400 -32020 (R11).
-//! 6. `REQUIRED_SCOPES`, plus what the policy asks of every message in the body,
-//!    must be granted (R7), else 403 `insufficient_scope` naming all of them.
+//!    `POLICY_MAX_BODY_BYTES` is 413, MCP headers missing (2026-07-28), malformed or
+//!    disagreeing with it are 400 -32020 with the request's id
+//!    ([`jsonrpc::check_headers`], R11/R12).
+//! 6. `REQUIRED_SCOPES`, plus what the policy asks of every message in the body (its
+//!    name, its arguments, a listen request's resources), must be granted, by the
+//!    token's scopes or the broader ones implying them (`SCOPE_HIERARCHY`, R15), else
+//!    403 `insufficient_scope` naming all of them (R7). Only then is an `Mcp-Param-*`
+//!    header an argument rule reads checked against the body (-32020, R13): a client
+//!    must learn what to step up to before it can know a hidden tool's headers.
 //! 7. The request is forwarded with the identity headers ([`Decision::Forward`]),
 //!    with a [`FilterSpec`] when its answer holds list results to rewrite (list
-//!    requests, and resumed streams: a GET with `Last-Event-ID`).
+//!    requests, and resumed streams: a GET with `Last-Event-ID`), and to mark
+//!    `"cacheScope": "private"` (R14).
 //!
 //! Other routes go through [`Authorizer::serve`], which answers what needs no I/O
 //! and names the I/O the rest needs ([`Serve`]).
