@@ -28,9 +28,10 @@ use crate::authorizer::{Authorizer, Body, Decision, Pending, RequestInfo, Serve}
 use crate::cimd;
 use crate::config::{Config, Credentials, LogLevel};
 use crate::error::{redact_url, redact_urls, ChallengeContext, Error, Fault, Reply};
+use crate::flows::upstream;
 use crate::jsonrpc::{self, FilterSpec, McpHeaders};
 use crate::log::LogLine;
-use crate::metadata;
+use crate::platform::{Flight, Outgoing, Platform};
 use crate::proxy;
 use crate::registration;
 use crate::router;
@@ -49,7 +50,7 @@ thread_local! {
     /// Decisions waiting for the JS entry's signature check, by handle.
     static PENDING: RefCell<PendingChecks> = RefCell::new(PendingChecks::default());
     /// Fetches in flight, by kind ("keys", "discovery", "cimd:<url>").
-    static FLIGHTS: RefCell<HashMap<String, Flight>> = RefCell::new(HashMap::new());
+    static FLIGHTS: RefCell<HashMap<String, InFlight>> = RefCell::new(HashMap::new());
     /// Introspection outcomes, by flight key, for the requests that shared the call.
     static INTROSPECTIONS: RefCell<HashMap<String, Result<crate::token::Principal, Error>>> =
         RefCell::new(HashMap::new());
@@ -456,7 +457,7 @@ pub async fn authorize(
         };
         match decision {
             Decision::NeedKeys => {
-                if let Err(e) = ensure_keys().await {
+                if let Err(e) = upstream::ensure_keys(&Workerd).await {
                     console(
                         &serde_json::json!({"event": "jwks", "error": e.to_string()}).to_string(),
                     );
@@ -538,15 +539,16 @@ async fn introspection_answer(token: &str) -> Result<Result<(u16, Vec<u8>), Erro
         Credentials::None => None,
     };
     let body = crate::introspection::request_body(token).into_bytes();
-    Ok(fetch_bytes(
+    let body = Some((body, "application/x-www-form-urlencoded"));
+    let out = upstream::request(
+        &Workerd,
         "INTROSPECTION_URL",
-        Method::Post,
         intro.url.as_str(),
-        Some((body, "application/x-www-form-urlencoded")),
+        body,
         auth,
         intro.timeout_seconds,
-    )
-    .await)
+    );
+    Ok(Workerd.fetch(out).await)
 }
 
 /// The answer to a request the JS entry refuses on the way (its decision's wire
@@ -670,14 +672,11 @@ impl EdgeSseFilter {
 
 /// One in-flight fetch per kind: its promise, and where its error lands (kept as an
 /// [`Error`], so every waiter answers with the same status).
-type Flight = (js_sys::Promise, Rc<RefCell<Option<Error>>>);
+type InFlight = (js_sys::Promise, Rc<RefCell<Option<Error>>>);
 
 /// Run `make` once at a time per isolate and `kind`: concurrent callers await the
 /// same promise.
-async fn single_flight<F>(kind: &str, make: F) -> Result<(), Error>
-where
-    F: FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Error>>>>,
-{
+async fn single_flight(kind: &str, make: impl FnOnce() -> Flight) -> Result<(), Error> {
     let existing = FLIGHTS.with(|f| f.borrow().get(kind).cloned());
     let (promise, outcome) = match existing {
         Some(flight) => flight,
@@ -714,29 +713,7 @@ where
     }
 }
 
-async fn ensure_upstream() -> Result<(), Error> {
-    if with_auth(|a| a.upstream(now()).is_some())? {
-        return Ok(());
-    }
-    if let Some(e) = with_auth(|a| a.discovery_backoff(now()))? {
-        return Err(e);
-    }
-    let result = single_flight("discovery", || Box::pin(discover())).await;
-    if let Err(e) = &result {
-        with_auth(|a| a.discovery_failed(e.clone(), now()))?;
-    }
-    result
-}
-
 // ---- shared with the other isolates (the Cache API) --------------------------------
-
-/// The Cache API key under which isolates share a document from the authorization
-/// server. A name of the worker's own, never the upstream URL itself, so an entry can
-/// only have been written by this worker.
-fn shared_key(kind: &str, id: &str) -> String {
-    let id: String = url::form_urlencoded::byte_serialize(id.as_bytes()).collect();
-    format!("https://mcp-edge-auth.cache.internal/{kind}?id={id}")
-}
 
 /// A document another isolate stored: its bytes, when it was fetched, and the URL it
 /// came from. Best effort: any failure is a miss.
@@ -788,181 +765,50 @@ async fn shared_put(key: &str, body: &[u8], fetched_at: i64, ttl: i64, from: &st
     let _ = call_async(&cache, "put", &[JsValue::from_str(key), response.into()]).await;
 }
 
-/// A new isolate's JWKS, from another isolate through the Cache API, when one is
-/// stored and younger than `JWKS_CACHE_SECONDS`. Isolates holding keys never use it:
-/// their refreshes (TTL, unknown `kid`) go to the authorization server.
-async fn shared_keys() -> Option<(Vec<u8>, i64)> {
-    if with_auth(|a| a.has_keys()).ok()? {
-        return None;
-    }
-    let url = match with_auth(|a| a.jwks_url()).ok()? {
-        Some(u) => u,
-        None => {
-            ensure_upstream().await.ok()?;
-            with_auth(|a| a.jwks_url()).ok()??
-        }
-    };
-    let (body, at, from) = shared_get(&shared_key("jwks", &url)).await?;
-    let ttl = with_auth(|a| a.cfg.jwks_ttl).ok()?;
-    (from == url && now() - at < ttl).then_some((body, at))
-}
+// ---- the platform, for workerd -------------------------------------------------------
 
-async fn discover() -> Result<(), Error> {
-    let issuer = with_auth(|a| a.cfg.issuer.clone())?;
-    let key = shared_key("discovery", &issuer);
-    if let Some((body, at, from)) = shared_get(&key).await {
-        if now() - at < crate::authorizer::METADATA_TTL_SECONDS {
-            if let Ok(url) = url::Url::parse(&from) {
-                if let Ok(Ok(Some(up))) =
-                    with_auth(|a| metadata::accept_upstream(&a.cfg, &url, 200, &body))
-                {
-                    with_auth(|a| a.install_upstream(up, at))?;
-                    return Ok(());
-                }
-            }
-        }
+/// The platform the flows run on ([`crate::platform::Platform`]): this isolate.
+#[derive(Clone, Copy)]
+struct Workerd;
+
+impl Platform for Workerd {
+    fn now(&self) -> i64 {
+        now()
     }
-    let urls = with_auth(|a| metadata::discovery_urls(&a.cfg))?;
-    let mut tried = Vec::new();
-    for url in urls {
-        let (status, body) = fetch_bytes(
-            "the metadata document (discovered from ISSUER or AS_URL)",
-            Method::Get,
-            url.as_str(),
-            None,
-            None,
-            UPSTREAM_TIMEOUT_SECONDS,
-        )
-        .await?;
-        let accepted = with_auth(|a| metadata::accept_upstream(&a.cfg, &url, status, &body))??;
-        if let Some(up) = accepted {
-            let at = now();
-            with_auth(|a| a.install_upstream(up, at))?;
-            shared_put(
-                &key,
-                &body,
-                at,
-                crate::authorizer::METADATA_TTL_SECONDS,
-                url.as_str(),
+
+    fn with_auth<T>(&self, f: impl FnOnce(&mut Authorizer) -> T) -> Result<T, Error> {
+        with_auth(f)
+    }
+
+    async fn fetch(&self, o: Outgoing) -> Result<(u16, Vec<u8>), Error> {
+        let headers = Headers::new();
+        for (name, value) in &o.headers {
+            let _ = headers.set(name, value);
+        }
+        let body = o
+            .body
+            .map(|b| JsValue::from(js_sys::Uint8Array::from(b.as_slice())));
+        let request = outbound(o.method, &o.url, &headers, body).map_err(|e| {
+            Error::Upstream(
+                Fault::new(format!("{} is not a URL the runtime can fetch", o.peer))
+                    .detail(format!("{}: {}", redact_url(&o.url), redact_urls(&e))),
             )
-            .await;
-            return Ok(());
-        }
-        tried.push(url.to_string());
+        })?;
+        let (status, _, bytes) = send_capped(request, o.peer, &o.url, o.timeout, o.cap).await?;
+        Ok((status, bytes))
     }
-    Err(Error::Upstream(
-        Fault::new("no authorization server metadata found from ISSUER (or AS_URL)").detail(
-            tried
-                .iter()
-                .map(|u| redact_url(u))
-                .collect::<Vec<_>>()
-                .join(", "),
-        ),
-    ))
-}
 
-async fn ensure_keys() -> Result<(), Error> {
-    single_flight("keys", || Box::pin(refresh_keys())).await
-}
+    async fn shared_get(&self, key: &str) -> Option<(Vec<u8>, i64, String)> {
+        shared_get(key).await
+    }
 
-/// Fetch the JWKS (discovering its URL first if need be) and install it. Every
-/// outcome is recorded, so a failure, discovery's included, is not retried on every
-/// request (see [`Authorizer::install_keys`]).
-async fn refresh_keys() -> Result<(), Error> {
-    if let Some((body, at)) = shared_keys().await {
-        if with_auth(|a| a.install_shared_keys(&body, at))?.is_ok() {
-            return Ok(());
-        }
+    async fn shared_put(&self, key: &str, body: &[u8], fetched_at: i64, ttl: i64, from: &str) {
+        shared_put(key, body, fetched_at, ttl, from).await
     }
-    let body = fetch_jwks().await;
-    let at = now();
-    with_auth(|a| a.install_keys(body.as_deref().map_err(Clone::clone), at))??;
-    // Shared only once it installed: a set that does not parse is not handed on.
-    if let (Ok(body), Ok((Some(url), ttl))) = (body, with_auth(|a| (a.jwks_url(), a.cfg.jwks_ttl)))
-    {
-        shared_put(&shared_key("jwks", &url), &body, at, ttl, &url).await;
-    }
-    Ok(())
-}
 
-/// The JWKS document. Failures other than configuration errors mean "no keys right
-/// now" (503 with Retry-After), whichever upstream step failed.
-async fn fetch_jwks() -> Result<Vec<u8>, Error> {
-    let keys_unavailable = |e: Error| match e {
-        Error::Config { .. } | Error::KeysUnavailable(_) => e,
-        other => Error::KeysUnavailable(other.into_fault()),
-    };
-    let url = match with_auth(|a| a.jwks_url())? {
-        Some(u) => u,
-        None => {
-            ensure_upstream().await.map_err(keys_unavailable)?;
-            with_auth(|a| a.jwks_url())?.ok_or_else(|| Error::Config {
-                binding: "JWKS_URL".into(),
-                problem: "the authorization server advertises no jwks_uri; set JWKS_URL".into(),
-            })?
-        }
-    };
-    let peer = "JWKS_URL (or the discovered jwks_uri)";
-    match fetch_bytes(
-        peer,
-        Method::Get,
-        &url,
-        None,
-        None,
-        UPSTREAM_TIMEOUT_SECONDS,
-    )
-    .await
-    {
-        Ok((200, body)) => Ok(body),
-        Ok((status, _)) => Err(Error::KeysUnavailable(
-            Fault::new(format!("{peer} answered {status}")).detail(redact_url(&url)),
-        )),
-        Err(e) => Err(keys_unavailable(e)),
+    async fn single_flight(&self, kind: &str, make: impl FnOnce() -> Flight) -> Result<(), Error> {
+        single_flight(kind, make).await
     }
-}
-
-/// How long the authorization server (discovery, JWKS, registration) may take.
-const UPSTREAM_TIMEOUT_SECONDS: u32 = 10;
-
-/// The largest answer read from the authorization server (discovery, JWKS,
-/// registration): the JWKS limit, and far above any real document.
-const MAX_UPSTREAM_BYTES: usize = crate::jwks::MAX_JWKS_BYTES;
-
-/// GET or POST `url` (the body with its content type), reading the answer as it
-/// streams in, at most [`MAX_UPSTREAM_BYTES`] of it, within `timeout` seconds.
-/// `peer` names the upstream in public error bodies (its binding), never the URL.
-async fn fetch_bytes(
-    peer: &str,
-    method: Method,
-    url: &str,
-    body: Option<(Vec<u8>, &str)>,
-    auth: Option<String>,
-    timeout: u32,
-) -> Result<(u16, Vec<u8>), Error> {
-    let headers = Headers::new();
-    let _ = headers.set("accept", "application/json");
-    if let Some((_, content_type)) = &body {
-        let _ = headers.set("content-type", content_type);
-    }
-    if let Some(a) = auth {
-        let _ = headers.set("authorization", &a);
-    }
-    if let Ok(Some((host, proto))) = with_auth(|a| a.cfg.forwarded_headers()) {
-        let _ = headers.set("x-forwarded-host", &host);
-        let _ = headers.set("x-forwarded-proto", &proto);
-    }
-    let body = body.map(|(b, _)| JsValue::from(js_sys::Uint8Array::from(b.as_slice())));
-    let request = outbound(method.as_ref(), url, &headers, body).map_err(|e| {
-        Error::Upstream(
-            Fault::new(format!("{peer} is not a URL the runtime can fetch")).detail(format!(
-                "{}: {}",
-                redact_url(url),
-                redact_urls(&e)
-            )),
-        )
-    })?;
-    let (status, _, bytes) = send_capped(request, peer, url, timeout, MAX_UPSTREAM_BYTES).await?;
-    Ok((status, bytes))
 }
 
 /// An outgoing request that follows no redirects. Built with web-sys directly:
@@ -1148,7 +994,7 @@ pub async fn respond(request: web_sys::Request, env: JsValue) -> web_sys::Respon
 }
 
 async fn as_metadata() -> Result<Reply, Error> {
-    ensure_upstream().await?;
+    upstream::ensure_upstream(&Workerd).await?;
     with_auth(|a| {
         a.upstream(now())
             .map(|u| a.as_metadata_reply(u))
@@ -1163,38 +1009,6 @@ fn declared_length(req: &Request) -> Option<usize> {
         .ok()
         .flatten()
         .and_then(|v| v.parse().ok())
-}
-
-/// Where registrations go: `REGISTRATION_URL`, else the discovered endpoint.
-async fn registration_endpoint() -> Result<String, Error> {
-    if let Some(u) = with_auth(|a| a.cfg.registration_url.clone())? {
-        return Ok(u.to_string());
-    }
-    ensure_upstream().await?;
-    with_auth(|a| {
-        a.upstream(now())
-            .and_then(|u| u.registration_endpoint.clone())
-    })?
-    .map(|u| u.to_string())
-    .ok_or_else(|| {
-        Error::Upstream(
-            "the authorization server has no registration endpoint; set REGISTRATION_URL".into(),
-        )
-    })
-}
-
-/// POST a registration body (JSON) to the registration endpoint: status and answer.
-async fn post_registration(body: Vec<u8>, auth: Option<String>) -> Result<(u16, Vec<u8>), Error> {
-    let endpoint = registration_endpoint().await?;
-    fetch_bytes(
-        "the registration endpoint (REGISTRATION_URL or discovered)",
-        Method::Post,
-        &endpoint,
-        Some((body, "application/json")),
-        auth,
-        UPSTREAM_TIMEOUT_SECONDS,
-    )
-    .await
 }
 
 /// A client's request body, at most `cap` bytes: a declared length over the cap is
@@ -1216,7 +1030,7 @@ async fn register(mut req: Request) -> Result<Reply, Error> {
     let request = registration::validate_request(&body)?;
     let auth = req.headers().get("authorization").ok().flatten();
     let body = with_auth(|a| registration::outgoing(&a.cfg, &request))?;
-    let (status, answer) = post_registration(body, auth).await?;
+    let (status, answer) = upstream::post_registration(&Workerd, body, auth).await?;
     if (200..300).contains(&status) {
         registration::clean_answer(&request, &answer)
     } else {
@@ -1548,7 +1362,7 @@ async fn register_document(doc: cimd::Document, fp: String, kv: Kv) -> Result<()
         return Ok(());
     }
     let body = with_auth(|a| cimd::registration_body(&a.cfg, &doc))?;
-    let (status, answer) = post_registration(body, None).await?;
+    let (status, answer) = upstream::post_registration(&Workerd, body, None).await?;
     let id = cimd::read_registration(status, &answer)?;
     let created_ms = js_sys::Date::now() as i64;
     let key = cimd::kv_key(&doc.client_id, created_ms, &id);

@@ -14,8 +14,11 @@
 //!   filtering), [`sse`] (event-stream filtering), [`error`] (the one error type and its HTTP mapping),
 //!   [`log`] (the structured log line), [`cimd`] (Client ID Metadata Documents mapped to
 //!   upstream clients).
-//! * [`glue`] (wasm32 only): the thin Worker layer, which reads the `Env`, performs
-//!   fetches, the Cache API, WebCrypto signature checks and the clock.
+//! * [`flows`]: the orchestration (discovery, keys, registration posts), generic over
+//!   the [`platform::Platform`] trait, unit-tested with a fake platform.
+//! * [`glue`] (wasm32 only): the thin Worker layer, which reads the `Env` and
+//!   implements the platform for workerd: fetches, the Cache API, single flights,
+//!   WebCrypto signature checks and the clock.
 //!
 //! The hot path (an MCP request carrying a token already seen) is one synchronous call
 //! from the JS entry (`src/entry.mjs`) into the wasm with four strings, answered with
@@ -28,11 +31,13 @@ pub mod config;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod doctor;
 pub mod error;
+pub mod flows;
 pub mod introspection;
 pub mod jsonrpc;
 pub mod jwks;
 pub mod log;
 pub mod metadata;
+pub mod platform;
 pub mod policy;
 pub mod proxy;
 pub mod registration;

@@ -1,0 +1,5 @@
+//! Orchestration: the I/O a decision needs, in plain Rust, generic over
+//! [`crate::platform::Platform`] and unit-tested with a fake platform. The glue
+//! (`src/glue.rs`) implements the platform for workerd and keeps the wasm exports.
+
+pub mod upstream;
