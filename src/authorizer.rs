@@ -165,6 +165,8 @@ pub struct Authorizer {
     introspected: TokenCache<Introspected>,
     /// JWTs valid locally, waiting for the introspection endpoint (`INTROSPECT_JWTS`).
     awaiting_introspection: TokenCache,
+    /// Outcomes of introspection calls, for the requests that shared one.
+    pub introspection_outcomes: introspection::Outcomes,
     /// How many key sets have been installed: key ids are `<generation>.<index>`.
     key_generation: u64,
     /// Rate-limiting bindings present (`MCP_RATE_LIMITER`, `MCP_CLIENT_RATE_LIMITER`):
@@ -222,6 +224,7 @@ impl Authorizer {
             refused: TokenCache::new(REFUSAL_CACHE_CAPACITY),
             introspected: TokenCache::new(TOKEN_CACHE_CAPACITY),
             awaiting_introspection: TokenCache::new(REFUSAL_CACHE_CAPACITY),
+            introspection_outcomes: Default::default(),
             key_generation: 0,
             limit_subjects: false,
             limit_clients: false,

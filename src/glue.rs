@@ -26,8 +26,9 @@
 
 use crate::authorizer::{Authorizer, Body, Decision, Pending, RequestInfo, Serve};
 use crate::cimd;
-use crate::config::{Config, Credentials, LogLevel};
+use crate::config::{Config, LogLevel};
 use crate::error::{redact_url, redact_urls, ChallengeContext, Error, Fault, Reply};
+use crate::flows::mcp::{self, Next};
 use crate::flows::upstream;
 use crate::jsonrpc::{self, FilterSpec, McpHeaders};
 use crate::log::LogLine;
@@ -51,9 +52,6 @@ thread_local! {
     static PENDING: RefCell<PendingChecks> = RefCell::new(PendingChecks::default());
     /// Fetches in flight, by kind ("keys", "discovery", "cimd:<url>").
     static FLIGHTS: RefCell<HashMap<String, InFlight>> = RefCell::new(HashMap::new());
-    /// Introspection outcomes, by flight key, for the requests that shared the call.
-    static INTROSPECTIONS: RefCell<HashMap<String, Result<crate::token::Principal, Error>>> =
-        RefCell::new(HashMap::new());
     /// Client ID Metadata Documents and the records this isolate wrote.
     static CIMD: RefCell<cimd::Memory> = RefCell::new(cimd::Memory::default());
 }
@@ -449,106 +447,11 @@ pub async fn authorize(
         return r#"{"x":1}"#.into();
     };
     let info = parts.info();
-    let level = level();
-    for _ in 0..3 {
-        let decision = match with_auth(|a| a.check(&info, now())) {
-            Ok(d) => d,
-            Err(e) => return config_failure(&e),
-        };
-        match decision {
-            Decision::NeedKeys => {
-                if let Err(e) = upstream::ensure_keys(&Workerd).await {
-                    console(
-                        &serde_json::json!({"event": "jwks", "error": e.to_string()}).to_string(),
-                    );
-                    if matches!(e, Error::Config { .. })
-                        || !with_auth(|a| a.has_usable_keys(now())).unwrap_or(false)
-                    {
-                        let d = with_auth(|a| {
-                            let e = a.keys_failure(e, now());
-                            a.refuse(router::Route::Mcp, &info, &e)
-                        });
-                        return d
-                            .map(|d| d.to_wire(level))
-                            .unwrap_or_else(|e| config_failure(&e));
-                    }
-                }
-            }
-            Decision::Verify(pending) => return hand_to_js(pending, &info),
-            Decision::Introspect => return introspect(&info).await,
-            other => return other.to_wire(level),
-        }
+    match mcp::authorize(&Workerd, &info).await {
+        Next::Decided(d) => d.to_wire(level()),
+        Next::Verify(pending) => hand_to_js(pending, &info),
+        Next::Failed(e) => config_failure(&e),
     }
-    let e = Error::KeysUnavailable("no usable key after refreshing".into());
-    with_auth(|a| a.refuse(router::Route::Mcp, &info, &e).to_wire(level))
-        .unwrap_or_else(|e| config_failure(&e))
-}
-
-/// Ask the introspection endpoint about the request's token, and decide with its
-/// answer. The token is sent only there, in a form body, never logged.
-async fn introspect(info: &RequestInfo<'_>) -> String {
-    let token = crate::token::bearer(info.authorization)
-        .unwrap_or_default()
-        .to_string();
-    // One call per token at a time in this isolate: concurrent first requests with
-    // the same token share the answer (the token itself is never a key, its hash is).
-    let key = format!(
-        "introspect:{}",
-        crate::cache::hex(&crate::cache::hash(&token))
-    );
-    let k = key.clone();
-    let flight = single_flight(&key, move || {
-        Box::pin(async move {
-            let answer = introspection_answer(&token).await?;
-            let result = with_auth(|a| a.install_introspection(&token, answer, now()))?;
-            INTROSPECTIONS.with(|m| {
-                let mut m = m.borrow_mut();
-                if m.len() >= 1024 {
-                    m.clear();
-                }
-                m.insert(k, result);
-            });
-            Ok(())
-        })
-    })
-    .await;
-    if let Err(e) = flight {
-        return config_failure(&e);
-    }
-    let result = INTROSPECTIONS
-        .with(|m| m.borrow().get(&key).cloned())
-        .unwrap_or_else(|| {
-            Err(Error::IntrospectionUnavailable(
-                "the shared introspection answer was dropped".into(),
-            ))
-        });
-    with_auth(|a| a.finish_introspection(info, result).to_wire(a.log_level()))
-        .unwrap_or_else(|e| config_failure(&e))
-}
-
-/// The introspection endpoint's answer about `token` (or why there is none); `Err`
-/// only for a configuration error.
-async fn introspection_answer(token: &str) -> Result<Result<(u16, Vec<u8>), Error>, Error> {
-    let Some(intro) = with_auth(|a| a.cfg.introspection.clone())? else {
-        return Ok(Err(Error::IntrospectionUnavailable(
-            "INTROSPECTION_URL is not set".into(),
-        )));
-    };
-    let auth = match intro.credentials {
-        Credentials::Header(h) => Some(h),
-        Credentials::None => None,
-    };
-    let body = crate::introspection::request_body(token).into_bytes();
-    let body = Some((body, "application/x-www-form-urlencoded"));
-    let out = upstream::request(
-        &Workerd,
-        "INTROSPECTION_URL",
-        intro.url.as_str(),
-        body,
-        auth,
-        intro.timeout_seconds,
-    );
-    Ok(Workerd.fetch(out).await)
 }
 
 /// The answer to a request the JS entry refuses on the way (its decision's wire
@@ -774,6 +677,10 @@ struct Workerd;
 impl Platform for Workerd {
     fn now(&self) -> i64 {
         now()
+    }
+
+    fn log(&self, line: &str) {
+        console(line)
     }
 
     fn with_auth<T>(&self, f: impl FnOnce(&mut Authorizer) -> T) -> Result<T, Error> {

@@ -100,6 +100,30 @@ pub fn read_answer(status: u16, body: &[u8]) -> Result<Verdict, Error> {
     Ok(Verdict::Active(Box::new(claims)))
 }
 
+/// Introspection outcomes shared by the requests that waited on one call (one call
+/// per token at a time in an isolate), by flight key: bounded, dropped wholesale when
+/// full (a waiter then finds none and answers 503; the next request asks again).
+#[derive(Debug, Default)]
+pub struct Outcomes {
+    map: std::collections::HashMap<String, Result<crate::token::Principal, Error>>,
+}
+
+/// How many outcomes an isolate keeps.
+pub const MAX_OUTCOMES: usize = 1024;
+
+impl Outcomes {
+    pub fn insert(&mut self, key: String, outcome: Result<crate::token::Principal, Error>) {
+        if self.map.len() >= MAX_OUTCOMES {
+            self.map.clear();
+        }
+        self.map.insert(key, outcome);
+    }
+
+    pub fn get(&self, key: &str) -> Option<Result<crate::token::Principal, Error>> {
+        self.map.get(key).cloned()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -38,6 +38,9 @@ pub trait Platform: Clone + 'static {
     /// Seconds since the epoch.
     fn now(&self) -> i64;
 
+    /// Write one log line (JSON) to the runtime's log.
+    fn log(&self, line: &str);
+
     /// Run `f` with this isolate's authorizer (its configuration, keys, caches), or
     /// get the configuration error it could not be built with.
     fn with_auth<T>(&self, f: impl FnOnce(&mut Authorizer) -> T) -> Result<T, Error>;

@@ -2,4 +2,7 @@
 //! [`crate::platform::Platform`] and unit-tested with a fake platform. The glue
 //! (`src/glue.rs`) implements the platform for workerd and keeps the wasm exports.
 
+#[cfg(test)]
+pub(crate) mod fake;
+pub mod mcp;
 pub mod upstream;

@@ -248,125 +248,10 @@ pub async fn post_registration<P: Platform>(
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-    use crate::authorizer::{Authorizer, FAILED_FETCH_BACKOFF_SECONDS};
-    use crate::platform::Flight;
-    use std::cell::{Cell, RefCell};
-    use std::collections::HashMap;
-    use std::future::Future;
-    use std::rc::Rc;
-    use std::task::{Context, Poll, Waker};
-
-    /// Run a flow on the fake platform, whose futures never wait.
-    pub fn run<F: Future>(f: F) -> F::Output {
-        let mut f = std::pin::pin!(f);
-        match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-            Poll::Ready(v) => v,
-            Poll::Pending => panic!("the fake platform never waits"),
-        }
-    }
-
-    /// A platform that answers from a script (by URL), records every request, every
-    /// shared-cache write and every single flight, and keeps its own clock.
-    #[derive(Clone)]
-    pub struct Fake(Rc<Inner>);
-
-    type Answer = Result<(u16, Vec<u8>), Error>;
-    /// A shared-cache entry: the bytes, when they were fetched, where from.
-    type Stored = (Vec<u8>, i64, String);
-
-    pub struct Inner {
-        pub auth: RefCell<Authorizer>,
-        pub clock: Cell<i64>,
-        pub answers: RefCell<HashMap<String, Answer>>,
-        pub sent: RefCell<Vec<Outgoing>>,
-        pub shared: RefCell<HashMap<String, Stored>>,
-        pub flights: RefCell<Vec<String>>,
-    }
-
-    impl Fake {
-        pub fn new(cfg: crate::config::Config) -> Fake {
-            Fake(Rc::new(Inner {
-                auth: RefCell::new(Authorizer::new(cfg)),
-                clock: Cell::new(1_000),
-                answers: RefCell::default(),
-                sent: RefCell::default(),
-                shared: RefCell::default(),
-                flights: RefCell::default(),
-            }))
-        }
-
-        pub fn answer(&self, url: &str, status: u16, body: &str) {
-            self.0
-                .answers
-                .borrow_mut()
-                .insert(url.to_string(), Ok((status, body.as_bytes().to_vec())));
-        }
-
-        pub fn fail(&self, url: &str, e: Error) {
-            self.0.answers.borrow_mut().insert(url.to_string(), Err(e));
-        }
-
-        pub fn urls(&self) -> Vec<String> {
-            self.0.sent.borrow().iter().map(|o| o.url.clone()).collect()
-        }
-
-        pub fn advance(&self, seconds: i64) {
-            self.0.clock.set(self.0.clock.get() + seconds);
-        }
-    }
-
-    impl Platform for Fake {
-        fn now(&self) -> i64 {
-            self.0.clock.get()
-        }
-
-        fn with_auth<T>(&self, f: impl FnOnce(&mut Authorizer) -> T) -> Result<T, Error> {
-            Ok(f(&mut self.0.auth.borrow_mut()))
-        }
-
-        async fn fetch(&self, request: Outgoing) -> Result<(u16, Vec<u8>), Error> {
-            let answer = self.0.answers.borrow().get(&request.url).cloned();
-            self.0.sent.borrow_mut().push(request);
-            answer.unwrap_or(Ok((404, Vec::new())))
-        }
-
-        async fn shared_get(&self, key: &str) -> Option<(Vec<u8>, i64, String)> {
-            self.0.shared.borrow().get(key).cloned()
-        }
-
-        async fn shared_put(&self, key: &str, body: &[u8], at: i64, _ttl: i64, from: &str) {
-            self.0
-                .shared
-                .borrow_mut()
-                .insert(key.to_string(), (body.to_vec(), at, from.to_string()));
-        }
-
-        async fn single_flight(
-            &self,
-            kind: &str,
-            make: impl FnOnce() -> Flight,
-        ) -> Result<(), Error> {
-            self.0.flights.borrow_mut().push(kind.to_string());
-            make().await
-        }
-    }
-
-    pub const METADATA: &str = r#"{"issuer":"https://mcp.example.com/oidc","authorization_endpoint":"https://mcp.example.com/oidc/auth","token_endpoint":"https://mcp.example.com/oidc/token","jwks_uri":"https://mcp.example.com/oidc/jwks","registration_endpoint":"https://mcp.example.com/oidc/reg","response_types_supported":["code"],"code_challenge_methods_supported":["S256"]}"#;
-    pub const JWKS: &str = r#"{"keys":[{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","kid":"k1","alg":"EdDSA","use":"sig"}]}"#;
-
-    /// The single-host deployment of `config::tests::base()`, with its authorization
-    /// server's answers scripted: discovery at the first URL the worker tries.
-    pub fn deployment() -> (Fake, String) {
-        let fake = Fake::new(crate::config::tests::config());
-        let first = fake
-            .with_auth(|a| metadata::discovery_urls(&a.cfg))
-            .unwrap()[0]
-            .to_string();
-        fake.answer(&first, 200, METADATA);
-        (fake, first)
-    }
+    use crate::authorizer::FAILED_FETCH_BACKOFF_SECONDS;
+    use crate::flows::fake::{deployment, run, Fake, JWKS, METADATA};
 
     #[test]
     fn discovery_runs_once_and_is_shared() {
@@ -478,7 +363,7 @@ pub(crate) mod tests {
         let key = shared_key("jwks", jwks_url);
         for (from, age) in [("https://elsewhere.example/jwks", 0), (jwks_url, 10_000)] {
             let isolate = Fake::new(crate::config::tests::config());
-            isolate.answer(&fake.urls_or_first(), 200, METADATA);
+            isolate.answer(&fake.discovery_url(), 200, METADATA);
             isolate.answer(jwks_url, 200, JWKS);
             isolate.0.shared.borrow_mut().insert(
                 key.clone(),
@@ -493,14 +378,6 @@ pub(crate) mod tests {
                 isolate.urls().contains(&jwks_url.to_string()),
                 "{from} {age}"
             );
-        }
-    }
-
-    impl Fake {
-        fn urls_or_first(&self) -> String {
-            self.with_auth(|a| metadata::discovery_urls(&a.cfg))
-                .unwrap()[0]
-                .to_string()
         }
     }
 
