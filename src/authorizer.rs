@@ -167,6 +167,8 @@ pub struct Authorizer {
     awaiting_introspection: TokenCache,
     /// Outcomes of introspection calls, for the requests that shared one.
     pub introspection_outcomes: introspection::Outcomes,
+    /// Client ID Metadata Documents and the records this isolate wrote.
+    pub cimd: crate::cimd::Memory,
     /// How many key sets have been installed: key ids are `<generation>.<index>`.
     key_generation: u64,
     /// Rate-limiting bindings present (`MCP_RATE_LIMITER`, `MCP_CLIENT_RATE_LIMITER`):
@@ -225,6 +227,7 @@ impl Authorizer {
             introspected: TokenCache::new(TOKEN_CACHE_CAPACITY),
             awaiting_introspection: TokenCache::new(REFUSAL_CACHE_CAPACITY),
             introspection_outcomes: Default::default(),
+            cimd: Default::default(),
             key_generation: 0,
             limit_subjects: false,
             limit_clients: false,

@@ -25,16 +25,16 @@
 //!   rewritten for the token that asked ([`crate::jsonrpc`], [`crate::sse`]).
 
 use crate::authorizer::{Authorizer, Body, Decision, Pending, RequestInfo, Serve};
-use crate::cimd;
 use crate::config::{Config, LogLevel};
 use crate::error::{redact_url, redact_urls, ChallengeContext, Error, Fault, Reply};
+use crate::flows;
+use crate::flows::as_proxy;
 use crate::flows::mcp::{self, Next};
 use crate::flows::upstream;
 use crate::jsonrpc::{self, FilterSpec, McpHeaders};
 use crate::log::LogLine;
-use crate::platform::{Flight, Outgoing, Platform};
+use crate::platform::{Answer, Flight, Outgoing, Platform, Relay};
 use crate::proxy;
-use crate::registration;
 use crate::router;
 use crate::sse::SseFilter;
 use futures_util::StreamExt;
@@ -44,7 +44,7 @@ use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
-use worker::{Env, Fetch, Headers, Method, Request, Response};
+use worker::{Env, Fetch, Headers, Request, Response};
 
 thread_local! {
     static STATE: RefCell<Option<Result<Authorizer, Error>>> = const { RefCell::new(None) };
@@ -52,8 +52,6 @@ thread_local! {
     static PENDING: RefCell<PendingChecks> = RefCell::new(PendingChecks::default());
     /// Fetches in flight, by kind ("keys", "discovery", "cimd:<url>").
     static FLIGHTS: RefCell<HashMap<String, InFlight>> = RefCell::new(HashMap::new());
-    /// Client ID Metadata Documents and the records this isolate wrote.
-    static CIMD: RefCell<cimd::Memory> = RefCell::new(cimd::Memory::default());
 }
 
 /// The KV namespace binding that holds the CIMD records.
@@ -447,7 +445,7 @@ pub async fn authorize(
         return r#"{"x":1}"#.into();
     };
     let info = parts.info();
-    match mcp::authorize(&Workerd, &info).await {
+    match mcp::authorize(&Workerd::default(), &info).await {
         Next::Decided(d) => d.to_wire(level()),
         Next::Verify(pending) => hand_to_js(pending, &info),
         Next::Failed(e) => config_failure(&e),
@@ -670,9 +668,22 @@ async fn shared_put(key: &str, body: &[u8], fetched_at: i64, ttl: i64, from: &st
 
 // ---- the platform, for workerd -------------------------------------------------------
 
-/// The platform the flows run on ([`crate::platform::Platform`]): this isolate.
-#[derive(Clone, Copy)]
-struct Workerd;
+/// The platform the flows run on ([`crate::platform::Platform`]): this isolate, and
+/// the `Env` of the request (KV, rate limits) when the flow needs it.
+#[derive(Clone, Default)]
+struct Workerd {
+    env: Option<JsValue>,
+}
+
+impl Workerd {
+    /// The `CIMD_KV` namespace, called directly (`list`, `put`, see [`call_async`]).
+    fn kv(&self) -> Result<JsValue, Error> {
+        self.env
+            .as_ref()
+            .and_then(|e| binding(e, CIMD_KV))
+            .ok_or_else(|| Error::Upstream("the CIMD_KV binding is missing".into()))
+    }
+}
 
 impl Platform for Workerd {
     fn now(&self) -> i64 {
@@ -683,11 +694,79 @@ impl Platform for Workerd {
         console(line)
     }
 
+    fn now_ms(&self) -> i64 {
+        js_sys::Date::now() as i64
+    }
+
+    async fn over_limit(&self, name: &str, key: &str) -> bool {
+        let Some(limiter) = self.env.as_ref().and_then(|e| binding(e, name)) else {
+            return false;
+        };
+        let key = js_object(&serde_json::json!({ "key": key }));
+        match call_async(&limiter, "limit", &[key]).await {
+            Ok(outcome) => {
+                js_sys::Reflect::get(&outcome, &JsValue::from_str("success"))
+                    .ok()
+                    .and_then(|s| s.as_bool())
+                    == Some(false)
+            }
+            Err(_) => false,
+        }
+    }
+
+    async fn kv_list(
+        &self,
+        prefix: &str,
+        limit: u32,
+    ) -> Result<Vec<(String, Option<serde_json::Value>)>, Error> {
+        #[derive(serde::Deserialize)]
+        struct Listed {
+            keys: Vec<ListedKey>,
+        }
+        #[derive(serde::Deserialize)]
+        struct ListedKey {
+            name: String,
+            metadata: Option<serde_json::Value>,
+        }
+        let kv = self.kv()?;
+        let options = js_object(&serde_json::json!({"prefix": prefix, "limit": limit}));
+        let listed = call_async(&kv, "list", &[options]).await.map_err(|e| {
+            Error::Upstream(Fault::new("CIMD_KV: list failed").detail(format!("CIMD_KV {e}")))
+        })?;
+        let text: String = js_sys::JSON::stringify(&listed)
+            .map(String::from)
+            .unwrap_or_default();
+        let listed: Listed = serde_json::from_str(&text)
+            .map_err(|e| Error::Upstream(format!("CIMD_KV list answer: {e}").into()))?;
+        Ok(listed
+            .keys
+            .into_iter()
+            .map(|k| (k.name, k.metadata))
+            .collect())
+    }
+
+    async fn kv_put(
+        &self,
+        key: &str,
+        value: &str,
+        metadata: &serde_json::Value,
+    ) -> Result<(), Error> {
+        let kv = self.kv()?;
+        let options = js_object(&serde_json::json!({ "metadata": metadata }));
+        let args = [JsValue::from_str(key), JsValue::from_str(value), options];
+        call_async(&kv, "put", &args)
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                Error::Upstream(Fault::new("CIMD_KV: put failed").detail(format!("CIMD_KV {e}")))
+            })
+    }
+
     fn with_auth<T>(&self, f: impl FnOnce(&mut Authorizer) -> T) -> Result<T, Error> {
         with_auth(f)
     }
 
-    async fn fetch(&self, o: Outgoing) -> Result<(u16, Vec<u8>), Error> {
+    async fn fetch(&self, o: Outgoing) -> Result<Answer, Error> {
         let headers = Headers::new();
         for (name, value) in &o.headers {
             let _ = headers.set(name, value);
@@ -701,8 +780,13 @@ impl Platform for Workerd {
                     .detail(format!("{}: {}", redact_url(&o.url), redact_urls(&e))),
             )
         })?;
-        let (status, _, bytes) = send_capped(request, o.peer, &o.url, o.timeout, o.cap).await?;
-        Ok((status, bytes))
+        let (status, headers, body) =
+            send_capped(request, o.peer, &o.url, o.timeout, o.cap).await?;
+        Ok(Answer {
+            status,
+            headers: headers.entries().collect(),
+            body,
+        })
     }
 
     async fn shared_get(&self, key: &str) -> Option<(Vec<u8>, i64, String)> {
@@ -842,7 +926,7 @@ fn to_response(reply: &Reply) -> Response {
 /// Serve every route but an MCP request's forwarding.
 #[wasm_bindgen(js_name = edge_respond)]
 pub async fn respond(request: web_sys::Request, env: JsValue) -> web_sys::Response {
-    let env: Env = env.unchecked_into();
+    let platform = Workerd { env: Some(env) };
     let mut req = Request::from(request);
     let method = req.method().to_string();
     let url = req.url().ok();
@@ -876,10 +960,20 @@ pub async fn respond(request: web_sys::Request, env: JsValue) -> web_sys::Respon
     let result = match with_auth(|a| a.serve(&info)).and_then(|r| r) {
         Ok(Serve::Reply(reply)) => Ok(to_response(&reply)),
         Ok(Serve::AuthorizationServerMetadata) => as_metadata().await.map(|r| to_response(&r)),
-        Ok(Serve::Register) => register(req).await.map(|r| to_response(&r)),
+        Ok(Serve::Register) => {
+            let relay = Relayed {
+                req: RefCell::new(&mut req),
+            };
+            as_proxy::register(&platform, &relay)
+                .await
+                .map(|r| to_response(&r))
+        }
         Ok(Serve::Passthrough(target)) => {
             log.decision = "proxy";
-            passthrough(&mut req, &target, &env).await
+            let relay = Relayed {
+                req: RefCell::new(&mut req),
+            };
+            as_proxy::pass(&platform, &relay, &target).await
         }
         Err(e) => Err(e),
     };
@@ -901,7 +995,7 @@ pub async fn respond(request: web_sys::Request, env: JsValue) -> web_sys::Respon
 }
 
 async fn as_metadata() -> Result<Reply, Error> {
-    upstream::ensure_upstream(&Workerd).await?;
+    upstream::ensure_upstream(&Workerd::default()).await?;
     with_auth(|a| {
         a.upstream(now())
             .map(|u| a.as_metadata_reply(u))
@@ -920,281 +1014,128 @@ fn declared_length(req: &Request) -> Option<usize> {
 
 /// A client's request body, at most `cap` bytes: a declared length over the cap is
 /// refused before reading, a body of unknown length (chunked) as it streams in.
-async fn read_request_body(req: &mut Request, cap: usize) -> Result<Vec<u8>, Error> {
-    if declared_length(req).is_some_and(|n| n > cap) {
+async fn read_body_stream(
+    declared: Option<usize>,
+    stream: worker::Result<worker::ByteStream>,
+    cap: usize,
+) -> Result<Vec<u8>, Error> {
+    if declared.is_some_and(|n| n > cap) {
         return Err(Error::PayloadTooLarge(cap));
     }
-    read_stream(req.stream(), cap, true)
-        .await
-        .map_err(|e| match e {
-            Capped::TooLarge => Error::PayloadTooLarge(cap),
-            Capped::Failed(_) => Error::InvalidRequest("the request body could not be read".into()),
-        })
-}
-
-async fn register(mut req: Request) -> Result<Reply, Error> {
-    let body = read_request_body(&mut req, registration::MAX_BODY).await?;
-    let request = registration::validate_request(&body)?;
-    let auth = req.headers().get("authorization").ok().flatten();
-    let body = with_auth(|a| registration::outgoing(&a.cfg, &request))?;
-    let (status, answer) = upstream::post_registration(&Workerd, body, auth).await?;
-    if (200..300).contains(&status) {
-        registration::clean_answer(&request, &answer)
-    } else {
-        Err(registration::upstream_error(status, &answer))
-    }
-}
-
-/// The largest form body the worker reads on its way to the authorization server.
-const MAX_FORM_BYTES: usize = 64 * 1024;
-
-/// A form POST's body, read when the worker may change it (the Hydra adapter's token
-/// defaults, a CIMD `client_id`); `None` to stream the client's body unchanged.
-async fn read_form(req: &mut Request) -> Result<Option<String>, Error> {
-    let wanted =
-        with_auth(|a| a.cfg.flavor == crate::config::Flavor::Hydra || a.cfg.cimd.is_some())?;
-    let form = req
-        .headers()
-        .get("content-type")
-        .ok()
-        .flatten()
-        .is_some_and(|t| {
-            t.to_ascii_lowercase()
-                .starts_with("application/x-www-form-urlencoded")
-        });
-    if !wanted || !form || req.method() != Method::Post {
-        return Ok(None);
-    }
-    let body = read_request_body(req, MAX_FORM_BYTES).await?;
-    String::from_utf8(body)
-        .map(Some)
-        .map_err(|_| Error::InvalidRequest("the form body is not UTF-8".into()))
-}
-
-async fn passthrough(req: &mut Request, target: &str, env: &Env) -> Result<Response, Error> {
-    if let Some(c) = with_auth(|a| a.cfg.cimd.clone())? {
-        if req.method() == Method::Get {
-            let query = target.split_once('?').map(|(_, q)| q).unwrap_or_default();
-            if let Some(ar) = cimd::authorization_request(query) {
-                return cimd_authorize(req, target, ar, &c, env).await;
-            }
-        }
-    }
-    let form = read_form(req).await?;
-    if let Some(f) = &form {
-        if let Some(url) = cimd::form_value(f, "client_id").filter(|c| cimd::is_document_url(c)) {
-            if with_auth(|a| a.cfg.cimd.is_some())? {
-                return cimd_form(req, target, f, &url, env).await;
-            }
-        }
-    }
-    let form = match form {
-        Some(f) => Some(with_auth(|a| proxy::token_defaults(&a.cfg, &f))?.unwrap_or(f)),
-        None => None,
-    };
-    forward(req, target, form).await
-}
-
-/// Send a pass-through request to the authorization server: the client's headers
-/// (its own credentials included), and `form` instead of its body when given.
-async fn forward(req: &Request, target: &str, form: Option<String>) -> Result<Response, Error> {
-    let headers = Headers::new();
-    let (named, identity) = with_auth(|a| {
-        let connection = req.headers().get("connection").ok().flatten();
-        (
-            proxy::connection_named(connection.as_deref()),
-            a.cfg.strip_identity.clone(),
-        )
-    })?;
-    for (name, value) in req.headers().entries() {
-        // The authorization server needs the client's own credentials (token requests);
-        // how the request reached the worker, the worker says itself (below).
-        let keep = name == "authorization"
-            || !(proxy::strip_request_header(&name, &named, &identity)
-                || proxy::FORWARDING_HEADERS.contains(&name.as_str()));
-        if keep && !(form.is_some() && name == "content-length") {
-            let _ = headers.append(&name, &value);
-        }
-    }
-    // The public name of the authorization server, from ISSUER: never the request's
-    // Host, never a client's Forwarded.
-    let (host, proto) = with_auth(|a| a.cfg.public_issuer_host())?;
-    let _ = headers.set("forwarded", &format!("host=\"{host}\";proto={proto}"));
-    let _ = headers.set("x-forwarded-host", &host);
-    let _ = headers.set("x-forwarded-proto", &proto);
-    let body = match form {
-        Some(f) => Some(JsValue::from_str(&f)),
-        None => req.inner().body().map(JsValue::from),
-    };
-    let upstream = outbound(req.method().as_ref(), target, &headers, body).map_err(|e| {
-        Error::Upstream(
-            Fault::new("AS_PASSTHROUGH: the pass-through URL cannot be fetched")
-                .detail(redact_urls(&e)),
-        )
-    })?;
-    Fetch::Request(upstream).send().await.map_err(|e| {
-        Error::Upstream(
-            Fault::new("AS_PASSTHROUGH: the authorization server is unreachable").detail(format!(
-                "{}: {}",
-                redact_url(target),
-                redact_urls(&e.to_string())
-            )),
-        )
+    read_stream(stream, cap, true).await.map_err(|e| match e {
+        Capped::TooLarge => Error::PayloadTooLarge(cap),
+        Capped::Failed(_) => Error::InvalidRequest("the request body could not be read".into()),
     })
 }
 
-// ---- Client ID Metadata Documents (see crate::cimd) -------------------------------
+// ---- the client's request, relayed to the authorization server ------------------------
 
-/// Log a CIMD event (warnings: refusals and failures; info: registrations).
-fn cimd_log(event: &str, client_id: &str, detail: &str, warning: bool) {
-    let lvl = level();
-    if lvl == LogLevel::Info || (lvl == LogLevel::Warn && warning) {
-        console(
-            &serde_json::json!({"event": event, "client_id": client_id, "detail": detail})
-                .to_string(),
-        );
-    }
+/// The client's request on its way to the authorization server ([`Relay`]).
+struct Relayed<'r> {
+    req: RefCell<&'r mut Request>,
 }
 
-/// An authorization request whose `client_id` is a document URL: fetch and check the
-/// document, find or register its upstream client, and forward the request with the
-/// upstream `client_id`.
-async fn cimd_authorize(
-    req: &Request,
-    target: &str,
-    ar: cimd::AuthorizationRequest,
-    c: &crate::config::Cimd,
-    env: &Env,
-) -> Result<Response, Error> {
-    let refuse = |error: &'static str, detail: String| {
-        cimd_log("cimd_refused", &ar.client_id, &detail, true);
-        cimd::refuse(error, detail)
-    };
-    let url = cimd::check_client_id(&ar.client_id, c.allow_loopback).map_err(|e| {
-        refuse(
-            "invalid_client",
-            format!("client_id {:?} {e}", ar.client_id),
-        )
-    })?;
-    // Fetching a document (and maybe registering a client) counts against the
-    // registration limit of the client's address, like a registration.
-    let cached = CIMD.with(|m| m.borrow().document(url.as_str(), now()).is_some());
-    if !cached && over_address_limit(env, req).await {
-        cimd_log(
-            "cimd_refused",
-            &ar.client_id,
-            "rate limited (per address)",
-            true,
-        );
-        return Err(Error::RateLimited("address"));
-    }
-    let doc = document(&url, c).await.map_err(|e| {
-        refuse(
-            "invalid_client",
-            format!("the client metadata document at {url} {e}"),
-        )
-    })?;
-    let redirect = cimd::check_redirect(&doc, ar.redirect_uri.as_deref())
-        .map_err(|e| refuse("invalid_request", e))?;
-    let issuer = with_auth(|a| a.cfg.issuer.clone())?;
-    if let Some(p) = &doc.problem {
-        let detail = format!("the client metadata document {p}");
-        cimd_log("cimd_refused", &ar.client_id, &detail, true);
-        return Err(cimd::to_client(
-            &ar,
-            &redirect,
-            &issuer,
-            "unauthorized_client",
-            detail,
-        ));
-    }
-    let upstream_id = upstream_client(&doc, env).await.map_err(|e| {
-        cimd_log("cimd_failed", &ar.client_id, &e.to_string(), true);
-        cimd::to_client(
-            &ar,
-            &redirect,
-            &issuer,
-            "server_error",
-            "the authorization server could not register this client; try again later",
-        )
-    })?;
-    let (base, query) = target.split_once('?').unwrap_or((target, ""));
-    let target = format!("{base}?{}", cimd::replace_client_id(query, &upstream_id));
-    forward(req, &target, None).await
-}
-
-/// Whether `REGISTRATION_RATE_LIMITER`, when bound, refuses one more request from
-/// the client's address (the key the JS entry uses for registrations).
-async fn over_address_limit(env: &Env, req: &Request) -> bool {
-    let get = |o: &JsValue, k: &str| js_sys::Reflect::get(o, &JsValue::from_str(k)).ok();
-    let Some(limiter) = get(env.as_ref(), "REGISTRATION_RATE_LIMITER").filter(|l| l.is_object())
-    else {
-        return false;
-    };
-    let address = req
-        .headers()
-        .get("cf-connecting-ip")
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| "unknown".into());
-    let key = js_object(&serde_json::json!({ "key": format!("addr:{address}") }));
-    match call_async(&limiter, "limit", &[key]).await {
-        Ok(outcome) => get(&outcome, "success").and_then(|s| s.as_bool()) == Some(false),
-        Err(_) => false,
-    }
-}
-
-/// The document at `url`: from this isolate's memory while its cache lifetime lasts,
-/// else fetched (no redirects, `CIMD_TIMEOUT_SECONDS`, [`cimd::MAX_DOCUMENT_BYTES`]).
-async fn document(url: &url::Url, c: &crate::config::Cimd) -> Result<cimd::Document, String> {
-    if let Some(d) = CIMD.with(|m| m.borrow().document(url.as_str(), now()).cloned()) {
-        return Ok(d);
-    }
-    let headers = Headers::new();
-    let _ = headers.set("accept", "application/json");
-    let request = outbound("GET", url.as_str(), &headers, None)?;
-    let (status, headers, body) = match send_capped(
-        request,
-        "the document",
-        url.as_str(),
-        c.timeout,
-        cimd::MAX_DOCUMENT_BYTES,
-    )
-    .await
-    {
-        Ok(answer) => answer,
-        // The client's own URL: its failure is told to the client in its words.
-        Err(Error::Upstream(f)) => {
-            return Err(f
-                .public
-                .strip_prefix("the document ")
-                .unwrap_or(&f.public)
-                .to_string())
+impl Relayed<'_> {
+    /// The request to `target`: the client's headers (its own credentials included;
+    /// how the request reached the worker, the worker says itself), and `form`
+    /// instead of its body when given.
+    fn outgoing(&self, target: &str, form: Option<String>) -> Result<Request, Error> {
+        let req = self.req.borrow();
+        let headers = Headers::new();
+        let (named, identity) = with_auth(|a| {
+            let connection = req.headers().get("connection").ok().flatten();
+            (
+                proxy::connection_named(connection.as_deref()),
+                a.cfg.strip_identity.clone(),
+            )
+        })?;
+        for (name, value) in req.headers().entries() {
+            let keep = name == "authorization"
+                || !(proxy::strip_request_header(&name, &named, &identity)
+                    || proxy::FORWARDING_HEADERS.contains(&name.as_str()));
+            if keep && !(form.is_some() && name == "content-length") {
+                let _ = headers.append(&name, &value);
+            }
         }
-        Err(e) => return Err(e.to_string()),
-    };
-    let header = |name: &str| headers.get(name).ok().flatten();
-    let doc = cimd::parse_document(
-        url.as_str(),
-        status,
-        header("content-type").as_deref(),
-        &body,
-    )?;
-    let seconds = cimd::cache_seconds(header("cache-control").as_deref(), c.cache_max);
-    CIMD.with(|m| m.borrow_mut().keep_document(doc.clone(), seconds, now()));
-    Ok(doc)
+        // The public name of the authorization server, from ISSUER: never the
+        // request's Host, never a client's Forwarded.
+        let (host, proto) = with_auth(|a| a.cfg.public_issuer_host())?;
+        let _ = headers.set("forwarded", &format!("host=\"{host}\";proto={proto}"));
+        let _ = headers.set("x-forwarded-host", &host);
+        let _ = headers.set("x-forwarded-proto", &proto);
+        let body = match form {
+            Some(f) => Some(JsValue::from_str(&f)),
+            None => req.inner().body().map(JsValue::from),
+        };
+        outbound(req.method().as_ref(), target, &headers, body).map_err(|e| {
+            Error::Upstream(
+                Fault::new("AS_PASSTHROUGH: the pass-through URL cannot be fetched")
+                    .detail(redact_urls(&e)),
+            )
+        })
+    }
 }
 
-/// The `CIMD_KV` namespace, called directly (`list`, `put`, see [`call_async`]).
-#[derive(Clone)]
-struct Kv(JsValue);
+impl Relay for Relayed<'_> {
+    type Response = Response;
 
-impl Kv {
-    /// Call `method` on the namespace with `args` and await its promise.
-    async fn call(&self, method: &str, args: &[JsValue]) -> Result<JsValue, String> {
-        call_async(&self.0, method, args)
-            .await
-            .map_err(|e| format!("CIMD_KV {e}"))
+    fn method(&self) -> String {
+        self.req.borrow().method().to_string()
+    }
+
+    fn header(&self, name: &str) -> Option<String> {
+        self.req.borrow().headers().get(name).ok().flatten()
+    }
+
+    async fn body(&self, cap: usize) -> Result<Vec<u8>, Error> {
+        let (declared, stream) = {
+            let mut req = self.req.borrow_mut();
+            (declared_length(&req), req.stream())
+        };
+        read_body_stream(declared, stream, cap).await
+    }
+
+    async fn forward(&self, target: &str, form: Option<String>) -> Result<Response, Error> {
+        let upstream = self.outgoing(target, form)?;
+        Fetch::Request(upstream).send().await.map_err(|e| {
+            Error::Upstream(
+                Fault::new("AS_PASSTHROUGH: the authorization server is unreachable").detail(
+                    format!("{}: {}", redact_url(target), redact_urls(&e.to_string())),
+                ),
+            )
+        })
+    }
+
+    async fn read(&self, mut response: Response, cap: usize) -> Result<Answer, Error> {
+        let status = response.status_code();
+        let headers = response.headers().entries().collect();
+        let body = read_capped(&mut response, cap).await.map_err(|e| match e {
+            Capped::TooLarge => flows::cimd::read_failure(true, ""),
+            Capped::Failed(m) => flows::cimd::read_failure(false, &m),
+        })?;
+        Ok(Answer {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    fn build(&self, answer: Answer) -> Result<Response, Error> {
+        let headers = Headers::new();
+        for (name, value) in &answer.headers {
+            if !matches!(
+                name.as_str(),
+                "content-length" | "content-encoding" | "transfer-encoding"
+            ) {
+                let _ = headers.append(name, value);
+            }
+        }
+        Ok(Response::from_bytes(answer.body)
+            .map_err(|e| {
+                Error::Upstream(Fault::new("the answer could not be built").detail(e.to_string()))
+            })?
+            .with_status(answer.status)
+            .with_headers(headers))
     }
 }
 
@@ -1203,167 +1144,9 @@ fn js_object(json: &serde_json::Value) -> JsValue {
     js_sys::JSON::parse(&json.to_string()).unwrap_or(JsValue::UNDEFINED)
 }
 
-fn cimd_kv(env: &Env) -> Result<Kv, Error> {
-    let kv = js_sys::Reflect::get(env.as_ref(), &JsValue::from_str(CIMD_KV))
+/// A binding of the `Env` by name, when it is an object.
+fn binding(env: &JsValue, name: &str) -> Option<JsValue> {
+    js_sys::Reflect::get(env, &JsValue::from_str(name))
         .ok()
         .filter(|v| v.is_object())
-        .ok_or_else(|| Error::Upstream("the CIMD_KV binding is missing".into()))?;
-    Ok(Kv(kv))
-}
-
-/// Every record of the document's upstream clients: KV's list and this isolate's
-/// own writes.
-async fn records(kv: &Kv, url: &str) -> Result<Vec<(String, cimd::Record)>, Error> {
-    #[derive(serde::Deserialize)]
-    struct Listed {
-        keys: Vec<ListedKey>,
-    }
-    #[derive(serde::Deserialize)]
-    struct ListedKey {
-        name: String,
-        metadata: Option<serde_json::Value>,
-    }
-    let options = js_object(&serde_json::json!({"prefix": cimd::kv_prefix(url), "limit": 100}));
-    let listed = kv
-        .call("list", &[options])
-        .await
-        .map_err(|e| Error::Upstream(Fault::new("CIMD_KV: list failed").detail(e)))?;
-    let text: String = js_sys::JSON::stringify(&listed)
-        .map(String::from)
-        .unwrap_or_default();
-    let listed: Listed = serde_json::from_str(&text)
-        .map_err(|e| Error::Upstream(format!("CIMD_KV list answer: {e}").into()))?;
-    // A key whose metadata is not a record (not written by this worker) is skipped.
-    let parsed = listed
-        .keys
-        .into_iter()
-        .filter_map(|k| Some((k.name, serde_json::from_value(k.metadata?).ok()?)))
-        .collect();
-    Ok(CIMD.with(|m| m.borrow().merge(url, parsed)))
-}
-
-/// The upstream client for a document: recorded, or registered now (once at a time
-/// per document in this isolate).
-async fn upstream_client(doc: &cimd::Document, env: &Env) -> Result<String, Error> {
-    let kv = cimd_kv(env)?;
-    let fp = cimd::fingerprint(doc);
-    if let Some(r) = cimd::for_authorization(&records(&kv, &doc.client_id).await?, &fp) {
-        return Ok(r.client_id.clone());
-    }
-    let (d, f, k) = (doc.clone(), fp.clone(), kv.clone());
-    single_flight(&format!("cimd:{}", doc.client_id), move || {
-        Box::pin(register_document(d, f, k))
-    })
-    .await?;
-    cimd::for_authorization(&records(&kv, &doc.client_id).await?, &fp)
-        .map(|r| r.client_id.clone())
-        .ok_or_else(|| {
-            Error::Upstream("the client was registered but its record is missing".into())
-        })
-}
-
-/// Register the document's client upstream and record it in KV, unless a record
-/// with the document's fingerprint appeared meanwhile.
-async fn register_document(doc: cimd::Document, fp: String, kv: Kv) -> Result<(), Error> {
-    if cimd::for_authorization(&records(&kv, &doc.client_id).await?, &fp).is_some() {
-        return Ok(());
-    }
-    let body = with_auth(|a| cimd::registration_body(&a.cfg, &doc))?;
-    let (status, answer) = upstream::post_registration(&Workerd, body, None).await?;
-    let id = cimd::read_registration(status, &answer)?;
-    let created_ms = js_sys::Date::now() as i64;
-    let key = cimd::kv_key(&doc.client_id, created_ms, &id);
-    let record = cimd::Record {
-        client_id: id.clone(),
-        fingerprint: fp,
-        created_ms,
-    };
-    let value = serde_json::json!({
-        "client_id_metadata_document": doc.client_id,
-        "client_id": id,
-        "redirect_uris": doc.redirect_uris,
-        "grant_types": doc.grant_types,
-        "registered_at_ms": created_ms,
-    });
-    let options = js_object(&serde_json::json!({ "metadata": record }));
-    kv.call(
-        "put",
-        &[
-            JsValue::from_str(&key),
-            JsValue::from_str(&value.to_string()),
-            options,
-        ],
-    )
-    .await
-    .map_err(|e| Error::Upstream(Fault::new("CIMD_KV: put failed").detail(e)))?;
-    CIMD.with(|m| m.borrow_mut().wrote(&doc.client_id, key, record));
-    cimd_log("cimd_registered", &doc.client_id, &id, false);
-    Ok(())
-}
-
-/// A form POST (token, revocation) naming a document URL as `client_id`: sent with
-/// the recorded upstream clients in turn while the upstream answers `invalid_grant`.
-async fn cimd_form(
-    req: &Request,
-    target: &str,
-    form: &str,
-    url: &str,
-    env: &Env,
-) -> Result<Response, Error> {
-    let unavailable = |e: Error| {
-        cimd_log("cimd_failed", url, &e.to_string(), true);
-        Error::OAuth {
-            error: "temporarily_unavailable",
-            description: "client records cannot be read right now; retry later".into(),
-            status: 503,
-            location: None,
-        }
-    };
-    let kv = cimd_kv(env).map_err(unavailable)?;
-    let recs = records(&kv, url).await.map_err(unavailable)?;
-    let tries = cimd::for_token(&recs);
-    if tries.is_empty() {
-        cimd_log("cimd_refused", url, "no client registered", true);
-        return Err(cimd::unknown_client(url));
-    }
-    for (i, r) in tries.iter().enumerate() {
-        let body = cimd::replace_client_id(form, &r.client_id);
-        let body = with_auth(|a| proxy::token_defaults(&a.cfg, &body))?.unwrap_or(body);
-        let mut response = forward(req, target, Some(body)).await?;
-        let status = response.status_code();
-        let bytes = read_capped(&mut response, MAX_FORM_BYTES)
-            .await
-            .map_err(|e| {
-                Error::Upstream(match e {
-                    Capped::TooLarge => Fault::new(format!(
-                        "AS_PASSTHROUGH: the token endpoint answered more than {MAX_FORM_BYTES} bytes"
-                    )),
-                    Capped::Failed(m) => {
-                        Fault::new("AS_PASSTHROUGH: the token endpoint broke off its answer")
-                            .detail(redact_urls(&m))
-                    }
-                })
-            })?;
-        if i + 1 < tries.len() && cimd::is_invalid_grant(status, &bytes) {
-            cimd_log("cimd_retry", url, &r.client_id, false);
-            continue;
-        }
-        let bytes = cimd::map_answer(&bytes, &r.client_id, url).unwrap_or(bytes);
-        let headers = Headers::new();
-        for (name, value) in response.headers().entries() {
-            if !matches!(
-                name.as_str(),
-                "content-length" | "content-encoding" | "transfer-encoding"
-            ) {
-                let _ = headers.append(&name, &value);
-            }
-        }
-        return Ok(Response::from_bytes(bytes)
-            .map_err(|e| {
-                Error::Upstream(Fault::new("the answer could not be built").detail(e.to_string()))
-            })?
-            .with_status(status)
-            .with_headers(headers));
-    }
-    Err(cimd::unknown_client(url))
 }

@@ -13,6 +13,33 @@ use crate::error::Error;
 use std::future::Future;
 use std::pin::Pin;
 
+/// A client's request relayed to the authorization server (the pass-through), as
+/// the flows see it: the glue holds the runtime's request and response objects.
+#[allow(async_fn_in_trait)]
+pub trait Relay {
+    /// The runtime's response.
+    type Response;
+
+    /// The request's method.
+    fn method(&self) -> String;
+
+    /// A request header, by lowercase name.
+    fn header(&self, name: &str) -> Option<String>;
+
+    /// The request's body, at most `cap` bytes (413 past it, read as it streams).
+    async fn body(&self, cap: usize) -> Result<Vec<u8>, Error>;
+
+    /// Forward the client's request to `target`: its headers (its own credentials
+    /// included), and `form` instead of its body when given.
+    async fn forward(&self, target: &str, form: Option<String>) -> Result<Self::Response, Error>;
+
+    /// Read a forwarded answer, at most `cap` bytes (to rewrite it).
+    async fn read(&self, response: Self::Response, cap: usize) -> Result<Answer, Error>;
+
+    /// A response built from an answer (`content-length` and encodings recomputed).
+    fn build(&self, answer: Answer) -> Result<Self::Response, Error>;
+}
+
 /// A flow started under [`Platform::single_flight`].
 pub type Flight = Pin<Box<dyn Future<Output = Result<(), Error>>>>;
 
@@ -32,6 +59,23 @@ pub struct Outgoing {
     pub cap: usize,
 }
 
+/// An upstream's answer: status, headers (lowercase names), body.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 /// What the flows need from the runtime.
 #[allow(async_fn_in_trait)] // one implementation per target, never `dyn`, never Send
 pub trait Platform: Clone + 'static {
@@ -45,9 +89,32 @@ pub trait Platform: Clone + 'static {
     /// get the configuration error it could not be built with.
     fn with_auth<T>(&self, f: impl FnOnce(&mut Authorizer) -> T) -> Result<T, Error>;
 
-    /// Send `request`; the status and the body, read as it streams, at most `cap`
+    /// Milliseconds since the epoch (record timestamps).
+    fn now_ms(&self) -> i64;
+
+    /// Send `request`; the status, headers and body, read as it streams, at most `cap`
     /// bytes, within `timeout`. Failures are [`Error::Upstream`] naming the peer.
-    async fn fetch(&self, request: Outgoing) -> Result<(u16, Vec<u8>), Error>;
+    async fn fetch(&self, request: Outgoing) -> Result<Answer, Error>;
+
+    /// Does the rate-limiting binding `binding`, when bound, refuse one more request
+    /// under `key`? Unbound or failing: no.
+    async fn over_limit(&self, binding: &str, key: &str) -> bool;
+
+    /// The keys under `prefix` in the `CIMD_KV` namespace (at most `limit`), each
+    /// with its metadata.
+    async fn kv_list(
+        &self,
+        prefix: &str,
+        limit: u32,
+    ) -> Result<Vec<(String, Option<serde_json::Value>)>, Error>;
+
+    /// Store `value` under `key` in the `CIMD_KV` namespace, with `metadata`.
+    async fn kv_put(
+        &self,
+        key: &str,
+        value: &str,
+        metadata: &serde_json::Value,
+    ) -> Result<(), Error>;
 
     /// A document another isolate stored under `key`: its bytes, when it was
     /// fetched, and the URL it came from. Best effort: any failure is a miss.

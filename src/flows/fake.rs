@@ -5,8 +5,10 @@
 use crate::authorizer::Authorizer;
 use crate::error::Error;
 use crate::metadata;
-use crate::platform::{Flight, Outgoing, Platform};
+use crate::platform::{Answer, Flight, Outgoing, Platform};
+use serde_json::Value;
 use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::future::Future;
 use std::rc::Rc;
@@ -26,18 +28,22 @@ pub fn run<F: Future>(f: F) -> F::Output {
 #[derive(Clone)]
 pub struct Fake(pub Rc<Inner>);
 
-type Answer = Result<(u16, Vec<u8>), Error>;
+type Scripted = Result<Answer, Error>;
 /// A shared-cache entry: the bytes, when they were fetched, where from.
 type Stored = (Vec<u8>, i64, String);
 
 pub struct Inner {
     pub auth: RefCell<Authorizer>,
     pub clock: Cell<i64>,
-    pub answers: RefCell<HashMap<String, Answer>>,
+    pub answers: RefCell<HashMap<String, Scripted>>,
     pub sent: RefCell<Vec<Outgoing>>,
     pub shared: RefCell<HashMap<String, Stored>>,
     pub flights: RefCell<Vec<String>>,
     pub logged: RefCell<Vec<String>>,
+    /// The `CIMD_KV` namespace: key -> (value, metadata), in key order.
+    pub kv: RefCell<BTreeMap<String, (String, Value)>>,
+    /// Rate-limit keys that are over their limit.
+    pub limited: RefCell<Vec<String>>,
 }
 
 impl Fake {
@@ -50,14 +56,28 @@ impl Fake {
             shared: RefCell::default(),
             flights: RefCell::default(),
             logged: RefCell::default(),
+            kv: RefCell::default(),
+            limited: RefCell::default(),
         }))
     }
 
     pub fn answer(&self, url: &str, status: u16, body: &str) {
+        self.answer_with(url, status, &[], body);
+    }
+
+    pub fn answer_with(&self, url: &str, status: u16, headers: &[(&str, &str)], body: &str) {
+        let answer = Answer {
+            status,
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            body: body.as_bytes().to_vec(),
+        };
         self.0
             .answers
             .borrow_mut()
-            .insert(url.to_string(), Ok((status, body.as_bytes().to_vec())));
+            .insert(url.to_string(), Ok(answer));
     }
 
     pub fn fail(&self, url: &str, e: Error) {
@@ -85,6 +105,10 @@ impl Platform for Fake {
         self.0.clock.get()
     }
 
+    fn now_ms(&self) -> i64 {
+        self.0.clock.get() * 1000
+    }
+
     fn log(&self, line: &str) {
         self.0.logged.borrow_mut().push(line.to_string());
     }
@@ -93,10 +117,41 @@ impl Platform for Fake {
         Ok(f(&mut self.0.auth.borrow_mut()))
     }
 
-    async fn fetch(&self, request: Outgoing) -> Result<(u16, Vec<u8>), Error> {
+    async fn fetch(&self, request: Outgoing) -> Result<Answer, Error> {
         let answer = self.0.answers.borrow().get(&request.url).cloned();
         self.0.sent.borrow_mut().push(request);
-        answer.unwrap_or(Ok((404, Vec::new())))
+        answer.unwrap_or(Ok(Answer {
+            status: 404,
+            ..Default::default()
+        }))
+    }
+
+    async fn over_limit(&self, _binding: &str, key: &str) -> bool {
+        self.0.limited.borrow().iter().any(|k| k == key)
+    }
+
+    async fn kv_list(
+        &self,
+        prefix: &str,
+        limit: u32,
+    ) -> Result<Vec<(String, Option<Value>)>, Error> {
+        Ok(self
+            .0
+            .kv
+            .borrow()
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .take(limit as usize)
+            .map(|(k, (_, m))| (k.clone(), Some(m.clone())))
+            .collect())
+    }
+
+    async fn kv_put(&self, key: &str, value: &str, metadata: &Value) -> Result<(), Error> {
+        self.0
+            .kv
+            .borrow_mut()
+            .insert(key.to_string(), (value.to_string(), metadata.clone()));
+        Ok(())
     }
 
     async fn shared_get(&self, key: &str) -> Option<(Vec<u8>, i64, String)> {

@@ -130,7 +130,7 @@ async fn answer<P: Platform>(p: &P, token: &str) -> Result<Result<(u16, Vec<u8>)
         auth,
         intro.timeout_seconds,
     );
-    Ok(p.fetch(out).await)
+    Ok(p.fetch(out).await.map(|a| (a.status, a.body)))
 }
 
 #[cfg(test)]

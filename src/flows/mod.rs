@@ -2,6 +2,8 @@
 //! [`crate::platform::Platform`] and unit-tested with a fake platform. The glue
 //! (`src/glue.rs`) implements the platform for workerd and keeps the wasm exports.
 
+pub mod as_proxy;
+pub mod cimd;
 #[cfg(test)]
 pub(crate) mod fake;
 pub mod mcp;

@@ -108,7 +108,8 @@ async fn discover<P: Platform>(p: &P) -> Result<(), Error> {
     for url in urls {
         let peer = "the metadata document (discovered from ISSUER or AS_URL)";
         let out = request(p, peer, url.as_str(), None, None, UPSTREAM_TIMEOUT_SECONDS);
-        let (status, body) = p.fetch(out).await?;
+        let answer = p.fetch(out).await?;
+        let (status, body) = (answer.status, answer.body);
         let accepted =
             p.with_auth(|a| metadata::accept_upstream(&a.cfg, &url, status, &body))??;
         if let Some(up) = accepted {
@@ -200,7 +201,7 @@ async fn fetch_jwks<P: Platform>(p: &P) -> Result<Vec<u8>, Error> {
     };
     let peer = "JWKS_URL (or the discovered jwks_uri)";
     let out = request(p, peer, &url, None, None, UPSTREAM_TIMEOUT_SECONDS);
-    match p.fetch(out).await {
+    match p.fetch(out).await.map(|a| (a.status, a.body)) {
         Ok((200, body)) => Ok(body),
         Ok((status, _)) => Err(Error::KeysUnavailable(
             Fault::new(format!("{peer} answered {status}")).detail(redact_url(&url)),
@@ -236,15 +237,15 @@ pub async fn post_registration<P: Platform>(
     let endpoint = registration_endpoint(p).await?;
     let peer = "the registration endpoint (REGISTRATION_URL or discovered)";
     let body = Some((body, "application/json"));
-    p.fetch(request(
+    let out = request(
         p,
         peer,
         &endpoint,
         body,
         authorization,
         UPSTREAM_TIMEOUT_SECONDS,
-    ))
-    .await
+    );
+    p.fetch(out).await.map(|a| (a.status, a.body))
 }
 
 #[cfg(test)]
