@@ -144,9 +144,9 @@ pub fn load_vars(
 fn config_fix(e: &Error) -> String {
     match e {
         Error::Config { binding, .. } => format!(
-            "set {binding} in wrangler.toml ([vars] or [env.<name>.vars]), .dev.vars or as a secret; see the README's configuration table"
+            "set {binding} in wrangler.toml ([vars] or [env.<name>.vars]), .dev.vars or as a secret; see docs/configuration.md"
         ),
-        _ => "see the README's configuration table".into(),
+        _ => "see docs/configuration.md".into(),
     }
 }
 
@@ -171,7 +171,7 @@ pub fn run(vars: &HashMap<String, String>, http: &dyn Http, opts: &Options) -> V
         out.push(fail(
             "bindings",
             format!("not bindings of this worker: {}", unknown.join(", ")),
-            "remove them or correct their names (a misspelt binding is silently unset); the README's configuration table lists every binding",
+            "remove them or correct their names (a misspelt binding is silently unset); docs/configuration.md lists every binding",
         ));
     }
     out.push(pass(
@@ -732,7 +732,7 @@ fn token_fix(cfg: &Config, e: &Error) -> String {
     if d.contains("alg") || d.contains("algorithm") {
         return "add the token's algorithm to ALGORITHMS if it is asymmetric and expected".into();
     }
-    "see the README's Behaviour section (Tokens)".into()
+    "see docs/behaviour.md (Tokens)".into()
 }
 
 /// Compare a deployed worker with what the configuration implies.

@@ -22,7 +22,7 @@
 //!
 //! The hot path (an MCP request carrying a token already seen) is one synchronous call
 //! from the JS entry (`src/entry.mjs`) into the wasm with four strings, answered with
-//! one string: see [`glue`] and the README's request-flow diagram.
+//! one string: see [`glue`] and docs/architecture.md.
 
 pub mod authorizer;
 pub mod cache;

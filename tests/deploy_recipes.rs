@@ -1,5 +1,5 @@
 #![cfg(not(target_arch = "wasm32"))]
-//! The README's deployment recipes are complete `wrangler.toml` environments: each
+//! The deployment recipes (docs/deploying.md) are complete `wrangler.toml` environments: each
 //! must build a valid configuration with the worker's own code, so the documentation
 //! cannot drift from the bindings. Secrets a recipe names in a `# secrets:` line are
 //! given placeholder values.
@@ -7,14 +7,14 @@
 use mcp_edge_auth::config::{Config, Flavor};
 use std::collections::HashMap;
 
-/// Every ```toml block of the README that declares an `[env.<name>.vars]` table.
+/// Every ```toml block of docs/deploying.md that declares an `[env.<name>.vars]` table.
 /// Each recipe: its name, its vars (secrets as placeholders), and the names of the
 /// KV namespaces it binds.
 type Recipe = (String, HashMap<String, String>, Vec<String>);
 
 fn recipes() -> Vec<Recipe> {
     let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/deploying.md")).unwrap();
     let mut out = Vec::new();
     for block in readme.split("```toml\n").skip(1) {
         let block = block.split("```").next().unwrap();

@@ -1,0 +1,52 @@
+#![cfg(not(target_arch = "wasm32"))]
+//! The configuration table (docs/configuration.md) names exactly the worker's text
+//! bindings (`config::BINDINGS`, which the doctor's misspelling check uses too), so
+//! the documentation cannot drift from the code.
+
+use mcp_edge_auth::config::BINDINGS;
+
+/// Binding names in the first column of the table's rows: `` `A`, `B` ``.
+fn documented() -> Vec<String> {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/configuration.md"
+    ))
+    .expect("docs/configuration.md");
+    let mut out = Vec::new();
+    for row in doc.lines().filter(|l| l.starts_with("| `")) {
+        let first = row.split('|').nth(1).unwrap_or_default();
+        for name in first.split('`').skip(1).step_by(2) {
+            out.push(name.to_string());
+        }
+    }
+    out
+}
+
+#[test]
+fn the_configuration_table_lists_every_binding_and_only_bindings() {
+    let documented = documented();
+    let missing: Vec<&&str> = BINDINGS
+        .iter()
+        .filter(|b| !documented.iter().any(|d| d == *b))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "bindings not in docs/configuration.md: {missing:?}"
+    );
+    // Besides the text bindings, the table documents the runtime bindings the worker
+    // looks up by name (a KV namespace, rate limiters).
+    let runtime = [
+        "CIMD_KV",
+        "MCP_RATE_LIMITER",
+        "MCP_CLIENT_RATE_LIMITER",
+        "REGISTRATION_RATE_LIMITER",
+    ];
+    let unknown: Vec<&String> = documented
+        .iter()
+        .filter(|d| !BINDINGS.contains(&d.as_str()) && !runtime.contains(&d.as_str()))
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "documented but not bindings: {unknown:?}"
+    );
+}
