@@ -838,86 +838,24 @@ impl Pending {
             .unwrap_or(0);
         let input_end = start + self.input_len;
         let sig_end = input_end + 1 + self.signature_len;
-        let (_, verify) = jwks::webcrypto_params(self.alg).unwrap_or_default();
-        // Key ids are the worker's own (`<generation>.<index>`): nothing to escape.
-        let mut wire = format!(
-            r#"{{"v":{handle},"k":"{}","a":"{:?}","y":{verify},"i":[{start},{input_end}],"s":[{},{sig_end}]"#,
-            self.key_id,
+        let (_, params) = jwks::webcrypto_params(self.alg).unwrap_or_default();
+        crate::wire::verify(
+            handle,
+            &self.key_id,
             self.alg,
-            input_end + 1
-        );
-        if let Some(d) = ahead {
-            wire.push_str(r#","d":"#);
-            wire.push_str(d);
-        }
-        wire.push('}');
-        wire
+            &params,
+            (start, input_end),
+            (input_end + 1, sig_end),
+            ahead,
+        )
     }
 }
 
 impl Decision {
-    /// The compact form the JS entry reads (one string across the wasm boundary):
-    /// `{"f": target, "h": [[name, value]], "c": [[name, value]], "t": filter, "l": log}`
-    /// to forward (`t` only when the answer is to be filtered), `{"b": max}` to read
-    /// the body first,
-    /// `{"r": {status, headers, body}, "l": log}` to answer, `{"p": 1}` when keys or a
-    /// signature check are needed, `{"x": 1}` for routes the Rust handler serves.
+    /// The compact form the JS entry reads: see [`crate::wire`].
     pub fn to_wire(&self, level: LogLevel) -> String {
-        fn log(level: LogLevel, l: &LogLine) -> Option<&LogLine> {
-            let quiet = level == LogLevel::Off
-                || (level == LogLevel::Warn && !l.is_warning() && l.status != 0);
-            (!quiet).then_some(l)
-        }
-        // Serialised from borrowed structs: no intermediate JSON tree on the hot path.
-        let wire = match self {
-            Decision::Forward {
-                target,
-                headers,
-                cors,
-                filter,
-                limits,
-                log: l,
-            } => serde_json::to_string(&ForwardWire {
-                f: target,
-                h: headers,
-                c: cors,
-                q: limits,
-                t: filter.as_ref().and_then(|f| serde_json::to_string(f).ok()),
-                l: log(level, l),
-            }),
-            Decision::Reply { reply, log: l } => serde_json::to_string(&ReplyWire {
-                r: reply,
-                l: log(level, l),
-            }),
-            // The glue answers Verify with `Pending::to_wire` after keeping it.
-            Decision::NeedKeys | Decision::Verify(_) | Decision::Introspect => {
-                return r#"{"p":1}"#.to_string()
-            }
-            Decision::NeedBody(max) => return format!(r#"{{"b":{max}}}"#),
-            Decision::NotMcp => return r#"{"x":1}"#.to_string(),
-        };
-        wire.unwrap_or_else(|_| r#"{"x":1}"#.to_string())
+        crate::wire::decision(self, level)
     }
-}
-
-#[derive(serde::Serialize)]
-struct ForwardWire<'a> {
-    f: &'a str,
-    h: &'a [(&'static str, String)],
-    c: &'a [(&'static str, String)],
-    /// Rate-limit `[binding, key]` pairs, when limiting bindings exist.
-    #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    q: &'a [(&'static str, String)],
-    /// The filter spec, as a JSON string the entry hands back to the filter.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    t: Option<String>,
-    l: Option<&'a LogLine>,
-}
-
-#[derive(serde::Serialize)]
-struct ReplyWire<'a> {
-    r: &'a Reply,
-    l: Option<&'a LogLine>,
 }
 
 /// A message's `params.arguments` as an object, read only when an argument rule

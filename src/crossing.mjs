@@ -1,3 +1,4 @@
+// @ts-check
 // The synchronous crossings into the module, one call each. The request's strings are
 // written as UTF-8, one after the other, into a buffer the module lends
 // (`edge_input`), and `edge_fast` / `edge_complete` get their lengths as numbers (-1:

@@ -1,3 +1,4 @@
+// @ts-check
 // The Worker's entry: thin on purpose. Crossing from JS into wasm costs more than a
 // JWT check, so the hot path crosses once: `fast()` takes four strings (written into
 // the module's memory in one go: src/crossing.mjs) and answers one. Every decision is
@@ -29,6 +30,10 @@ import {
   EdgeSseFilter,
 } from "../build/mcp_edge_auth.js";
 import { bind, complete, fast, mcpHeaders } from "./crossing.mjs";
+import { BODY } from "./wire.mjs";
+
+/** The module's answer (src/wire.rs; typed in src/wire.d.ts). @type {(wire: string) => Decision} */
+const decision = (wire) => JSON.parse(wire);
 
 bind(initSync({ module: wasmModule }));
 
@@ -63,12 +68,9 @@ async function overLimit(env, pairs) {
   return null;
 }
 
-// Body states, as Rust's glue reads them.
-const TEXT = 1;
-const TOO_LARGE = 2;
-const NOT_UTF8 = 3;
+const { TEXT, TOO_LARGE, NOT_UTF8 } = BODY;
 
-const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false });
 
 function decoded(bytes) {
   try {
@@ -191,10 +193,17 @@ function log(line, status) {
 const cryptoKeys = new Map();
 const encoder = new TextEncoder();
 
-// The runtime's base64url decoder (workerd's V8 has Uint8Array.fromBase64).
+// The runtime's base64url decoder (workerd's V8 has Uint8Array.fromBase64, which the
+// TypeScript library in use does not declare yet).
+/** @type {(s: string) => Uint8Array} */
+// @ts-ignore
 const base64url = (s) => Uint8Array.fromBase64(s, { alphabet: "base64url" });
 
-// Check the signature a decision names; any failure is "does not verify".
+/**
+ * Check the signature a decision names; any failure is "does not verify".
+ * @param {Decision} d
+ * @param {string} authorization
+ */
 async function verified(d, authorization) {
   try {
     const id = `${d.k}:${d.a}`;
@@ -215,6 +224,7 @@ async function verified(d, authorization) {
   }
 }
 
+/** @param {Decision} d */
 function reply(d) {
   log(d.l);
   const r = d.r;
@@ -234,6 +244,11 @@ function stripped(name, named) {
   return named !== null && named.has(name);
 }
 
+/**
+ * @param {Request} request
+ * @param {Decision} d
+ * @param {BodyInit | null} body
+ */
 async function forward(request, d, body) {
   const method = request.method;
   if (method === "GET" || method === "HEAD") {
@@ -241,7 +256,7 @@ async function forward(request, d, body) {
     // origin outage. An empty body is simply not sent.
     const length = request.headers.get("content-length");
     if (length === null ? request.body !== null : length !== "0") {
-      return reply(JSON.parse(refusal(method, request.url, "body-on-get")));
+      return reply(decision(refusal(method, request.url, "body-on-get")));
     }
     body = null;
   }
@@ -270,11 +285,11 @@ async function forward(request, d, body) {
     });
   } catch (e) {
     const timedOut = e?.name === "TimeoutError";
-    return reply(JSON.parse(origin_failure(request.method, request.url, String(e?.message || e), timedOut)));
+    return reply(decision(origin_failure(request.method, request.url, String(e?.message || e), timedOut)));
   }
   if (d.t) {
     response = await filtered(response, d.t);
-    if (response === null) return reply(JSON.parse(refusal(method, request.url, "answer-too-large")));
+    if (response === null) return reply(decision(refusal(method, request.url, "answer-too-large")));
   }
   if (d.c.length) {
     response = new Response(response.body, response);
@@ -293,37 +308,39 @@ export default {
     const authorization = h.get("authorization");
     const origin = h.get("origin");
     const resuming = policy && method === "GET" && h.has("last-event-id");
-    let d = JSON.parse(fast(method, url, authorization, origin, resuming, 0));
+    let d = decision(fast(method, url, authorization, origin, resuming, BODY.UNREAD));
+    /** @type {BodyInit | null} */
     let body = request.body;
-    let more = [0];
+    /** @type {[number, string?, string?]} the body state, the body, the `mcp-*` headers */
+    let more = [BODY.UNREAD];
     if (d.b !== undefined) {
       const [state, text, bytes] = await readBody(request, d.b);
       body = bytes;
       more = [state, text, mcpHeaders(h)];
-      d = JSON.parse(fast(method, url, authorization, origin, resuming, ...more));
+      d = decision(fast(method, url, authorization, origin, resuming, ...more));
     }
-    if (d.p) d = JSON.parse(await authorize(method, url, authorization, origin, resuming, ...more));
+    if (d.p) d = decision(await authorize(method, url, authorization, origin, resuming, ...more));
     if (d.v !== undefined) {
       const ok = await verified(d, authorization);
       if (ok && d.d) {
         accept(d.v);
         d = d.d;
       } else {
-        d = JSON.parse(complete(d.v, ok, method, url, authorization, origin, resuming, ...more));
+        d = decision(complete(d.v, ok, method, url, authorization, origin, resuming, ...more));
         // INTROSPECT_JWTS: a JWT valid locally is then asked about at the endpoint.
-        if (d.p) d = JSON.parse(await authorize(method, url, authorization, origin, resuming, ...more));
+        if (d.p) d = decision(await authorize(method, url, authorization, origin, resuming, ...more));
       }
     }
     if (d.f) {
       const limited = d.q && (await overLimit(env, d.q));
-      if (limited) return reply(JSON.parse(refusal(method, url, limited)));
+      if (limited) return reply(decision(refusal(method, url, limited)));
       return forward(request, d, body);
     }
     if (d.r) return reply(d);
     if (env.REGISTRATION_RATE_LIMITER && method === "POST" && new URL(url).pathname === registrationPath) {
       const address = h.get("cf-connecting-ip") || "unknown";
       if (!(await env.REGISTRATION_RATE_LIMITER.limit({ key: `addr:${address}` })).success) {
-        return reply(JSON.parse(refusal(method, url, "address")));
+        return reply(decision(refusal(method, url, "address")));
       }
     }
     return respond(request, env);

@@ -191,7 +191,7 @@ impl Parts {
             query: self.query.as_deref(),
             authorization: self.authorization.as_deref(),
             origin: self.origin.as_deref(),
-            body: body_of(self.body_state, self.body.as_deref()),
+            body: crate::wire::body(self.body_state, self.body.as_deref()),
             mcp: McpHeaders::new(self.mcp.as_deref().unwrap_or_default()),
             resuming: self.resuming,
             preflight_headers: None,
@@ -223,16 +223,6 @@ impl Parts {
             mcp,
             resuming,
         })
-    }
-}
-
-/// The body as the JS entry read it: 0 not read, 1 text, 2 too large, 3 not UTF-8.
-fn body_of(state: u8, text: Option<&str>) -> Body<'_> {
-    match (state, text) {
-        (1, Some(t)) => Body::Text(t),
-        (2, _) => Body::TooLarge,
-        (3, _) => Body::NotUtf8,
-        _ => Body::Unread,
     }
 }
 
@@ -317,7 +307,7 @@ pub fn input(len: usize) -> usize {
 /// Decide an MCP request without I/O. See [`Decision::to_wire`]. The request's
 /// strings are in the [`input`] buffer (see [`read_request`]). The body and the MCP
 /// headers come only in a second call, after a decision asked for them
-/// (`{"b": max}`); `body_state` is as in [`body_of`].
+/// (`{"b": max}`); `body_state` is a [`crate::wire::BodyState`].
 #[allow(clippy::too_many_arguments)]
 #[wasm_bindgen(js_name = edge_fast)]
 pub fn fast(
@@ -411,7 +401,7 @@ fn read_request(
             query,
             authorization,
             origin,
-            body: body_of(body_state, body),
+            body: crate::wire::body(body_state, body),
             mcp: McpHeaders::new(mcp.unwrap_or_default()),
             resuming,
             preflight_headers: None,

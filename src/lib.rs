@@ -44,6 +44,7 @@ pub mod registration;
 pub mod router;
 pub mod sse;
 pub mod token;
+pub mod wire;
 
 #[cfg(target_arch = "wasm32")]
 mod glue;
