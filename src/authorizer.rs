@@ -843,7 +843,7 @@ impl Pending {
             handle,
             &self.key_id,
             self.alg,
-            &params,
+            params,
             (start, input_end),
             (input_end + 1, sig_end),
             ahead,

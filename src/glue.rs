@@ -24,7 +24,7 @@
 //! * [`filter_json`] and [`EdgeSseFilter`]: with a `SCOPE_POLICY`, list answers
 //!   rewritten for the token that asked ([`crate::jsonrpc`], [`crate::sse`]).
 
-use crate::authorizer::{Authorizer, Body, Decision, Pending, RequestInfo, Serve};
+use crate::authorizer::{Authorizer, Decision, Pending, RequestInfo, Serve};
 use crate::config::{Config, LogLevel};
 use crate::error::{redact_url, redact_urls, ChallengeContext, Error, Fault, Reply};
 use crate::flows;
