@@ -43,7 +43,7 @@ use crate::introspection::{self, Verdict};
 use crate::jsonrpc::{self, FilterSpec, McpHeaders};
 use crate::jwks::{self, Key, KeySet, Lookup};
 use crate::log::LogLine;
-use crate::metadata::{self, Upstream};
+use crate::metadata;
 use crate::proxy;
 use crate::router::{self, Route};
 use crate::token::{self, Principal};
@@ -52,8 +52,7 @@ use std::borrow::Cow;
 
 /// How many validated tokens one isolate keeps.
 pub const TOKEN_CACHE_CAPACITY: usize = 4096;
-/// How long discovered authorization-server metadata is used.
-pub const METADATA_TTL_SECONDS: i64 = 300;
+pub use crate::metadata::METADATA_TTL_SECONDS;
 /// How many forged tokens (bad signatures) one isolate remembers, and for how long.
 pub const REFUSAL_CACHE_CAPACITY: usize = 1024;
 pub const REFUSAL_SECONDS: i64 = 60;
@@ -137,28 +136,14 @@ pub enum Decision {
     NotMcp,
 }
 
-/// What a non-MCP route needs.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Serve {
-    Reply(Reply),
-    /// Serve the patched authorization-server metadata (needs discovery).
-    AuthorizationServerMetadata,
-    /// Proxy a registration (needs discovery, then the upstream).
-    Register,
-    /// Forward verbatim to this URL on the authorization server.
-    Passthrough(String),
-}
-
 #[derive(Debug)]
 pub struct Authorizer {
     pub cfg: Config,
     keys: Option<KeySet>,
     keys_fetched_at: Option<i64>,
     last_key_attempt: Option<i64>,
-    upstream: Option<(Upstream, i64)>,
-    /// The last failed discovery and when: repeated for [`FAILED_FETCH_BACKOFF_SECONDS`]
-    /// instead of asking the authorization server again on every request.
-    discovery_failure: Option<(Error, i64)>,
+    /// Discovered authorization-server metadata, and discovery's back-off.
+    pub discovery: metadata::Discovery,
     cache: TokenCache,
     refused: TokenCache<Refusal>,
     /// Introspection answers (opaque tokens, and JWTs with `INTROSPECT_JWTS`).
@@ -220,8 +205,7 @@ impl Authorizer {
             keys: None,
             keys_fetched_at: None,
             last_key_attempt: None,
-            upstream: None,
-            discovery_failure: None,
+            discovery: Default::default(),
             cache: TokenCache::new(TOKEN_CACHE_CAPACITY),
             refused: TokenCache::new(REFUSAL_CACHE_CAPACITY),
             introspected: TokenCache::new(TOKEN_CACHE_CAPACITY),
@@ -723,103 +707,10 @@ impl Authorizer {
             .as_ref()
             .map(|u| u.to_string())
             .or_else(|| {
-                self.upstream
-                    .as_ref()
-                    .and_then(|(u, _)| u.jwks_uri.as_ref().map(|u| u.to_string()))
+                self.discovery
+                    .any()
+                    .and_then(|u| u.jwks_uri.as_ref().map(|u| u.to_string()))
             })
-    }
-
-    pub fn upstream(&self, now: i64) -> Option<&Upstream> {
-        self.upstream
-            .as_ref()
-            .filter(|(_, at)| now - at < METADATA_TTL_SECONDS)
-            .map(|(u, _)| u)
-    }
-
-    pub fn install_upstream(&mut self, upstream: Upstream, now: i64) {
-        self.upstream = Some((upstream, now));
-        self.discovery_failure = None;
-    }
-
-    /// Record a failed discovery (see [`Authorizer::discovery_backoff`]).
-    pub fn discovery_failed(&mut self, error: Error, now: i64) {
-        self.discovery_failure = Some((error, now));
-    }
-
-    /// The last discovery failure, while it is recent enough to answer with it
-    /// instead of fetching again.
-    pub fn discovery_backoff(&self, now: i64) -> Option<Error> {
-        self.discovery_failure
-            .as_ref()
-            .filter(|(_, at)| now - at < FAILED_FETCH_BACKOFF_SECONDS)
-            .map(|(e, _)| e.clone())
-    }
-
-    /// Answer a non-MCP request, or say what I/O it needs.
-    pub fn serve(&self, req: &RequestInfo<'_>) -> Result<Serve, Error> {
-        let route = router::route(&self.cfg, req.path);
-        route.check_method(req.method)?;
-        let open_cors = |r: Reply| r.with_header("access-control-allow-origin", "*");
-        if req.method == "OPTIONS" && route != Route::Passthrough && route != Route::NotFound {
-            return match route {
-                Route::Mcp => match req.origin {
-                    Some(o) if !self.cfg.origin_allowed(o) => {
-                        Err(Error::OriginNotAllowed(o.to_string()))
-                    }
-                    o => Ok(Serve::Reply(
-                        Reply::empty(204)
-                            .with_header("access-control-allow-origin", o.unwrap_or("*"))
-                            .with_header("access-control-allow-methods", route.allow())
-                            .with_header(
-                                "access-control-allow-headers",
-                                proxy::allow_headers(req.preflight_headers).into_owned(),
-                            )
-                            .with_header("access-control-expose-headers", proxy::EXPOSE_HEADERS)
-                            .with_header("access-control-max-age", "86400")
-                            .with_header("vary", "Origin, Access-Control-Request-Headers"),
-                    )),
-                },
-                _ => Ok(Serve::Reply(
-                    open_cors(Reply::empty(204))
-                        .with_header("access-control-allow-methods", route.allow())
-                        .with_header(
-                            "access-control-allow-headers",
-                            "Authorization, Content-Type, MCP-Protocol-Version",
-                        )
-                        .with_header("access-control-max-age", "86400"),
-                )),
-            };
-        }
-        match route {
-            Route::ProtectedResourceMetadata => Ok(Serve::Reply(open_cors(
-                Reply::json(200, &metadata::protected_resource(&self.cfg))
-                    .with_header("cache-control", "public, max-age=3600"),
-            ))),
-            Route::AuthorizationServerMetadata => Ok(Serve::AuthorizationServerMetadata),
-            Route::Register => Ok(Serve::Register),
-            Route::Passthrough => {
-                let base = self.cfg.as_url.as_str().trim_end_matches('/');
-                let defaults = req
-                    .query
-                    .filter(|_| req.method == "GET")
-                    .and_then(|q| proxy::authorization_defaults(&self.cfg, q));
-                Ok(Serve::Passthrough(
-                    match defaults.as_deref().or(req.query) {
-                        Some(q) => format!("{base}{}?{q}", req.path),
-                        None => format!("{base}{}", req.path),
-                    },
-                ))
-            }
-            Route::NotFound => Err(Error::NotFound),
-            Route::Mcp => Err(Error::Upstream("MCP requests are decided by check".into())),
-        }
-    }
-
-    /// The authorization-server metadata document the worker serves.
-    pub fn as_metadata_reply(&self, upstream: &Upstream) -> Reply {
-        Reply::json(200, &metadata::patch(&self.cfg, upstream))
-            .with_header("access-control-allow-origin", "*")
-            .with_header("cache-control", "public, max-age=300")
     }
 }
 
@@ -989,29 +880,6 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_discovery_is_repeated_for_the_backoff_then_retried() {
-        let mut a = Authorizer::new(config());
-        assert_eq!(a.discovery_backoff(100), None);
-        a.discovery_failed(Error::Upstream("down".into()), 100);
-        assert_eq!(
-            a.discovery_backoff(100 + FAILED_FETCH_BACKOFF_SECONDS - 1),
-            Some(Error::Upstream("down".into()))
-        );
-        assert_eq!(
-            a.discovery_backoff(100 + FAILED_FETCH_BACKOFF_SECONDS),
-            None
-        );
-        a.discovery_failed(Error::Upstream("down".into()), 200);
-        let doc = br#"{"issuer":"https://mcp.example.com/oidc"}"#;
-        let url = url::Url::parse("http://127.0.0.1:9100/x").unwrap();
-        let up = metadata::accept_upstream(&a.cfg, &url, 200, doc)
-            .unwrap()
-            .unwrap();
-        a.install_upstream(up, 201);
-        assert_eq!(a.discovery_backoff(201), None, "a success clears it");
-    }
-
-    #[test]
     fn shared_keys_age_from_their_fetch() {
         let mut a = Authorizer::new(config());
         assert!(!a.has_keys());
@@ -1068,39 +936,6 @@ mod tests {
         let e = a.keys_failure(Error::KeysUnavailable("JWKS unreachable".into()), at);
         assert!(e.to_string().contains("JWKS_MAX_STALE_SECONDS"), "{e}");
         assert!(e.to_string().contains("JWKS unreachable"), "{e}");
-    }
-
-    #[test]
-    fn non_mcp_routes_are_served() {
-        let a = Authorizer::new(config());
-        let mut r = req(None, None);
-        r.method = "GET";
-        r.path = "/.well-known/oauth-protected-resource/mcp";
-        let Ok(Serve::Reply(reply)) = a.serve(&r) else {
-            panic!()
-        };
-        assert_eq!(reply.status, 200);
-        assert_eq!(reply.header("access-control-allow-origin"), Some("*"));
-        r.path = "/oidc/auth";
-        r.query = Some("a=1");
-        assert_eq!(
-            a.serve(&r),
-            Ok(Serve::Passthrough(
-                "http://127.0.0.1:9100/oidc/auth?a=1".into()
-            ))
-        );
-        r.path = "/nope";
-        assert_eq!(a.serve(&r), Err(Error::NotFound));
-        r.path = "/register";
-        assert!(matches!(a.serve(&r), Err(Error::MethodNotAllowed { .. })));
-        r.method = "OPTIONS";
-        assert!(matches!(a.serve(&r), Ok(Serve::Reply(rep)) if rep.status == 204));
-        r.path = "/mcp";
-        r.origin = Some("https://evil.example");
-        assert_eq!(
-            a.serve(&r),
-            Err(Error::OriginNotAllowed("https://evil.example".into()))
-        );
     }
 
     #[test]

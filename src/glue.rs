@@ -24,7 +24,7 @@
 //! * [`filter_json`] and [`EdgeSseFilter`]: with a `SCOPE_POLICY`, list answers
 //!   rewritten for the token that asked ([`crate::jsonrpc`], [`crate::sse`]).
 
-use crate::authorizer::{Authorizer, Decision, Pending, RequestInfo, Serve};
+use crate::authorizer::{Authorizer, Decision, Pending, RequestInfo};
 use crate::config::{Config, LogLevel};
 use crate::error::{redact_url, redact_urls, ChallengeContext, Error, Fault, Reply};
 use crate::flows;
@@ -36,6 +36,7 @@ use crate::log::LogLine;
 use crate::platform::{Answer, Flight, Outgoing, Platform, Relay};
 use crate::proxy;
 use crate::router;
+use crate::routes::Serve;
 use crate::sse::SseFilter;
 use futures_util::StreamExt;
 use std::cell::RefCell;
@@ -947,7 +948,7 @@ pub async fn respond(request: web_sys::Request, env: JsValue) -> web_sys::Respon
         decision: "serve",
         ..Default::default()
     };
-    let result = match with_auth(|a| a.serve(&info)).and_then(|r| r) {
+    let result = match with_auth(|a| crate::routes::serve(&a.cfg, &info)).and_then(|r| r) {
         Ok(Serve::Reply(reply)) => Ok(to_response(&reply)),
         Ok(Serve::AuthorizationServerMetadata) => as_metadata().await.map(|r| to_response(&r)),
         Ok(Serve::Register) => {
@@ -987,8 +988,9 @@ pub async fn respond(request: web_sys::Request, env: JsValue) -> web_sys::Respon
 async fn as_metadata() -> Result<Reply, Error> {
     upstream::ensure_upstream(&Workerd::default()).await?;
     with_auth(|a| {
-        a.upstream(now())
-            .map(|u| a.as_metadata_reply(u))
+        a.discovery
+            .upstream(now())
+            .map(|u| crate::routes::as_metadata(&a.cfg, u))
             .ok_or_else(|| Error::Upstream("metadata expired while serving".into()))
     })?
 }

@@ -42,6 +42,7 @@ pub mod policy;
 pub mod proxy;
 pub mod registration;
 pub mod router;
+pub mod routes;
 pub mod sse;
 pub mod token;
 pub mod wire;

@@ -218,6 +218,54 @@ pub fn cimd_ready(cfg: &Config, upstream: &Upstream) -> bool {
         && through_worker("token_endpoint")
 }
 
+/// How long discovered authorization-server metadata is used.
+pub const METADATA_TTL_SECONDS: i64 = 300;
+/// After a failed discovery, answer with its error for this long before trying again.
+pub const DISCOVERY_BACKOFF_SECONDS: i64 = 5;
+
+/// Discovery's state in an isolate: the metadata and when it was fetched, and the
+/// last failure, repeated for [`DISCOVERY_BACKOFF_SECONDS`] instead of asking the
+/// authorization server again on every request.
+#[derive(Debug, Default)]
+pub struct Discovery {
+    upstream: Option<(Upstream, i64)>,
+    failure: Option<(Error, i64)>,
+}
+
+impl Discovery {
+    /// The metadata, while younger than [`METADATA_TTL_SECONDS`].
+    pub fn upstream(&self, now: i64) -> Option<&Upstream> {
+        self.upstream
+            .as_ref()
+            .filter(|(_, at)| now - at < METADATA_TTL_SECONDS)
+            .map(|(u, _)| u)
+    }
+
+    /// The metadata however old (the `jwks_uri` stays usable past the TTL).
+    pub fn any(&self) -> Option<&Upstream> {
+        self.upstream.as_ref().map(|(u, _)| u)
+    }
+
+    pub fn install(&mut self, upstream: Upstream, now: i64) {
+        self.upstream = Some((upstream, now));
+        self.failure = None;
+    }
+
+    /// Record a failed discovery (see [`Discovery::backoff`]).
+    pub fn failed(&mut self, error: Error, now: i64) {
+        self.failure = Some((error, now));
+    }
+
+    /// The last failure, while it is recent enough to answer with it instead of
+    /// fetching again.
+    pub fn backoff(&self, now: i64) -> Option<Error> {
+        self.failure
+            .as_ref()
+            .filter(|(_, at)| now - at < DISCOVERY_BACKOFF_SECONDS)
+            .map(|(e, _)| e.clone())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -443,5 +491,27 @@ mod tests {
             accept_upstream(&c, &url, 200, b"{}"),
             Err(Error::Upstream(_))
         ));
+    }
+
+    #[test]
+    fn a_failed_discovery_is_repeated_for_the_backoff_then_retried() {
+        let cfg = crate::config::tests::config();
+        let mut d = Discovery::default();
+        assert_eq!(d.backoff(100), None);
+        d.failed(Error::Upstream("down".into()), 100);
+        assert_eq!(
+            d.backoff(100 + DISCOVERY_BACKOFF_SECONDS - 1),
+            Some(Error::Upstream("down".into()))
+        );
+        assert_eq!(d.backoff(100 + DISCOVERY_BACKOFF_SECONDS), None);
+        d.failed(Error::Upstream("down".into()), 200);
+        let doc = br#"{"issuer":"https://mcp.example.com/oidc"}"#;
+        let url = url::Url::parse("http://127.0.0.1:9100/x").unwrap();
+        let up = accept_upstream(&cfg, &url, 200, doc).unwrap().unwrap();
+        d.install(up, 201);
+        assert_eq!(d.backoff(201), None, "a success clears it");
+        assert!(d.upstream(201 + METADATA_TTL_SECONDS - 1).is_some());
+        assert!(d.upstream(201 + METADATA_TTL_SECONDS).is_none(), "expired");
+        assert!(d.any().is_some(), "still known, for its jwks_uri");
     }
 }

@@ -68,10 +68,10 @@ pub fn shared_key(kind: &str, id: &str) -> String {
 
 /// Make sure live authorization-server metadata is installed.
 pub async fn ensure_upstream<P: Platform>(p: &P) -> Result<(), Error> {
-    if p.with_auth(|a| a.upstream(p.now()).is_some())? {
+    if p.with_auth(|a| a.discovery.upstream(p.now()).is_some())? {
         return Ok(());
     }
-    if let Some(e) = p.with_auth(|a| a.discovery_backoff(p.now()))? {
+    if let Some(e) = p.with_auth(|a| a.discovery.backoff(p.now()))? {
         return Err(e);
     }
     let flow = p.clone();
@@ -81,7 +81,7 @@ pub async fn ensure_upstream<P: Platform>(p: &P) -> Result<(), Error> {
         })
         .await;
     if let Err(e) = &result {
-        p.with_auth(|a| a.discovery_failed(e.clone(), p.now()))?;
+        p.with_auth(|a| a.discovery.failed(e.clone(), p.now()))?;
     }
     result
 }
@@ -97,7 +97,7 @@ async fn discover<P: Platform>(p: &P) -> Result<(), Error> {
                 if let Ok(Ok(Some(up))) =
                     p.with_auth(|a| metadata::accept_upstream(&a.cfg, &url, 200, &body))
                 {
-                    p.with_auth(|a| a.install_upstream(up, at))?;
+                    p.with_auth(|a| a.discovery.install(up, at))?;
                     return Ok(());
                 }
             }
@@ -114,7 +114,7 @@ async fn discover<P: Platform>(p: &P) -> Result<(), Error> {
             p.with_auth(|a| metadata::accept_upstream(&a.cfg, &url, status, &body))??;
         if let Some(up) = accepted {
             let at = p.now();
-            p.with_auth(|a| a.install_upstream(up, at))?;
+            p.with_auth(|a| a.discovery.install(up, at))?;
             p.shared_put(&key, &body, at, METADATA_TTL_SECONDS, url.as_str())
                 .await;
             return Ok(());
@@ -217,7 +217,8 @@ pub async fn registration_endpoint<P: Platform>(p: &P) -> Result<String, Error> 
     }
     ensure_upstream(p).await?;
     p.with_auth(|a| {
-        a.upstream(p.now())
+        a.discovery
+            .upstream(p.now())
             .and_then(|u| u.registration_endpoint.clone())
     })?
     .map(|u| u.to_string())
@@ -251,8 +252,8 @@ pub async fn post_registration<P: Platform>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::authorizer::FAILED_FETCH_BACKOFF_SECONDS;
     use crate::flows::fake::{deployment, run, Fake, JWKS, METADATA};
+    use crate::metadata::DISCOVERY_BACKOFF_SECONDS as FAILED_FETCH_BACKOFF_SECONDS;
 
     #[test]
     fn discovery_runs_once_and_is_shared() {
