@@ -38,10 +38,10 @@
 
 use crate::cache::{self, Refusal, TokenCache, TokenHash};
 use crate::config::{Config, LogLevel};
-use crate::error::{ChallengeContext, Error, Fault, Reply};
+use crate::error::{ChallengeContext, Error, Reply};
 use crate::introspection::{self, Verdict};
 use crate::jsonrpc::{self, FilterSpec, McpHeaders};
-use crate::jwks::{self, Key, KeySet, Lookup};
+use crate::jwks::{self, Key, Lookup};
 use crate::log::LogLine;
 use crate::metadata;
 use crate::proxy;
@@ -56,8 +56,7 @@ pub use crate::metadata::METADATA_TTL_SECONDS;
 /// How many forged tokens (bad signatures) one isolate remembers, and for how long.
 pub const REFUSAL_CACHE_CAPACITY: usize = 1024;
 pub const REFUSAL_SECONDS: i64 = 60;
-/// After a failed JWKS fetch with no keys at all, wait this long before trying again.
-pub const FAILED_FETCH_BACKOFF_SECONDS: i64 = 5;
+pub use crate::jwks::FAILED_FETCH_BACKOFF_SECONDS;
 
 /// The parts of a request the decision needs: strings, no runtime objects. The body
 /// and the MCP headers are only read when a `SCOPE_POLICY` asks for them.
@@ -139,9 +138,8 @@ pub enum Decision {
 #[derive(Debug)]
 pub struct Authorizer {
     pub cfg: Config,
-    keys: Option<KeySet>,
-    keys_fetched_at: Option<i64>,
-    last_key_attempt: Option<i64>,
+    /// The keys and their refresh policy.
+    keys: jwks::KeyStore,
     /// Discovered authorization-server metadata, and discovery's back-off.
     pub discovery: metadata::Discovery,
     cache: TokenCache,
@@ -154,8 +152,6 @@ pub struct Authorizer {
     pub introspection_outcomes: introspection::Outcomes,
     /// Client ID Metadata Documents and the records this isolate wrote.
     pub cimd: crate::cimd::Memory,
-    /// How many key sets have been installed: key ids are `<generation>.<index>`.
-    key_generation: u64,
     /// Rate-limiting bindings present (`MCP_RATE_LIMITER`, `MCP_CLIENT_RATE_LIMITER`):
     /// forward decisions then name the keys to count.
     pub limit_subjects: bool,
@@ -201,10 +197,8 @@ fn log_line(route: Route, req: &RequestInfo<'_>, decision: &'static str, status:
 impl Authorizer {
     pub fn new(cfg: Config) -> Authorizer {
         Authorizer {
+            keys: jwks::KeyStore::new(cfg.jwks_ttl, cfg.jwks_max_stale),
             cfg,
-            keys: None,
-            keys_fetched_at: None,
-            last_key_attempt: None,
             discovery: Default::default(),
             cache: TokenCache::new(TOKEN_CACHE_CAPACITY),
             refused: TokenCache::new(REFUSAL_CACHE_CAPACITY),
@@ -212,7 +206,6 @@ impl Authorizer {
             awaiting_introspection: TokenCache::new(REFUSAL_CACHE_CAPACITY),
             introspection_outcomes: Default::default(),
             cimd: Default::default(),
-            key_generation: 0,
             limit_subjects: false,
             limit_clients: false,
         }
@@ -311,7 +304,7 @@ impl Authorizer {
                 .into(),
             ));
         }
-        let keys = self.keys.as_ref().expect("keys present when not due");
+        let keys = self.keys.set().expect("keys present when not due");
         match keys.lookup(jwt.header.kid.as_deref(), jwt.alg)? {
             Lookup::Found(key) => Ok(Decision::Verify(Box::new(Pending {
                 key_id: key.id.clone(),
@@ -322,7 +315,7 @@ impl Authorizer {
                 hash,
                 claims: token::check_claims(&jwt.claims, key.kid.as_deref(), &self.cfg, now),
             }))),
-            Lookup::UnknownKid if jwks::can_refresh(now, self.last_key_attempt) => {
+            Lookup::UnknownKid if self.keys.may_refetch_for_unknown_kid(now) => {
                 Ok(Decision::NeedKeys)
             }
             Lookup::UnknownKid => Err(Error::InvalidToken(
@@ -332,11 +325,7 @@ impl Authorizer {
     }
 
     fn need_keys(&self, now: i64) -> Result<Decision, Error> {
-        if self.keys.is_none()
-            && self
-                .last_key_attempt
-                .is_some_and(|t| now - t < FAILED_FETCH_BACKOFF_SECONDS)
-        {
+        if self.keys.backing_off(now) {
             return Err(Error::KeysUnavailable(
                 "the JWKS could not be fetched".into(),
             ));
@@ -344,106 +333,53 @@ impl Authorizer {
         Ok(Decision::NeedKeys)
     }
 
-    /// Is a JWKS fetch due? With no keys, yes; with keys past their TTL, once per
-    /// refresh interval (failures keep the old keys in use).
+    /// Is a JWKS fetch due ([`jwks::KeyStore::due`])?
     pub fn keys_due(&self, now: i64) -> bool {
-        match (self.keys.as_ref(), self.keys_fetched_at) {
-            (None, _) | (_, None) => true,
-            (Some(_), Some(at)) => {
-                // Past the TTL, refreshed at most once per REFRESH_INTERVAL_SECONDS
-                // (or per TTL, when that is shorter) while refreshes fail.
-                let gap = jwks::REFRESH_INTERVAL_SECONDS.min(self.cfg.jwks_ttl);
-                now - at >= self.cfg.jwks_ttl
-                    && self.last_key_attempt.is_none_or(|t| now - t >= gap)
-            }
-        }
+        self.keys.due(now)
     }
 
     /// Record a JWKS answer. On success the token cache loses entries whose key left.
     pub fn install_keys(&mut self, body: Result<&[u8], Error>, now: i64) -> Result<(), Error> {
-        self.install_keys_fetched(body, now)
+        let set = self.keys.install(body, now, &self.cfg.algorithms)?;
+        self.cache.retain_keys(set);
+        self.refused.retain_keys(set);
+        Ok(())
     }
 
     /// Are any keys held (however old)?
     pub fn has_keys(&self) -> bool {
-        self.keys.is_some()
+        self.keys.set().is_some()
     }
 
     /// Install a JWKS another isolate fetched at `fetched_at` (shared through the Cache
     /// API): its TTL and the refresh interval count from that fetch, not from now.
     pub fn install_shared_keys(&mut self, body: &[u8], fetched_at: i64) -> Result<(), Error> {
-        self.install_keys_fetched(Ok(body), fetched_at)
+        self.install_keys(Ok(body), fetched_at)
     }
 
-    fn install_keys_fetched(&mut self, body: Result<&[u8], Error>, now: i64) -> Result<(), Error> {
-        self.last_key_attempt = Some(now);
-        let set = body.and_then(|b| KeySet::parse(b, &self.cfg.algorithms));
-        match set {
-            Ok(mut set) => {
-                self.key_generation += 1;
-                for (i, k) in set.keys.iter_mut().enumerate() {
-                    k.id = format!("{}.{i}", self.key_generation);
-                }
-                self.cache.retain_keys(&set);
-                self.refused.retain_keys(&set);
-                self.keys = Some(set);
-                self.keys_fetched_at = Some(now);
-                Ok(())
-            }
-            // Any keys already held stay in use; the caller logs the failure.
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Keys are held and not older than their TTL plus `JWKS_MAX_STALE_SECONDS`:
-    /// while refreshes fail, old keys keep tokens flowing, but not forever.
+    /// Keys are held and not older than their TTL plus `JWKS_MAX_STALE_SECONDS`.
     pub fn has_usable_keys(&self, now: i64) -> bool {
-        match (self.keys.as_ref(), self.keys_fetched_at) {
-            (Some(_), Some(at)) => now - at <= self.cfg.jwks_ttl + self.cfg.jwks_max_stale,
-            _ => false,
-        }
+        self.keys.usable(now)
     }
 
-    /// The error for a failed JWKS refresh that leaves no usable keys: when keys are
-    /// held but past `JWKS_CACHE_SECONDS` + `JWKS_MAX_STALE_SECONDS`, it says so.
+    /// The error for a failed JWKS refresh that leaves no usable keys.
     pub fn keys_failure(&self, e: Error, now: i64) -> Error {
-        match (&e, self.keys.is_some() && !self.has_usable_keys(now)) {
-            (Error::KeysUnavailable(f), true) => Error::KeysUnavailable(Fault {
-                public: format!(
-                    "{}; the cached keys are older than JWKS_CACHE_SECONDS + JWKS_MAX_STALE_SECONDS ({} s)",
-                    f.public,
-                    self.cfg.jwks_ttl + self.cfg.jwks_max_stale
-                ),
-                detail: f.detail.clone(),
-            }),
-            _ => e,
-        }
+        self.keys.failure(e, now)
     }
 
-    /// A loaded key by its id, with the WebCrypto import parameters for `alg`, as
-    /// the JS entry needs them to import it: `{"jwk": …, "import": …}`.
+    /// A loaded key by its id, with the WebCrypto import parameters for `alg`
+    /// (allowed by `ALGORITHMS`), as the JS entry needs them to import it.
     pub fn webcrypto_key(&self, id: &str, alg: &str) -> Option<String> {
         let alg: Algorithm = alg
             .parse()
             .ok()
             .filter(|a| self.cfg.algorithms.contains(a))?;
-        let key = self
-            .keys
-            .as_ref()?
-            .keys
-            .iter()
-            .find(|k| k.id == id && k.fits(alg))?;
-        let (import, _) = jwks::webcrypto_params(alg)?;
-        Some(format!(r#"{{"jwk":{},"import":{import}}}"#, key.public_jwk))
+        self.keys.webcrypto_key(id, alg)
     }
 
     /// The key a pending check names.
     pub fn key(&self, pending: &Pending) -> Option<&Key> {
-        self.keys
-            .as_ref()?
-            .keys
-            .iter()
-            .find(|k| k.id == pending.key_id)
+        self.keys.key(&pending.key_id)
     }
 
     /// The decision for a good signature, made before the glue checks it: the
@@ -890,7 +826,7 @@ mod tests {
         assert!(!a.keys_due(1_500));
         assert!(a.keys_due(1_600));
         assert!(
-            jwks::can_refresh(1_500, a.last_key_attempt),
+            a.keys.may_refetch_for_unknown_kid(1_500),
             "an unknown kid may refresh at once"
         );
     }

@@ -290,6 +290,123 @@ pub fn can_refresh(now: i64, last_fetch: Option<i64>) -> bool {
     last_fetch.is_none_or(|t| now - t >= UNKNOWN_KID_COOLDOWN_SECONDS)
 }
 
+/// After a failed JWKS fetch with no keys at all, wait this long before trying again.
+pub const FAILED_FETCH_BACKOFF_SECONDS: i64 = 5;
+
+/// The keys an isolate holds and their refresh policy: when a fetch is due (no keys;
+/// past `JWKS_CACHE_SECONDS`, once per [`REFRESH_INTERVAL_SECONDS`] while refreshes
+/// fail), how long old keys stay usable (`JWKS_MAX_STALE_SECONDS` past the TTL), the
+/// back-off after a failure with no keys, and the cooldown for an unknown `kid`.
+/// Keys get ids of the store's own (`<generation>.<index>`), new with every set.
+#[derive(Debug)]
+pub struct KeyStore {
+    set: Option<KeySet>,
+    fetched_at: Option<i64>,
+    last_attempt: Option<i64>,
+    generation: u64,
+    ttl: i64,
+    max_stale: i64,
+}
+
+impl KeyStore {
+    pub fn new(ttl: i64, max_stale: i64) -> KeyStore {
+        KeyStore {
+            set: None,
+            fetched_at: None,
+            last_attempt: None,
+            generation: 0,
+            ttl,
+            max_stale,
+        }
+    }
+
+    /// The keys held (however old).
+    pub fn set(&self) -> Option<&KeySet> {
+        self.set.as_ref()
+    }
+
+    /// Is a fetch due? With no keys, yes; with keys past their TTL, once per refresh
+    /// interval (failures keep the old keys in use).
+    pub fn due(&self, now: i64) -> bool {
+        match (self.set.as_ref(), self.fetched_at) {
+            (None, _) | (_, None) => true,
+            (Some(_), Some(at)) => {
+                let gap = REFRESH_INTERVAL_SECONDS.min(self.ttl);
+                now - at >= self.ttl && self.last_attempt.is_none_or(|t| now - t >= gap)
+            }
+        }
+    }
+
+    /// No keys, and the last fetch failed less than [`FAILED_FETCH_BACKOFF_SECONDS`]
+    /// ago: answer with the failure rather than fetch again.
+    pub fn backing_off(&self, now: i64) -> bool {
+        self.set.is_none()
+            && self
+                .last_attempt
+                .is_some_and(|t| now - t < FAILED_FETCH_BACKOFF_SECONDS)
+    }
+
+    /// May a token with an unknown `kid` make the store refetch now?
+    pub fn may_refetch_for_unknown_kid(&self, now: i64) -> bool {
+        can_refresh(now, self.last_attempt)
+    }
+
+    /// Keys are held and not older than their TTL plus `JWKS_MAX_STALE_SECONDS`.
+    pub fn usable(&self, now: i64) -> bool {
+        match (self.set.as_ref(), self.fetched_at) {
+            (Some(_), Some(at)) => now - at <= self.ttl + self.max_stale,
+            _ => false,
+        }
+    }
+
+    /// Record a JWKS answer fetched at `at`: a set that parses replaces the keys (and
+    /// is returned, for the caller's caches); a failure keeps the keys held.
+    pub fn install(
+        &mut self,
+        body: Result<&[u8], Error>,
+        at: i64,
+        algorithms: &[Algorithm],
+    ) -> Result<&KeySet, Error> {
+        self.last_attempt = Some(at);
+        let mut set = body.and_then(|b| KeySet::parse(b, algorithms))?;
+        self.generation += 1;
+        for (i, k) in set.keys.iter_mut().enumerate() {
+            k.id = format!("{}.{i}", self.generation);
+        }
+        self.fetched_at = Some(at);
+        Ok(self.set.insert(set))
+    }
+
+    /// The error for a failed refresh that leaves no usable keys: when keys are held
+    /// but too old, it says so.
+    pub fn failure(&self, e: Error, now: i64) -> Error {
+        match (&e, self.set.is_some() && !self.usable(now)) {
+            (Error::KeysUnavailable(f), true) => Error::KeysUnavailable(Fault {
+                public: format!(
+                    "{}; the cached keys are older than JWKS_CACHE_SECONDS + JWKS_MAX_STALE_SECONDS ({} s)",
+                    f.public,
+                    self.ttl + self.max_stale
+                ),
+                detail: f.detail.clone(),
+            }),
+            _ => e,
+        }
+    }
+
+    /// A key by its store id.
+    pub fn key(&self, id: &str) -> Option<&Key> {
+        self.set.as_ref()?.keys.iter().find(|k| k.id == id)
+    }
+
+    /// A key by its id, with the WebCrypto import parameters for `alg`, as the JS
+    /// entry needs them to import it: `{"jwk": …, "import": …}`.
+    pub fn webcrypto_key(&self, id: &str, alg: Algorithm) -> Option<String> {
+        let key = self.key(id).filter(|k| k.fits(alg))?;
+        let (import, _) = webcrypto_params(alg)?;
+        Some(format!(r#"{{"jwk":{},"import":{import}}}"#, key.public_jwk))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -394,5 +511,41 @@ mod tests {
         assert!(can_refresh(100, Some(98)));
         // A new key first seen 5 s after the last fetch is fetched (was 30 s).
         assert!(can_refresh(105, Some(100)));
+    }
+
+    #[test]
+    fn a_key_store_names_its_keys_and_backs_off_without_any() {
+        let jwks = br#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"k","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#;
+        let mut store = KeyStore::new(600, 60);
+        assert!(store.due(0) && !store.backing_off(0));
+        let down = || Err(Error::KeysUnavailable("down".into()));
+        assert!(store.install(down(), 10, &[EdDSA]).is_err());
+        assert!(store.backing_off(10 + FAILED_FETCH_BACKOFF_SECONDS - 1));
+        assert!(!store.backing_off(10 + FAILED_FETCH_BACKOFF_SECONDS));
+        assert_eq!(
+            store.install(Ok(jwks), 20, &[EdDSA]).unwrap().keys[0].id,
+            "1.0"
+        );
+        assert_eq!(
+            store.install(Ok(jwks), 30, &[EdDSA]).unwrap().keys[0].id,
+            "2.0"
+        );
+        assert!(store.key("1.0").is_none() && store.key("2.0").is_some());
+        assert!(store
+            .webcrypto_key("2.0", EdDSA)
+            .unwrap()
+            .contains(r#""import":"#));
+        assert!(
+            store.webcrypto_key("2.0", RS256).is_none(),
+            "the key does not fit RS256"
+        );
+        // A failed refresh keeps the keys: usable up to TTL + max stale from the fetch.
+        assert!(store.install(down(), 700, &[EdDSA]).is_err());
+        assert!(store.usable(30 + 660) && !store.usable(30 + 661));
+        let e = store.failure(Error::KeysUnavailable("down".into()), 800);
+        assert!(
+            e.to_string().contains("older than JWKS_CACHE_SECONDS"),
+            "{e}"
+        );
     }
 }
