@@ -20,22 +20,8 @@ use crate::token;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
-/// An HTTP answer: status, headers (lower-case names) and body.
-#[derive(Debug, Clone, Default)]
-pub struct Answer {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Answer {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
+/// An HTTP answer: the worker's own ([`crate::platform::Answer`]).
+pub use crate::platform::Answer;
 
 /// The network, as the doctor sees it. Errors are human-readable reasons
 /// (unreachable, timed out); the implementation must bound every call in time and

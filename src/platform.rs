@@ -59,7 +59,7 @@ pub struct Outgoing {
     pub cap: usize,
 }
 
-/// An upstream's answer: status, headers (lowercase names), body.
+/// An HTTP answer: status, headers and body.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Answer {
     pub status: u16,
@@ -68,10 +68,11 @@ pub struct Answer {
 }
 
 impl Answer {
+    /// A header's value; names compare without regard to case.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
-            .find(|(n, _)| n == name)
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
 }

@@ -7,10 +7,11 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import http from "node:http";
 import { execFile } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import * as rig from "./lib/rig.mjs";
+import { checks } from "./lib/conformance.mjs";
 
 const SCOPES = "mcp:tools mcp:admin deploy:run deploy:prod secrets repo:admin";
 const POLICY = {
@@ -252,12 +253,7 @@ async function conformance(url) {
   await new Promise((resolve) =>
     execFile(node22, [bin, "server", "--url", url, "--requirements", V, "-o", dir], { timeout: 240_000, maxBuffer: 20 << 20 }, resolve),
   );
-  const out = new Map();
-  for (const d of readdirSync(dir)) {
-    const scenario = d.replace(/^server-/, "").replace(/-\d{4}-\d\d-\d\dT.*$/, "");
-    for (const c of JSON.parse(readFileSync(path.join(dir, d, "checks.json"), "utf8"))) out.set(`${scenario}/${c.id}`, c.status);
-  }
-  return out;
+  return checks(dir);
 }
 
 test("the conformance suite's 2026-07-28 server scenarios: the worker, with or without a policy, turns no passing check into a failure", async () => {

@@ -209,29 +209,24 @@ export async function signToken(keys, alg, claims, header = {}) {
   return new jose.SignJWT(claims).setProtectedHeader({ alg, kid, typ: "at+jwt", ...header }).sign(key);
 }
 
-/** Run the official Python SDK client (tests/e2e/python/oauth_client.py) against
- * `mcpUrl`; resolves with its one-line JSON report. */
-export function runPythonClient(mcpUrl, clientName = "python-sdk-e2e") {
+/** Run a Python SDK client script of tests/e2e/python against `mcpUrl` through the
+ * OAuth flow (a headless redirect handler); resolves with its last line, JSON. */
+function runPython(script, mcpUrl, clientName, timeout) {
   const python = path.join(root, ".venv/bin/python");
-  const script = path.join(root, "tests/e2e/python/oauth_client.py");
+  const args = [path.join(root, "tests/e2e/python", script), mcpUrl, "http://127.0.0.1:9/python-callback", clientName];
   return new Promise((resolve, reject) =>
-    execFile(python, [script, mcpUrl, "http://127.0.0.1:9/python-callback", clientName], { timeout: 120_000 }, (err, stdout, stderr) =>
-      err ? reject(new Error(`${err.message}\n${stderr.slice(-2000)}`)) : resolve(JSON.parse(stdout.trim().split("\n").pop())),
-    ),
-  );
-}
-
-/** Run the Python SDK's 2026-07-28 client (tests/e2e/python/modern_client.py) against
- * `mcpUrl`; resolves with its one-line JSON report of every step. */
-export function runPythonModernClient(mcpUrl, clientName = "python-2026") {
-  const python = path.join(root, ".venv/bin/python");
-  const script = path.join(root, "tests/e2e/python/modern_client.py");
-  return new Promise((resolve, reject) =>
-    execFile(python, [script, mcpUrl, "http://127.0.0.1:9/python-callback", clientName], { timeout: 180_000 }, (err, stdout, stderr) =>
+    execFile(python, args, { timeout }, (err, stdout, stderr) =>
       err ? reject(new Error(`${err.message}\n${stderr.slice(-3000)}`)) : resolve(JSON.parse(stdout.trim().split("\n").pop())),
     ),
   );
 }
+
+/** The official Python SDK client in a 2025-11-25 session (oauth_client.py): lists
+ * the tools and calls `echo`. */
+export const runPythonClient = (mcpUrl, clientName = "python-sdk-e2e") => runPython("oauth_client.py", mcpUrl, clientName, 120_000);
+
+/** The Python SDK's 2026-07-28 client (modern_client.py): its report of every step. */
+export const runPythonModernClient = (mcpUrl, clientName = "python-2026") => runPython("modern_client.py", mcpUrl, clientName, 180_000);
 
 /** An MCP origin on the Python SDK 2.3 speaking 2026-07-28 (tests/e2e/python/modern_origin.py). */
 export async function startPythonOrigin(port) {
