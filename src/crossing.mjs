@@ -53,7 +53,7 @@ function write(method, url, authorization, origin, body, mcp) {
 }
 
 /**
- * Decide an MCP request (src/glue.rs `fast`): the decision's wire string. The body and
+ * Decide an MCP request (src/glue/ `fast`): the decision's wire string. The body and
  * the MCP headers (`mcpHeaders`) only once a decision asked for them.
  */
 export function fast(method, url, authorization, origin, resuming, bodyState = 0, body, mcp) {
@@ -62,7 +62,7 @@ export function fast(method, url, authorization, origin, resuming, bodyState = 0
   return fastIn(l[0], l[1], l[2], l[3], resuming, bodyState, l[4], l[5]);
 }
 
-/** Finish a signature check (src/glue.rs `complete`): the same request again. */
+/** Finish a signature check (src/glue/ `complete`): the same request again. */
 export function complete(handle, verified, method, url, authorization, origin, resuming, bodyState = 0, body, mcp) {
   write(method, url, authorization, origin, body, mcp);
   const l = lengths;

@@ -1,5 +1,5 @@
 //! The runtime, as the flows see it: a small trait the glue implements once for
-//! workerd (`src/glue.rs`) and tests implement with a recording fake
+//! workerd (`src/glue/`) and tests implement with a recording fake
 //! (`src/flows/upstream.rs`). The flows ([`crate::flows`]) are plain Rust, generic
 //! over it: they decide which requests to send, in which order, what to install and
 //! what to share, and never touch `worker`, `web_sys`, `js_sys` or `wasm_bindgen`.

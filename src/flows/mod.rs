@@ -1,6 +1,6 @@
 //! Orchestration: the I/O a decision needs, in plain Rust, generic over
 //! [`crate::platform::Platform`] and unit-tested with a fake platform. The glue
-//! (`src/glue.rs`) implements the platform for workerd and keeps the wasm exports.
+//! (`src/glue/`) implements the platform for workerd and keeps the wasm exports.
 
 pub mod as_proxy;
 pub mod cimd;
