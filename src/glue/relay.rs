@@ -63,10 +63,14 @@ impl Relay for Relayed<'_> {
     }
 
     async fn body(&self, cap: usize) -> Result<Vec<u8>, Error> {
-        let (declared, stream) = {
-            let mut req = self.req.borrow_mut();
-            (declared_length(&req), req.stream())
-        };
+        // A declared length over the cap is refused before the body is touched: a
+        // stream taken and dropped unread would cancel it, and the runtime (wrangler
+        // dev's proxy, at least) then stalls the connection.
+        let declared = declared_length(&self.req.borrow());
+        if declared.is_some_and(|n| n > cap) {
+            return Err(Error::PayloadTooLarge(cap));
+        }
+        let stream = self.req.borrow_mut().stream();
         read_body_stream(declared, stream, cap).await
     }
 
