@@ -94,7 +94,7 @@ mod native {
                 let Decision::Verify(p) = a.check(&req, 1) else {
                     panic!()
                 };
-                assert!(a.ahead(&req, &p).is_some());
+                assert!(a.ahead(&req, &p, 1).is_some());
                 a.accept(*p, 1);
                 let us = per_op(20_000, || {
                     let d = a.check(&req, 2);

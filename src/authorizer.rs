@@ -117,6 +117,10 @@ pub enum Decision {
         /// Keys the entry counts with the rate-limiting bindings before forwarding:
         /// `(binding, key)`.
         limits: Vec<(&'static str, String)>,
+        /// The signing input of the identity assertion for the origin
+        /// (`ASSERTION_KEY`, [`crate::assertion`]): the entry signs it (once per input)
+        /// and sends it in the assertion header.
+        assertion: Option<String>,
         log: LogLine,
     },
     Reply {
@@ -267,14 +271,16 @@ impl Authorizer {
         }
         let hash = cache::hash(token);
         if let Some(p) = self.cache.get(&hash, now, self.cfg.leeway) {
-            return self.admit(req, p);
+            return self.admit(req, p, &hash, now);
         }
         if self.refused.get(&hash, now, 0).is_some() {
             return Err(bad_signature());
         }
         if let Some(intro) = &self.cfg.introspection {
             match self.introspected.get(&hash, now, self.cfg.leeway) {
-                Some(Introspected::Active { principal, .. }) => return self.admit(req, principal),
+                Some(Introspected::Active { principal, .. }) => {
+                    return self.admit(req, principal, &hash, now)
+                }
                 Some(Introspected::Refused { error, .. }) => return Err(error.clone()),
                 None => {}
             }
@@ -387,12 +393,12 @@ impl Authorizer {
     /// they do not (the refusal comes from [`Authorizer::complete`], after the
     /// signature, so a forged token learns nothing from its claims) or when a JWT
     /// must still be introspected (`INTROSPECT_JWTS`).
-    pub fn ahead(&self, req: &RequestInfo<'_>, pending: &Pending) -> Option<Decision> {
+    pub fn ahead(&self, req: &RequestInfo<'_>, pending: &Pending, now: i64) -> Option<Decision> {
         if self.cfg.introspection.as_ref().is_some_and(|i| i.jwts) {
             return None;
         }
         let p = pending.claims.as_ref().ok()?;
-        self.admit(req, p).ok()
+        self.admit(req, p, &pending.hash, now).ok()
     }
 
     /// The signature of a token whose decision was made [`Authorizer::ahead`]
@@ -431,7 +437,7 @@ impl Authorizer {
             }
             self.cache
                 .insert(pending.hash, p.clone(), now, self.cfg.leeway);
-            self.admit(req, &p)
+            self.admit(req, &p, &pending.hash, now)
         }) {
             Ok(d) => d,
             Err(e) => self.refuse(Route::Mcp, req, &e),
@@ -497,14 +503,22 @@ impl Authorizer {
         &self,
         req: &RequestInfo<'_>,
         result: Result<Principal, Error>,
+        now: i64,
     ) -> Decision {
-        match result.and_then(|p| self.admit(req, &p)) {
+        let hash = cache::hash(token::bearer(req.authorization).unwrap_or_default());
+        match result.and_then(|p| self.admit(req, &p, &hash, now)) {
             Ok(d) => d,
             Err(e) => self.refuse(Route::Mcp, req, &e),
         }
     }
 
-    fn admit(&self, req: &RequestInfo<'_>, p: &Principal) -> Result<Decision, Error> {
+    fn admit(
+        &self,
+        req: &RequestInfo<'_>,
+        p: &Principal,
+        hash: &TokenHash,
+        now: i64,
+    ) -> Result<Decision, Error> {
         let (needed, filter, mismatch) = self.needs(req, p)?;
         let missing = token::missing_scopes(p, &needed, &self.cfg.hierarchy);
         if !missing.is_empty() {
@@ -525,6 +539,11 @@ impl Authorizer {
             cors: req.origin.map(proxy::cors_headers).unwrap_or_default(),
             filter,
             limits: self.limit_keys(p),
+            assertion: self
+                .cfg
+                .assertion
+                .as_ref()
+                .map(|a| crate::assertion::signing_input(a, p, &self.cfg.issuer, hash, now)),
             log,
         })
     }
@@ -810,7 +829,7 @@ mod tests {
         // A machine token (no sub) is counted under its client.
         let machine = Principal { subject: None, ..p };
         assert_eq!(a.limit_keys(&machine)[0].1, "sub:app");
-        let d = a.admit(&req(None, None), &machine).unwrap();
+        let d = a.admit(&req(None, None), &machine, &[0; 32], 0).unwrap();
         let wire: serde_json::Value = serde_json::from_str(&d.to_wire(LogLevel::Off)).unwrap();
         assert_eq!(wire["q"][1][0], "MCP_CLIENT_RATE_LIMITER");
     }
@@ -930,7 +949,7 @@ mod tests {
         let mut r = req(Some("Bearer t"), None);
         r.body = Body::Text(body);
         r.mcp = McpHeaders::new(&block);
-        match a.admit(&r, &principal(scopes)) {
+        match a.admit(&r, &principal(scopes), &[0; 32], 0) {
             Ok(Decision::Forward { filter, .. }) => (200, filter),
             Ok(other) => panic!("{other:?}"),
             Err(e) => (e.status(), None),

@@ -26,6 +26,7 @@
 //! | `TOKEN_TYP` | no | required JWT header `typ` (e.g. `at+jwt`, RFC 9068); unset: any |
 //! | `ORIGIN_TIMEOUT_SECONDS` | no | how long to wait for the origin's response headers (default 100, 1 to 600); then 504 |
 //! | `SCOPE_POLICY` | no | JSON: scopes per MCP method and tool/prompt/resource name (see [`crate::policy`]) |
+//! | `ASSERTION_KEY`, `ASSERTION_SECOND_KEY`, `ASSERTION_AUDIENCE`, `ASSERTION_TTL_SECONDS`, `ASSERTION_HEADER` | no | the identity assertion signed for the origin (see [`crate::assertion`]) |
 //! | `SCOPE_HIERARCHY` | no | JSON: broader scopes and the narrower ones they imply (see [`crate::policy::Hierarchy`]) |
 //! | `POLICY_MAX_BODY_BYTES` | no | largest POST body the policy inspects (default 1 MiB, at most 16 MiB); larger is 413 |
 //! | `INTROSPECTION_URL` | no | RFC 7662 endpoint: tokens that are not JWTs are checked there (see [`Introspection`]) |
@@ -85,6 +86,11 @@ pub const BINDINGS: &[&str] = &[
     "CIMD_TIMEOUT_SECONDS",
     "CIMD_CACHE_SECONDS",
     "STRIP_IDENTITY_HEADERS",
+    "ASSERTION_KEY",
+    "ASSERTION_SECOND_KEY",
+    "ASSERTION_AUDIENCE",
+    "ASSERTION_TTL_SECONDS",
+    "ASSERTION_HEADER",
 ];
 
 /// Default and ceiling of `POLICY_MAX_BODY_BYTES`.
@@ -212,6 +218,8 @@ pub struct Config {
     /// too). Default [`crate::proxy::FOREIGN_IDENTITY_HEADERS`]: an origin written
     /// for such a proxy would trust them. Risk of `none`: a client names its user.
     pub strip_identity: Vec<String>,
+    /// `ASSERTION_*`: the identity assertion the worker signs for the origin.
+    pub assertion: Option<crate::assertion::Settings>,
 }
 
 /// Client ID Metadata Documents at the edge (`CIMD=true`, see [`crate::cimd`]).
@@ -596,6 +604,7 @@ impl Config {
         };
 
         let cimd = cimd(&get, &as_passthrough)?;
+        let assertion = crate::assertion::from_bindings(&get, &resource_url, &origin_url)?;
 
         let strip_identity = match get("STRIP_IDENTITY_HEADERS") {
             None => crate::proxy::FOREIGN_IDENTITY_HEADERS
@@ -687,6 +696,7 @@ impl Config {
         };
 
         Ok(Config {
+            assertion,
             origin_url,
             resource,
             resource_url,

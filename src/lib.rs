@@ -24,6 +24,7 @@
 //! from the JS entry (`src/entry.mjs`) into the wasm with four strings, answered with
 //! one string: see [`glue`] and docs/architecture.md.
 
+pub mod assertion;
 pub mod authorizer;
 pub mod cache;
 pub mod cimd;

@@ -5,6 +5,7 @@
 //! | `/.well-known/oauth-protected-resource` and `…/<resource path>` | [`Route::ProtectedResourceMetadata`] (RFC 9728 §3.1) |
 //! | `/.well-known/oauth-authorization-server[/<issuer path>]`, `/.well-known/openid-configuration[/<issuer path>]`, `<issuer path>/.well-known/openid-configuration` | [`Route::AuthorizationServerMetadata`] (RFC 8414 §3.1, SPEC A1) |
 //! | `REGISTRATION_PATH` | [`Route::Register`] (RFC 7591) |
+//! | `/.well-known/mcp-edge-auth/jwks.json`, with `ASSERTION_KEY` | [`Route::AssertionKeys`] |
 //! | `RESOURCE_URL`'s path and below | [`Route::Mcp`] |
 //! | an `AS_PASSTHROUGH` prefix | [`Route::Passthrough`] |
 //! | anything else | [`Route::NotFound`] |
@@ -20,6 +21,8 @@ pub enum Route {
     ProtectedResourceMetadata,
     AuthorizationServerMetadata,
     Register,
+    /// The public keys of the identity assertion ([`crate::assertion`]).
+    AssertionKeys,
     Mcp,
     Passthrough,
     NotFound,
@@ -35,6 +38,7 @@ impl Route {
             Route::ProtectedResourceMetadata => "prm",
             Route::AuthorizationServerMetadata => "as-metadata",
             Route::Register => "register",
+            Route::AssertionKeys => "assertion-keys",
             Route::Mcp => "mcp",
             Route::Passthrough => "passthrough",
             Route::NotFound => "not-found",
@@ -44,9 +48,9 @@ impl Route {
     /// Methods a route accepts, for 405 and CORS preflights.
     pub fn allow(self) -> &'static str {
         match self {
-            Route::ProtectedResourceMetadata | Route::AuthorizationServerMetadata => {
-                "GET, HEAD, OPTIONS"
-            }
+            Route::ProtectedResourceMetadata
+            | Route::AuthorizationServerMetadata
+            | Route::AssertionKeys => "GET, HEAD, OPTIONS",
             Route::Register => "POST, OPTIONS",
             Route::Mcp => "GET, POST, DELETE, OPTIONS",
             Route::Passthrough | Route::NotFound => "",
@@ -58,9 +62,9 @@ impl Route {
         let ok = match self {
             Route::Passthrough | Route::NotFound => true,
             _ if method == "OPTIONS" => true,
-            Route::ProtectedResourceMetadata | Route::AuthorizationServerMetadata => {
-                matches!(method, "GET" | "HEAD")
-            }
+            Route::ProtectedResourceMetadata
+            | Route::AuthorizationServerMetadata
+            | Route::AssertionKeys => matches!(method, "GET" | "HEAD"),
             Route::Register => method == "POST",
             Route::Mcp => matches!(method, "GET" | "POST" | "DELETE"),
         };
@@ -114,6 +118,9 @@ pub fn route(cfg: &Config, path: &str) -> Route {
     }
     if path == cfg.registration_path {
         return Route::Register;
+    }
+    if cfg.assertion.is_some() && path == crate::assertion::JWKS_PATH {
+        return Route::AssertionKeys;
     }
     if path_matches(path, &cfg.protected_path) {
         return Route::Mcp;

@@ -61,6 +61,12 @@ pub fn serve(cfg: &Config, req: &RequestInfo<'_>) -> Result<Serve, Error> {
                 .with_header("cache-control", "public, max-age=3600"),
         ))),
         Route::AuthorizationServerMetadata => Ok(Serve::AuthorizationServerMetadata),
+        Route::AssertionKeys => match &cfg.assertion {
+            Some(a) => Ok(Serve::Reply(open_cors(
+                Reply::json(200, &a.jwks()).with_header("cache-control", "public, max-age=300"),
+            ))),
+            None => Err(Error::NotFound),
+        },
         Route::Register => Ok(Serve::Register),
         Route::Passthrough => {
             let base = cfg.as_url.as_str().trim_end_matches('/');

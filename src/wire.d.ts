@@ -34,4 +34,5 @@ interface Decision {
   i?: [number, number];
   s?: [number, number];
   d?: Decision;
+  g?: string;
 }

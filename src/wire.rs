@@ -129,6 +129,11 @@ pub const DECISION_KEYS: &[(&str, &str, &str)] = &[
         "Decision",
         "the decision a good signature gets (made ahead)",
     ),
+    (
+        "g",
+        "string",
+        "the identity assertion's signing input: sign it (once), send it",
+    ),
 ];
 
 #[derive(serde::Serialize)]
@@ -142,6 +147,9 @@ struct ForwardWire<'a> {
     /// The filter spec, as a JSON string the entry hands back to the filter.
     #[serde(skip_serializing_if = "Option::is_none")]
     t: Option<String>,
+    /// The identity assertion's signing input.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    g: Option<&'a str>,
     l: Option<&'a LogLine>,
 }
 
@@ -166,6 +174,7 @@ pub fn decision(d: &Decision, level: LogLevel) -> String {
             cors,
             filter,
             limits,
+            assertion,
             log: l,
         } => serde_json::to_string(&ForwardWire {
             f: target,
@@ -173,6 +182,7 @@ pub fn decision(d: &Decision, level: LogLevel) -> String {
             c: cors,
             q: limits,
             t: filter.as_ref().and_then(|f| serde_json::to_string(f).ok()),
+            g: assertion.as_deref(),
             l: log(level, l),
         }),
         Decision::Reply { reply, log: l } => serde_json::to_string(&ReplyWire {
@@ -238,6 +248,7 @@ mod tests {
             cors: vec![],
             filter: Some(Default::default()),
             limits: vec![("MCP_RATE_LIMITER", "sub:a".into())],
+            assertion: Some("e30.e30".into()),
             log: LogLine::default(),
         };
         let reply = Decision::Reply {
@@ -266,7 +277,7 @@ mod tests {
                 assert!(known(&k), "{k} in {w} is not in DECISION_KEYS");
             }
         }
-        assert_eq!(keys_of(&wires[0]), ["c", "f", "h", "l", "q", "t"]);
+        assert_eq!(keys_of(&wires[0]), ["c", "f", "g", "h", "l", "q", "t"]);
         let v: Value = serde_json::from_str(&wires[5]).unwrap();
         assert_eq!(v["i"], serde_json::json!([7, 20]));
         assert!(v["d"]["f"].is_string(), "the decision ahead is a decision");

@@ -138,7 +138,7 @@ fn decide_info(
 /// ahead, if any; otherwise the authorizer completes it.
 fn finish(a: &mut Authorizer, req: &RequestInfo<'_>, p: Pending, ok: bool, now: i64) -> Decision {
     if ok {
-        if let Some(d) = a.ahead(req, &p) {
+        if let Some(d) = a.ahead(req, &p, NOW) {
             a.accept(p, now);
             return d;
         }
@@ -279,7 +279,7 @@ fn the_decision_made_ahead_is_the_one_a_good_signature_gets() {
     // Two isolates: one takes the decision made ahead, one completes after the check.
     let (mut ahead, mut later) = (Authorizer::new(config()), Authorizer::new(config()));
     let p = pending(&mut ahead);
-    let d = ahead.ahead(&req, &p).expect("made ahead");
+    let d = ahead.ahead(&req, &p, NOW).expect("made ahead");
     ahead.accept(*p, NOW);
     let p = pending(&mut later);
     let completed = later.complete(&req, &p, true, NOW);
@@ -292,7 +292,7 @@ fn the_decision_made_ahead_is_the_one_a_good_signature_gets() {
     // Nothing is remembered until the signature is accepted.
     let mut a = Authorizer::new(config());
     let p = pending(&mut a);
-    assert!(a.ahead(&req, &p).is_some());
+    assert!(a.ahead(&req, &p, NOW).is_some());
     assert!(matches!(a.check(&req, NOW), Decision::Verify(_)));
 
     // A bad signature is refused as such whatever the claims say, and remembered.
@@ -319,7 +319,7 @@ fn the_decision_made_ahead_is_the_one_a_good_signature_gets() {
         let Decision::Verify(p) = a.check(&req, NOW) else {
             panic!()
         };
-        assert!(a.ahead(&req, &p).is_none(), "{what}");
+        assert!(a.ahead(&req, &p, NOW).is_none(), "{what}");
         let forged = a.complete(&req, &p, false, NOW);
         assert_eq!(status(&forged), 401, "{what}");
         assert!(!forged.to_wire(LogLevel::Info).contains(what), "{what}");
@@ -345,7 +345,7 @@ fn the_verify_handoff_names_the_exact_bytes_and_key() {
         panic!()
     };
     let ahead = a
-        .ahead(&req, &p)
+        .ahead(&req, &p, NOW)
         .expect("claims and scopes allow it")
         .to_wire(LogLevel::Info);
     let wire: Value = serde_json::from_str(&p.to_wire(7, &auth, Some(&ahead))).unwrap();
@@ -680,7 +680,7 @@ fn decide_introspecting(
             Decision::Introspect => {
                 asked += 1;
                 let result = a.install_introspection(token, answer(token), now);
-                return (a.finish_introspection(&req, result), asked);
+                return (a.finish_introspection(&req, result, NOW), asked);
             }
             other => return (other, asked),
         };

@@ -102,7 +102,7 @@ pub async fn introspect<P: Platform>(p: &P, info: &RequestInfo<'_>) -> Next {
                 "the shared introspection answer was dropped".into(),
             ))
         });
-    match p.with_auth(|a| a.finish_introspection(info, result)) {
+    match p.with_auth(|a| a.finish_introspection(info, result, p.now())) {
         Ok(d) => Next::Decided(d),
         Err(e) => Next::Failed(e),
     }

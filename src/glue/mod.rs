@@ -137,21 +137,34 @@ pub fn init(env: JsValue) -> u8 {
 /// origin timeout and the registration path (for the registration rate limit).
 #[wasm_bindgen(js_name = edge_strip_headers)]
 pub fn strip_headers() -> String {
-    let (policy, timeout, register, identity) = with_auth(|a| {
+    let (policy, timeout, register, identity, assertion) = with_auth(|a| {
         (
             a.cfg.policy.is_some(),
             a.cfg.origin_timeout,
             a.cfg.registration_path.clone(),
             a.cfg.strip_identity.clone(),
+            a.cfg.assertion.as_ref().map(|s| {
+                let (import, sign) = s.key.webcrypto();
+                // The private key goes to the entry's WebCrypto, inside the isolate.
+                format!(
+                    r#"{{"header":{},"bearer":{},"import":{import},"sign":{sign},"jwk":{}}}"#,
+                    serde_json::Value::from(s.header.as_str()),
+                    s.header == "authorization",
+                    s.key.private_jwk()
+                )
+            }),
         )
     })
-    .unwrap_or((false, 100, String::new(), Vec::new()));
+    .unwrap_or((false, 100, String::new(), Vec::new(), None));
     let strip: Vec<&str> = proxy::STRIP_REQUEST
         .iter()
         .copied()
         .chain(identity.iter().map(String::as_str))
         .collect();
-    serde_json::json!({"strip": strip, "prefix": proxy::IDENTITY_PREFIX, "policy": policy, "originTimeoutMs": u64::from(timeout) * 1000, "register": register, "filterMax": crate::sse::MAX_EVENT})
+    let assertion: serde_json::Value = assertion
+        .and_then(|a| serde_json::from_str(&a).ok())
+        .unwrap_or_default();
+    serde_json::json!({"strip": strip, "prefix": proxy::IDENTITY_PREFIX, "policy": policy, "originTimeoutMs": u64::from(timeout) * 1000, "register": register, "filterMax": crate::sse::MAX_EVENT, "assertion": assertion})
         .to_string()
 }
 
@@ -248,9 +261,12 @@ const MAX_PENDING: usize = 8192;
 /// and the decision for a good signature when it could be made ahead.
 fn hand_to_js(pending: Box<Pending>, info: &RequestInfo<'_>) -> String {
     let authorization = info.authorization.unwrap_or_default();
-    let ahead = with_auth(|a| a.ahead(info, &pending).map(|d| d.to_wire(a.log_level())))
-        .ok()
-        .flatten();
+    let ahead = with_auth(|a| {
+        a.ahead(info, &pending, now())
+            .map(|d| d.to_wire(a.log_level()))
+    })
+    .ok()
+    .flatten();
     PENDING.with(|p| {
         let mut p = p.borrow_mut();
         p.next = p.next.wrapping_add(1);
