@@ -223,16 +223,19 @@ async function main() {
   const { privateKey, publicKey } = await jose.generateKeyPair("RS256", { extractable: true });
   const pub = { ...(await jose.exportJWK(publicKey)), kid: "bench-1", alg: "RS256", use: "sig" };
   const [originPort, upPort] = [await freePort(), await freePort()];
-  const ports = { edge: await freePort(), "edge-policy": await freePort(), "rs-passthrough": await freePort(), "js-passthrough": await freePort(), jose: await freePort() };
+  const ports = { edge: await freePort(), "edge-policy": await freePort(), "edge-assert": await freePort(), "rs-passthrough": await freePort(), "js-passthrough": await freePort(), jose: await freePort() };
   if (BASELINE) Object.assign(ports, { base: await freePort(), "base-policy": await freePort() });
   const issuer = `http://127.0.0.1:${upPort}`;
   const resource = `http://127.0.0.1:${ports.edge}/mcp`;
   const joseResource = `http://127.0.0.1:${ports.jose}/mcp`;
   const policyResource = `http://127.0.0.1:${ports["edge-policy"]}/mcp`;
+  const assertResource = `http://127.0.0.1:${ports["edge-assert"]}/mcp`;
+  // The identity assertion's signing key (ES256), for the edge-assert worker.
+  const assertionKey = { ...(await jose.exportJWK((await jose.generateKeyPair("ES256", { extractable: true })).privateKey)), kid: "bench-edge" };
   const baseResources = BASELINE ? [`http://127.0.0.1:${ports.base}/mcp`, `http://127.0.0.1:${ports["base-policy"]}/mcp`] : [];
   const now = Math.floor(Date.now() / 1000);
   const sign = (aud, i) =>
-    new jose.SignJWT({ iss: issuer, sub: `user-${i}`, aud: [resource, joseResource, policyResource, ...baseResources], client_id: "bench", scope: "mcp:tools", iat: now, exp: now + 7200, jti: `t-${i}` })
+    new jose.SignJWT({ iss: issuer, sub: `user-${i}`, aud: [resource, joseResource, policyResource, assertResource, ...baseResources], client_id: "bench", scope: "mcp:tools", iat: now, exp: now + 7200, jti: `t-${i}` })
       .setProtectedHeader({ alg: "RS256", kid: "bench-1", typ: "at+jwt" })
       .sign(privateKey);
   console.error("bench: signing tokens");
@@ -258,6 +261,7 @@ async function main() {
   const workers = {
     edge: ["edge", capnpWorker("edge", bundles.edge, { ORIGIN_URL: origin, RESOURCE_URL: resource, ISSUER: issuer, REQUIRED_SCOPES: "mcp:tools", SCOPES_SUPPORTED: "mcp:tools", LOG_LEVEL: LOG_LEVEL })],
     "edge-policy": ["edgePolicy", capnpWorker("edge-policy", bundles.edge, { ORIGIN_URL: origin, RESOURCE_URL: policyResource, ISSUER: issuer, REQUIRED_SCOPES: "mcp:tools", SCOPES_SUPPORTED: "mcp:tools mcp:admin", SCOPE_POLICY: POLICY, LOG_LEVEL: LOG_LEVEL }, "edge")],
+    "edge-assert": ["edgeAssert", capnpWorker("edge-assert", bundles.edge, { ORIGIN_URL: origin, RESOURCE_URL: assertResource, ISSUER: issuer, REQUIRED_SCOPES: "mcp:tools", SCOPES_SUPPORTED: "mcp:tools", ASSERTION_KEY: JSON.stringify(assertionKey), LOG_LEVEL: LOG_LEVEL }, "edge")],
     "rs-passthrough": ["rsPassthrough", capnpWorker("rs-passthrough", bundles["rs-passthrough"], { ORIGIN_URL: origin })],
     "js-passthrough": ["jsPassthrough", capnpWorker("js-passthrough", bundles["js-passthrough"], { ORIGIN_URL: origin })],
     jose: ["jose", capnpWorker("jose", bundles.jose, { ORIGIN_URL: origin, RESOURCE_URL: joseResource, ISSUER: issuer, JWKS_URL: `${issuer}/jwks-jose`, REQUIRED_SCOPES: "mcp:tools" })],
@@ -298,8 +302,10 @@ ${names.map((n) => workers[n][1]).join("\n")}
     ["jose", ports.jose, "cycle", files.reused],
     ["edge-reused", ports.edge, "cycle", files.reused],
     ["edge-policy-reused", ports["edge-policy"], "cycle", files.reused],
+    ["edge-assert-reused", ports["edge-assert"], "cycle", files.reused],
     ["jose-fresh", ports.jose, "fresh", files.fresh],
     ["edge-fresh", ports.edge, "fresh", files.fresh],
+    ["edge-assert-fresh", ports["edge-assert"], "fresh", files.fresh],
     ["edge-invalid", ports.edge, "cycle", files.invalid],
     ["jose-invalid", ports.jose, "cycle", files.invalid],
   ];
@@ -404,6 +410,27 @@ ${names.map((n) => workers[n][1]).join("\n")}
   }
   if (spread.length) {
     lines.push(`Per-round throughput against the jose twin (round by round): ${spread.join("; ")}.`);
+    lines.push("");
+  }
+  // The identity assertion on (edge-assert-*) against off (edge-*), round by round.
+  const assertion = [];
+  for (const c of LEVELS) {
+    for (const kind of ["reused", "fresh"]) {
+      const per = [];
+      const p99 = [];
+      for (let round = 1; round <= ROUNDS; round++) {
+        const on = runs.find((r) => r.c === c && r.round === round && r.name === `edge-assert-${kind}`);
+        const off = runs.find((r) => r.c === c && r.round === round && r.name === `edge-${kind}`);
+        if (on && off) {
+          per.push(on.rps / off.rps);
+          p99.push(on.p99_us / off.p99_us);
+        }
+      }
+      if (per.length) assertion.push(`${kind} c${c}: throughput ${per.map((x) => `${x.toFixed(2)}x`).join(" ")} (median ${median(per).toFixed(2)}x), p99 median ${median(p99).toFixed(2)}x`);
+    }
+  }
+  if (assertion.length) {
+    lines.push(`Identity assertion on against off (same run, round by round): ${assertion.join("; ")}.`);
     lines.push("");
   }
   if (BASELINE) {
