@@ -3,8 +3,47 @@
 
 use super::*;
 
+/// With `ASSERTION_KEY`: the deployed worker publishes the configured keys, public
+/// halves only.
+fn assertion_keys(cfg: &Config, url: &str, http: &dyn Http, out: &mut Vec<Check>) {
+    let Some(a) = &cfg.assertion else { return };
+    let jwks_url = format!("{url}{}", crate::assertion::JWKS_PATH);
+    let expected = a.jwks();
+    out.push(match http.get(&jwks_url, &[]) {
+        Ok(answer) if answer.status == 200 => match serde_json::from_slice::<Value>(&answer.body) {
+            Ok(doc) if doc == expected => pass(
+                "deployed: assertion keys",
+                format!(
+                    "{jwks_url} publishes kid {} (signing){}",
+                    a.key.kid,
+                    a.second
+                        .as_ref()
+                        .map(|k| format!(" and {}", k.kid))
+                        .unwrap_or_default()
+                ),
+            ),
+            _ => fail(
+                "deployed: assertion keys",
+                format!("{jwks_url} does not publish the configured keys"),
+                "deploy this configuration (ASSERTION_KEY, ASSERTION_SECOND_KEY), or check --env",
+            ),
+        },
+        Ok(answer) => fail(
+            "deployed: assertion keys",
+            format!("{jwks_url} answered {}", answer.status),
+            "deploy a build with ASSERTION_KEY set",
+        ),
+        Err(e) => fail(
+            "deployed: assertion keys",
+            format!("{jwks_url}: {e}"),
+            "check --url",
+        ),
+    });
+}
+
 /// Compare a deployed worker with what the configuration implies.
 pub(super) fn deployed(cfg: &Config, url: &str, http: &dyn Http, out: &mut Vec<Check>) {
+    assertion_keys(cfg, url, http, out);
     let path = if cfg.protected_path == "/" {
         ""
     } else {

@@ -180,6 +180,23 @@ pub fn run(vars: &HashMap<String, String>, http: &dyn Http, opts: &Options) -> V
     if let Some(c) = step_up(&cfg) {
         out.push(c);
     }
+    if let Some(a) = &cfg.assertion {
+        out.push(pass(
+            "assertion",
+            format!(
+                "{} key {} signs for audience {} ({} s); {} published",
+                a.key.alg,
+                a.key.kid,
+                a.audience,
+                a.ttl,
+                if a.second.is_some() {
+                    "2 keys"
+                } else {
+                    "1 key"
+                }
+            ),
+        ));
+    }
     let upstream = discovery(&cfg, http, &mut out);
     if let Some(up) = &upstream {
         authorization_server(&cfg, up, &mut out);
@@ -454,6 +471,65 @@ CLOCK_LEEWAY_SECONDS = 30
                 .contains("holds [deploy:run] (deploy:run implied by mcp:admin); lacks [nuke]"),
             "{}",
             out[1].detail
+        );
+    }
+
+    /// Answers the worker's JWKS path with `jwks`, everything else unreachable.
+    struct Deployed(String);
+    impl Http for Deployed {
+        fn get(&self, url: &str, _: &[(&str, &str)]) -> Result<Answer, String> {
+            if url.ends_with(crate::assertion::JWKS_PATH) {
+                Ok(Answer {
+                    status: 200,
+                    headers: vec![],
+                    body: self.0.clone().into_bytes(),
+                })
+            } else {
+                Err(format!("{url} unreachable"))
+            }
+        }
+        fn post(&self, url: &str, _: &[(&str, &str)], _: &[u8]) -> Result<Answer, String> {
+            Err(format!("{url} unreachable"))
+        }
+    }
+
+    #[test]
+    fn the_assertion_key_is_described_and_its_deployed_jwks_compared() {
+        let mut vars = minimal();
+        let key = r#"{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","d":"nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A","kid":"edge-1"}"#;
+        vars.insert("ASSERTION_KEY".into(), key.into());
+        let cfg = Config::build(|k| vars.get(k).cloned()).unwrap();
+        let published = cfg.assertion.as_ref().unwrap().jwks().to_string();
+        let opts = Options {
+            url: Some("https://mcp.example.com".into()),
+            ..Default::default()
+        };
+        let report = run(&vars, &Deployed(published), &opts);
+        let described = report.iter().find(|c| c.name == "assertion").unwrap();
+        assert!(
+            described.ok && described.detail.contains("EdDSA key edge-1"),
+            "{described:?}"
+        );
+        let deployed = report
+            .iter()
+            .find(|c| c.name == "deployed: assertion keys")
+            .unwrap();
+        assert!(deployed.ok, "{deployed:?}");
+        // Another key deployed: failed, with advice.
+        let other = r#"{"keys":[{"kty":"OKP","crv":"Ed25519","x":"AAAA","kid":"old"}]}"#;
+        let report = run(&vars, &Deployed(other.into()), &opts);
+        let deployed = report
+            .iter()
+            .find(|c| c.name == "deployed: assertion keys")
+            .unwrap();
+        assert!(!deployed.ok && deployed.fix.is_some());
+        // A bad key stops the report at the configuration, naming the binding.
+        vars.insert("ASSERTION_KEY".into(), "{}".into());
+        let report = run(&vars, &Offline, &Options::default());
+        assert!(
+            report[0].detail.contains("ASSERTION_KEY"),
+            "{:?}",
+            report[0]
         );
     }
 }
