@@ -159,6 +159,24 @@ pub struct Settings {
     /// The request header the origin gets it in, lowercase; `authorization` sends it
     /// as `Bearer <assertion>` (for origins built on an OAuth resource-server library).
     pub header: String,
+    /// The JWS header, base64url: the same for every assertion of the key.
+    encoded_header: String,
+}
+
+/// The claims, serialised from borrowed values (no JSON tree per request).
+#[derive(serde::Serialize)]
+struct Claims<'a> {
+    iss: &'a str,
+    aud: &'a str,
+    iat: i64,
+    exp: i64,
+    jti: &'a str,
+    scope: String,
+    token_iss: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sub: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_id: Option<&'a str>,
 }
 
 impl Settings {
@@ -198,27 +216,23 @@ pub fn signing_input(
     jti.update(token_hash);
     jti.update(iat.to_be_bytes());
     let jti = URL_SAFE_NO_PAD.encode(&jti.finalize()[..16]);
-    let header = json!({"alg": s.key.alg, "kid": s.key.kid, "typ": "mcp-edge+jwt"});
-    let mut claims = json!({
-        "iss": s.issuer,
-        "aud": s.audience,
-        "iat": iat,
-        "exp": exp,
-        "jti": jti,
-        "scope": p.scopes.join(" "),
-        "token_iss": token_issuer,
-    });
-    if let Some(sub) = &p.subject {
-        claims["sub"] = json!(sub);
-    }
-    if let Some(c) = &p.client_id {
-        claims["client_id"] = json!(c);
-    }
-    format!(
-        "{}.{}",
-        URL_SAFE_NO_PAD.encode(header.to_string()),
-        URL_SAFE_NO_PAD.encode(claims.to_string())
-    )
+    let claims = Claims {
+        iss: &s.issuer,
+        aud: &s.audience,
+        iat,
+        exp,
+        jti: &jti,
+        scope: p.scopes.join(" "),
+        token_iss: token_issuer,
+        sub: p.subject.as_deref(),
+        client_id: p.client_id.as_deref(),
+    };
+    let payload = serde_json::to_vec(&claims).unwrap_or_default();
+    let mut input = String::with_capacity(s.encoded_header.len() + 1 + payload.len() * 4 / 3 + 4);
+    input.push_str(&s.encoded_header);
+    input.push('.');
+    URL_SAFE_NO_PAD.encode_string(payload, &mut input);
+    input
 }
 
 /// Read the `ASSERTION_*` bindings; `None` without `ASSERTION_KEY`. Errors name the
@@ -282,7 +296,10 @@ pub fn from_bindings(
             h
         }
     };
+    let encoded_header = URL_SAFE_NO_PAD
+        .encode(json!({"alg": key.alg, "kid": key.kid, "typ": "mcp-edge+jwt"}).to_string());
     Ok(Some(Settings {
+        encoded_header,
         key,
         second,
         issuer: resource.origin().ascii_serialization(),

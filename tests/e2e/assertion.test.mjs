@@ -159,3 +159,59 @@ test("a malformed key is a configuration error naming the binding; without ASSER
   const h = await seen(plain, await token(plain));
   assert.equal(h["x-auth-assertion"], undefined);
 });
+
+/** A 2026-07-28 `tools/call whoami` to `url`, with this Authorization. */
+async function whoami(url, authorization) {
+  const meta = { "io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {} };
+  const r = await fetch(url, {
+    method: "POST",
+    headers: {
+      ...(authorization ? { authorization } : {}),
+      "content-type": "application/json",
+      accept: "application/json, text/event-stream",
+      "mcp-protocol-version": "2026-07-28",
+      "mcp-method": "tools/call",
+      "mcp-name": "whoami",
+    },
+    body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "tools/call", params: { name: "whoami", arguments: {}, _meta: meta } }),
+  });
+  return { status: r.status, body: await r.text() };
+}
+
+test("an origin on the Python SDK's resource-server support accepts the worker's assertion and refuses forged or replayed-elsewhere ones sent straight to it", async () => {
+  const [wPort, pyPort] = [await rig.freePort(), await rig.freePort()];
+  const base = `http://127.0.0.1:${wPort}`;
+  const pyOrigin = `http://127.0.0.1:${pyPort}`;
+  const audience = `${pyOrigin}/mcp`;
+  const proc = rig.start("assertion-origin", `${rig.root}/.venv/bin/python`, ["tests/e2e/python/assertion_origin.py", String(pyPort), `${base}/.well-known/mcp-edge-auth/jwks.json`, base, audience]);
+  await rig.waitFor(`${pyOrigin}/.well-known/oauth-protected-resource/mcp`, proc);
+  const vars = { ASSERTION_KEY: JSON.stringify(edge.es), ASSERTION_HEADER: "Authorization", ASSERTION_AUDIENCE: audience };
+  await rig.startWorkerd({
+    port: wPort,
+    vars: { ORIGIN_URL: pyOrigin, RESOURCE_URL: `${base}/mcp`, ISSUER: `http://127.0.0.1:${asPort}/oidc`, REQUIRED_SCOPES: "mcp:tools", ...vars },
+  });
+  const tok = await token(base);
+  const through = await whoami(`${base}/mcp`, `Bearer ${tok}`);
+  assert.equal(through.status, 200, through.body);
+  const result = JSON.parse(through.body).result;
+  assert.equal(result.structuredContent.sub, "alice");
+  assert.equal(result.structuredContent.client_id, "app");
+  assert.equal(result.structuredContent.token_iss, `http://127.0.0.1:${asPort}/oidc`);
+
+  // Straight to the origin: no assertion, the client's own token, a forged assertion,
+  // and a genuine one the same worker key signed for another origin.
+  assert.equal((await whoami(audience)).status, 401);
+  assert.equal((await whoami(audience, `Bearer ${tok}`)).status, 401, "the client's token is no assertion");
+  const forged = await new jose.SignJWT({ sub: "mallory", client_id: "app", scope: "mcp:tools" })
+    .setProtectedHeader({ alg: "ES256", kid: "edge-es", typ: "mcp-edge+jwt" })
+    .setIssuer(base)
+    .setAudience(audience)
+    .setIssuedAt()
+    .setExpirationTime("5m")
+    .sign(await jose.importJWK(await signingKey("ES256", "edge-es"), "ES256"));
+  assert.equal((await whoami(audience, `Bearer ${forged}`)).status, 401, "forged");
+  const elsewhere = await worker({ ...vars, ASSERTION_AUDIENCE: "https://another-origin.example", RESOURCE_URL: `${base}/mcp` });
+  const replayed = (await seen(elsewhere, await token(elsewhere, { aud: `${base}/mcp` }))).authorization;
+  assert.match(replayed, /^Bearer /);
+  assert.equal((await whoami(audience, replayed)).status, 401, "made for another origin");
+});
