@@ -235,6 +235,44 @@ pub fn signing_input(
     input
 }
 
+/// The signing inputs made for the tokens of an isolate, by token hash: one per token
+/// and window, so a request whose token was seen in the window gets its input without
+/// building it again. Bounded: dropped wholesale when full.
+#[derive(Debug, Default)]
+pub struct Inputs {
+    made: std::cell::RefCell<std::collections::HashMap<[u8; 32], (i64, std::rc::Rc<str>)>>,
+}
+
+/// How many inputs an isolate keeps (the token cache's capacity).
+pub const MAX_INPUTS: usize = 4096;
+
+impl Inputs {
+    /// The input for this token at `now`: the one made in the current window, or a
+    /// new one ([`signing_input`]).
+    pub fn get(
+        &self,
+        s: &Settings,
+        p: &Principal,
+        token_issuer: &str,
+        token_hash: &[u8; 32],
+        now: i64,
+    ) -> std::rc::Rc<str> {
+        let window = now - now.rem_euclid((s.ttl / 2).max(1));
+        let mut made = self.made.borrow_mut();
+        if let Some((w, input)) = made.get(token_hash) {
+            if *w == window {
+                return input.clone();
+            }
+        }
+        if made.len() >= MAX_INPUTS {
+            made.clear();
+        }
+        let input: std::rc::Rc<str> = signing_input(s, p, token_issuer, token_hash, now).into();
+        made.insert(*token_hash, (window, input.clone()));
+        input
+    }
+}
+
 /// Read the `ASSERTION_*` bindings; `None` without `ASSERTION_KEY`. Errors name the
 /// binding.
 pub fn from_bindings(
@@ -447,6 +485,21 @@ mod tests {
         assert_eq!(jwks["keys"][0]["kid"], "ed-1");
         assert_eq!(jwks["keys"][1]["alg"], "ES256");
         assert!(!jwks.to_string().contains("\"d\""));
+    }
+
+    #[test]
+    fn inputs_are_made_once_per_token_and_window() {
+        let s = settings();
+        let inputs = Inputs::default();
+        let a = inputs.get(&s, &principal(10_000), "i", &[1; 32], 1_000);
+        let b = inputs.get(&s, &principal(10_000), "i", &[1; 32], 1_049);
+        assert!(std::rc::Rc::ptr_eq(&a, &b), "the same input, not rebuilt");
+        let c = inputs.get(&s, &principal(10_000), "i", &[1; 32], 1_050);
+        assert_ne!(a, c, "a new window");
+        assert_eq!(
+            &*c,
+            signing_input(&s, &principal(10_000), "i", &[1; 32], 1_050)
+        );
     }
 
     #[test]

@@ -120,7 +120,7 @@ pub enum Decision {
         /// The signing input of the identity assertion for the origin
         /// (`ASSERTION_KEY`, [`crate::assertion`]): the entry signs it (once per input)
         /// and sends it in the assertion header.
-        assertion: Option<String>,
+        assertion: Option<std::rc::Rc<str>>,
         log: LogLine,
     },
     Reply {
@@ -156,6 +156,8 @@ pub struct Authorizer {
     pub introspection_outcomes: introspection::Outcomes,
     /// Client ID Metadata Documents and the records this isolate wrote.
     pub cimd: crate::cimd::Memory,
+    /// Identity-assertion signing inputs, per token and window.
+    assertion_inputs: crate::assertion::Inputs,
     /// Rate-limiting bindings present (`MCP_RATE_LIMITER`, `MCP_CLIENT_RATE_LIMITER`):
     /// forward decisions then name the keys to count.
     pub limit_subjects: bool,
@@ -210,6 +212,7 @@ impl Authorizer {
             awaiting_introspection: TokenCache::new(REFUSAL_CACHE_CAPACITY),
             introspection_outcomes: Default::default(),
             cimd: Default::default(),
+            assertion_inputs: Default::default(),
             limit_subjects: false,
             limit_clients: false,
         }
@@ -543,7 +546,7 @@ impl Authorizer {
                 .cfg
                 .assertion
                 .as_ref()
-                .map(|a| crate::assertion::signing_input(a, p, &self.cfg.issuer, hash, now)),
+                .map(|a| self.assertion_inputs.get(a, p, &self.cfg.issuer, hash, now)),
             log,
         })
     }

@@ -248,7 +248,7 @@ mod tests {
             cors: vec![],
             filter: Some(Default::default()),
             limits: vec![("MCP_RATE_LIMITER", "sub:a".into())],
-            assertion: Some("e30.e30".into()),
+            assertion: Some(std::rc::Rc::from("e30.e30")),
             log: LogLine::default(),
         };
         let reply = Decision::Reply {
