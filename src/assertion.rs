@@ -240,8 +240,11 @@ pub fn signing_input(
 /// building it again. Bounded: dropped wholesale when full.
 #[derive(Debug, Default)]
 pub struct Inputs {
-    made: std::cell::RefCell<std::collections::HashMap<[u8; 32], (i64, std::rc::Rc<str>)>>,
+    made: std::cell::RefCell<std::collections::HashMap<[u8; 32], Made>>,
 }
+
+/// An input and the window it was made in.
+type Made = (i64, std::rc::Rc<str>);
 
 /// How many inputs an isolate keeps (the token cache's capacity).
 pub const MAX_INPUTS: usize = 4096;
