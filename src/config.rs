@@ -4,43 +4,7 @@
 //! the same on the host, in tests and in the worker, where the glue reads `Env`.
 //! Every problem names the binding it comes from.
 //!
-//! | binding | required | meaning |
-//! |---|---|---|
-//! | `ORIGIN_URL` | yes | base URL of the MCP origin |
-//! | `RESOURCE_URL` | yes | canonical public URL of the protected MCP endpoint |
-//! | `ISSUER` | yes | the authorization server's issuer, exactly as in tokens' `iss` |
-//! | `AS_URL` | no | where the worker reaches the authorization server (default `ISSUER`) |
-//! | `AS_PASSTHROUGH` | no | path prefixes forwarded verbatim to `AS_URL` |
-//! | `JWKS_URL`, `REGISTRATION_URL` | no | overrides of discovered endpoints |
-//! | `AUDIENCE` | no | accepted `aud` values (default `RESOURCE_URL`) |
-//! | `SCOPES_SUPPORTED` | no | scopes advertised in PRM |
-//! | `REQUIRED_SCOPES` | no | scopes every MCP request needs |
-//! | `ALLOWED_ORIGINS` | no | browser origins allowed on the MCP endpoint (`*` for any) |
-//! | `ALGORITHMS` | no | accepted JWS algorithms (default `RS256 ES256 PS256 EdDSA`) |
-//! | `CLOCK_LEEWAY_SECONDS` | no | leeway on `exp`/`nbf` (default 60, at most 300) |
-//! | `RESOURCE_NAME`, `RESOURCE_DOCUMENTATION` | no | PRM `resource_name`, `resource_documentation` |
-//! | `REGISTRATION_PATH` | no | path of the worker's registration endpoint (default `/register`) |
-//! | `LOG_LEVEL` | no | `info` (a line per request, default), `warn` (refusals and failures), `off` |
-//! | `JWKS_CACHE_SECONDS` | no | how long a fetched JWKS is used before it is fetched again (default 600, 1 to 86400) |
-//! | `JWKS_MAX_STALE_SECONDS` | no | how long keys stay in use when the JWKS cannot be refreshed (default 86400, 0 to 604800); then 503 |
-//! | `TOKEN_TYP` | no | required JWT header `typ` (e.g. `at+jwt`, RFC 9068); unset: any |
-//! | `ORIGIN_TIMEOUT_SECONDS` | no | how long to wait for the origin's response headers (default 100, 1 to 600); then 504 |
-//! | `SCOPE_POLICY` | no | JSON: scopes per MCP method and tool/prompt/resource name (see [`crate::policy`]) |
-//! | `ASSERTION_KEY`, `ASSERTION_SECOND_KEY`, `ASSERTION_AUDIENCE`, `ASSERTION_TTL_SECONDS`, `ASSERTION_HEADER` | no | the identity assertion signed for the origin (see [`crate::assertion`]) |
-//! | `SCOPE_HIERARCHY` | no | JSON: broader scopes and the narrower ones they imply (see [`crate::policy::Hierarchy`]) |
-//! | `POLICY_MAX_BODY_BYTES` | no | largest POST body the policy inspects (default 1 MiB, at most 16 MiB); larger is 413 |
-//! | `INTROSPECTION_URL` | no | RFC 7662 endpoint: tokens that are not JWTs are checked there (see [`Introspection`]) |
-//! | `INTROSPECTION_CLIENT_ID` + `INTROSPECTION_CLIENT_SECRET` | no (secrets) | HTTP Basic credentials for the introspection endpoint |
-//! | `INTROSPECTION_BEARER_TOKEN` | no (secret) | or a bearer API key for it (Ory Network) |
-//! | `INTROSPECT_JWTS` | no | `true`: JWTs, once valid locally, must also be active at the endpoint (revocation) |
-//! | `INTROSPECTION_CACHE_SECONDS` | no | longest an active answer is reused (default 60, 0 to 3600; never past the token's `exp`) |
-//! | `INTROSPECTION_TIMEOUT_SECONDS` | no | how long the endpoint may take (default 5, 1 to 30); then 503 |
-//! | `AS_FLAVOR` | no | `generic` (default) or `hydra`: the Ory Hydra adapter (see [`Flavor`]) |
-//! | `CIMD` | no | `true`: accept Client ID Metadata Documents for the upstream (see [`crate::cimd`]); needs `AS_PASSTHROUGH` and a KV namespace bound as `CIMD_KV` |
-//! | `CIMD_ALLOW_LOOPBACK` | no | `true` (development only): documents may live on loopback hosts, over http too |
-//! | `CIMD_TIMEOUT_SECONDS` | no | how long a document's host may take (default 5, 1 to 30) |
-//! | `CIMD_CACHE_SECONDS` | no | longest a document is reused, whatever its `Cache-Control` says (default 3600, 0 to 86400) |
-//! | `STRIP_IDENTITY_HEADERS` | no | request headers other authenticating proxies use for identity, never forwarded from a client (default [`crate::proxy::FOREIGN_IDENTITY_HEADERS`]; `none` forwards them) |
+//! The bindings, with whether each is required and what it means, are in [`TABLE`].
 
 use crate::error::Error;
 use crate::policy::{Hierarchy, Policy};
@@ -48,50 +12,68 @@ use jsonwebtoken::Algorithm;
 use url::Url;
 
 /// Every binding the worker reads (the doctor flags any other name as a likely typo).
-pub const BINDINGS: &[&str] = &[
-    "ORIGIN_URL",
-    "RESOURCE_URL",
-    "ISSUER",
-    "AS_URL",
-    "AS_PASSTHROUGH",
-    "JWKS_URL",
-    "REGISTRATION_URL",
-    "AUDIENCE",
-    "SCOPES_SUPPORTED",
-    "REQUIRED_SCOPES",
-    "ALLOWED_ORIGINS",
-    "ALGORITHMS",
-    "CLOCK_LEEWAY_SECONDS",
-    "RESOURCE_NAME",
-    "RESOURCE_DOCUMENTATION",
-    "REGISTRATION_PATH",
-    "LOG_LEVEL",
-    "SCOPE_POLICY",
-    "SCOPE_HIERARCHY",
-    "POLICY_MAX_BODY_BYTES",
-    "ORIGIN_TIMEOUT_SECONDS",
-    "TOKEN_TYP",
-    "JWKS_MAX_STALE_SECONDS",
-    "JWKS_CACHE_SECONDS",
-    "INTROSPECTION_URL",
-    "INTROSPECTION_CLIENT_ID",
-    "INTROSPECTION_CLIENT_SECRET",
-    "INTROSPECTION_BEARER_TOKEN",
-    "INTROSPECT_JWTS",
-    "INTROSPECTION_CACHE_SECONDS",
-    "INTROSPECTION_TIMEOUT_SECONDS",
-    "AS_FLAVOR",
-    "CIMD",
-    "CIMD_ALLOW_LOOPBACK",
-    "CIMD_TIMEOUT_SECONDS",
-    "CIMD_CACHE_SECONDS",
-    "STRIP_IDENTITY_HEADERS",
-    "ASSERTION_KEY",
-    "ASSERTION_SECOND_KEY",
-    "ASSERTION_AUDIENCE",
-    "ASSERTION_TTL_SECONDS",
-    "ASSERTION_HEADER",
+/// A text binding the worker reads: its name, whether it is required, and what it
+/// means (docs/configuration.md says more; a test keeps its table to this one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Binding {
+    pub name: &'static str,
+    pub required: bool,
+    /// Native builds only (the doctor, the tests): the wasm carries no prose.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub meaning: &'static str,
+}
+
+/// Every binding the worker reads, in one table: it drives the required-binding check
+/// of [`Config::build`], the doctor's misspelling check and the documentation test.
+pub const TABLE: &[Binding] = &[
+    Binding { name: "ORIGIN_URL", required: true, #[cfg(not(target_arch = "wasm32"))] meaning: "base URL of the MCP origin" },
+    Binding { name: "RESOURCE_URL", required: true, #[cfg(not(target_arch = "wasm32"))] meaning: "canonical public URL of the protected MCP endpoint" },
+    Binding { name: "ISSUER", required: true, #[cfg(not(target_arch = "wasm32"))] meaning: "the authorization server's issuer, exactly as in tokens' `iss`" },
+    Binding { name: "AS_URL", required: false, #[cfg(not(target_arch = "wasm32"))] meaning: "where the worker reaches the authorization server (default `ISSUER`)" },
+    Binding { name: "AS_PASSTHROUGH", required: false, #[cfg(not(target_arch = "wasm32"))] meaning: "path prefixes forwarded verbatim to `AS_URL`" },
+    Binding { name: "JWKS_URL", required: false, #[cfg(not(target_arch = "wasm32"))] meaning: "overrides of discovered endpoints" },
+    Binding { name: "REGISTRATION_URL", required: false, #[cfg(not(target_arch = "wasm32"))] meaning: "overrides of discovered endpoints" },
+    Binding { name: "AUDIENCE", required: false, #[cfg(not(target_arch = "wasm32"))] meaning: "accepted `aud` values (default `RESOURCE_URL`)" },
+    Binding { name: "SCOPES_SUPPORTED", required: false, #[cfg(not(target_arch = "wasm32"))] meaning: "scopes advertised in PRM" },
+    Binding { name: "REQUIRED_SCOPES", required: false, #[cfg(not(target_arch = "wasm32"))] meaning: "scopes every MCP request needs" },
+    Binding { name: "ALLOWED_ORIGINS", required: false, #[cfg(not(target_arch = "wasm32"))] meaning: "browser origins allowed on the MCP endpoint (`*` for any)" },
+    Binding { name: "ALGORITHMS", required: false, #[cfg(not(target_arch = "wasm32"))] meaning: "accepted JWS algorithms (default `RS256 ES256 PS256 EdDSA`)" },
+    Binding { name: "CLOCK_LEEWAY_SECONDS", required: false, #[cfg(not(target_arch = "wasm32"))] meaning: "leeway on `exp`/`nbf` (default 60, at most 300)" },
+    Binding { name: "RESOURCE_NAME", required: false, #[cfg(not(target_arch = "wasm32"))] meaning: "PRM `resource_name`, `resource_documentation`" },
+    Binding { name: "RESOURCE_DOCUMENTATION", required: false, #[cfg(not(target_arch = "wasm32"))] meaning: "PRM `resource_name`, `resource_documentation`" },
+    Binding { name: "REGISTRATION_PATH", required: false, #[cfg(not(target_arch = "wasm32"))] meaning: "path of the worker's registration endpoint (default `/register`)" },
+    Binding { name: "LOG_LEVEL", required: false, #[cfg(not(target_arch = "wasm32"))] meaning: "`info` (a line per request, default), `warn` (refusals and failures), `off`" },
+    Binding { name: "SCOPE_POLICY", required: false, #[cfg(not(target_arch = "wasm32"))] meaning: "JSON: scopes per MCP method and tool/prompt/resource name (see [`crate::policy`])" },
+    Binding { name: "SCOPE_HIERARCHY", required: false, #[cfg(not(target_arch = "wasm32"))] meaning: "JSON: broader scopes and the narrower ones they imply (see [`crate::policy::Hierarchy`])" },
+    Binding { name: "POLICY_MAX_BODY_BYTES", required: false, #[cfg(not(target_arch = "wasm32"))] meaning: "largest POST body the policy inspects (default 1 MiB, at most 16 MiB); larger is 413" },
+    Binding { name: "ORIGIN_TIMEOUT_SECONDS", required: false, #[cfg(not(target_arch = "wasm32"))] meaning: "how long to wait for the origin's response headers (default 100, 1 to 600); then 504" },
+    Binding { name: "TOKEN_TYP", required: false, #[cfg(not(target_arch = "wasm32"))] meaning: "required JWT header `typ` (e.g. `at+jwt`, RFC 9068); unset: any" },
+    Binding { name: "JWKS_MAX_STALE_SECONDS", required: false, #[cfg(not(target_arch = "wasm32"))] meaning: "how long keys stay in use when the JWKS cannot be refreshed (default 86400, 0 to 604800); then 503" },
+    Binding { name: "JWKS_CACHE_SECONDS", required: false, #[cfg(not(target_arch = "wasm32"))] meaning: "how long a fetched JWKS is used before it is fetched again (default 600, 1 to 86400)" },
+    Binding { name: "INTROSPECTION_URL", required: false, #[cfg(not(target_arch = "wasm32"))] meaning: "RFC 7662 endpoint: tokens that are not JWTs are checked there (see [`Introspection`])" },
+    Binding { name: "INTROSPECTION_CLIENT_ID", required: false, #[cfg(not(target_arch = "wasm32"))] meaning: "HTTP Basic credentials for the introspection endpoint" },
+    Binding { name: "INTROSPECTION_CLIENT_SECRET", required: false, #[cfg(not(target_arch = "wasm32"))] meaning: "HTTP Basic credentials for the introspection endpoint" },
+    Binding { name: "INTROSPECTION_BEARER_TOKEN", required: false, #[cfg(not(target_arch = "wasm32"))] meaning: "or a bearer API key for it (Ory Network)" },
+    Binding { name: "INTROSPECT_JWTS", required: false, #[cfg(not(target_arch = "wasm32"))] meaning: "`true`: JWTs, once valid locally, must also be active at the endpoint (revocation)" },
+    Binding { name: "INTROSPECTION_CACHE_SECONDS", required: false, #[cfg(not(target_arch = "wasm32"))] meaning: "longest an active answer is reused (default 60, 0 to 3600; never past the token's `exp`)" },
+    Binding { name: "INTROSPECTION_TIMEOUT_SECONDS", required: false, #[cfg(not(target_arch = "wasm32"))] meaning: "how long the endpoint may take (default 5, 1 to 30); then 503" },
+    Binding { name: "AS_FLAVOR", required: false, #[cfg(not(target_arch = "wasm32"))] meaning: "`generic` (default) or `hydra`: the Ory Hydra adapter (see [`Flavor`])" },
+    Binding { name: "CIMD", required: false, #[cfg(not(target_arch = "wasm32"))] meaning: "`true`: accept Client ID Metadata Documents for the upstream (see [`crate::cimd`]); needs `AS_PASSTHROUGH` and a KV namespace bound as `CIMD_KV`" },
+    Binding { name: "CIMD_ALLOW_LOOPBACK", required: false, #[cfg(not(target_arch = "wasm32"))] meaning: "`true` (development only): documents may live on loopback hosts, over http too" },
+    Binding { name: "CIMD_TIMEOUT_SECONDS", required: false, #[cfg(not(target_arch = "wasm32"))] meaning: "how long a document's host may take (default 5, 1 to 30)" },
+    Binding { name: "CIMD_CACHE_SECONDS", required: false, #[cfg(not(target_arch = "wasm32"))] meaning: "longest a document is reused, whatever its `Cache-Control` says (default 3600, 0 to 86400)" },
+    Binding { name: "STRIP_IDENTITY_HEADERS", required: false, #[cfg(not(target_arch = "wasm32"))] meaning: "request headers other authenticating proxies use for identity, never forwarded from a client (default [`crate::proxy::FOREIGN_IDENTITY_HEADERS`]; `none` forwards them)" },
+    Binding { name: "ASSERTION_KEY", required: false, #[cfg(not(target_arch = "wasm32"))] meaning: "the identity assertion signed for the origin (see [`crate::assertion`])" },
+    Binding { name: "ASSERTION_SECOND_KEY", required: false, #[cfg(not(target_arch = "wasm32"))] meaning: "the identity assertion signed for the origin (see [`crate::assertion`])" },
+    Binding { name: "ASSERTION_AUDIENCE", required: false, #[cfg(not(target_arch = "wasm32"))] meaning: "the identity assertion signed for the origin (see [`crate::assertion`])" },
+    Binding { name: "ASSERTION_TTL_SECONDS", required: false, #[cfg(not(target_arch = "wasm32"))] meaning: "the identity assertion signed for the origin (see [`crate::assertion`])" },
+    Binding { name: "ASSERTION_HEADER", required: false, #[cfg(not(target_arch = "wasm32"))] meaning: "the identity assertion signed for the origin (see [`crate::assertion`])" },
 ];
+
+/// Is `name` one of the worker's bindings?
+pub fn is_binding(name: &str) -> bool {
+    TABLE.iter().any(|b| b.name == name)
+}
 
 /// Default and ceiling of `POLICY_MAX_BODY_BYTES`.
 pub const DEFAULT_POLICY_MAX_BODY: usize = 1 << 20;
@@ -442,6 +424,10 @@ impl Config {
                 .map(|v| v.trim().to_string())
                 .filter(|v| !v.is_empty())
         };
+        // The table says which bindings are required: all are checked first, in its order.
+        if let Some(b) = TABLE.iter().find(|b| b.required && get(b.name).is_none()) {
+            return Err(problem(b.name, "is required but not set"));
+        }
         let required =
             |name: &str| get(name).ok_or_else(|| problem(name, "is required but not set"));
 
@@ -878,7 +864,7 @@ pub(crate) mod tests {
     #[test]
     fn related_bindings_are_known_bindings() {
         for name in INTROSPECTION_RELATED.iter().chain(CIMD_RELATED) {
-            assert!(BINDINGS.contains(name), "{name} missing from BINDINGS");
+            assert!(is_binding(name), "{name} missing from TABLE");
         }
     }
 

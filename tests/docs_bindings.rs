@@ -1,9 +1,10 @@
 #![cfg(not(target_arch = "wasm32"))]
 //! The configuration table (docs/configuration.md) names exactly the worker's text
-//! bindings (`config::BINDINGS`, which the doctor's misspelling check uses too), so
-//! the documentation cannot drift from the code.
+//! bindings (`config::TABLE`, which also drives the required-binding check and the
+//! doctor's misspelling check), each marked required as the table says, so the
+//! documentation cannot drift from the code.
 
-use mcp_edge_auth::config::BINDINGS;
+use mcp_edge_auth::config::TABLE;
 
 /// Binding names in the first column of the table's rows: `` `A`, `B` ``.
 fn documented() -> Vec<String> {
@@ -25,9 +26,10 @@ fn documented() -> Vec<String> {
 #[test]
 fn the_configuration_table_lists_every_binding_and_only_bindings() {
     let documented = documented();
-    let missing: Vec<&&str> = BINDINGS
+    let missing: Vec<&str> = TABLE
         .iter()
-        .filter(|b| !documented.iter().any(|d| d == *b))
+        .map(|b| b.name)
+        .filter(|b| !documented.iter().any(|d| d == b))
         .collect();
     assert!(
         missing.is_empty(),
@@ -43,10 +45,38 @@ fn the_configuration_table_lists_every_binding_and_only_bindings() {
     ];
     let unknown: Vec<&String> = documented
         .iter()
-        .filter(|d| !BINDINGS.contains(&d.as_str()) && !runtime.contains(&d.as_str()))
+        .filter(|d| !TABLE.iter().any(|b| b.name == d.as_str()) && !runtime.contains(&d.as_str()))
         .collect();
     assert!(
         unknown.is_empty(),
         "documented but not bindings: {unknown:?}"
     );
+}
+
+#[test]
+fn the_required_column_follows_the_table() {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/configuration.md"
+    ))
+    .expect("docs/configuration.md");
+    for b in TABLE {
+        let row = doc
+            .lines()
+            .find(|l| {
+                l.starts_with("| `")
+                    && l.split('|')
+                        .nth(1)
+                        .is_some_and(|c| c.contains(&format!("`{}`", b.name)))
+            })
+            .unwrap_or_else(|| panic!("no row for {}", b.name));
+        let required = row.split('|').nth(2).unwrap_or_default().trim();
+        assert_eq!(
+            required == "yes",
+            b.required,
+            "{}: documented as {required:?}",
+            b.name
+        );
+        assert!(!b.meaning.is_empty(), "{} has a meaning", b.name);
+    }
 }

@@ -160,7 +160,7 @@ pub fn run(vars: &HashMap<String, String>, http: &dyn Http, opts: &Options) -> V
     let mut unknown: Vec<&str> = vars
         .keys()
         .map(String::as_str)
-        .filter(|k| !crate::config::BINDINGS.contains(k))
+        .filter(|k| !crate::config::is_binding(k))
         .collect();
     unknown.sort_unstable();
     if !unknown.is_empty() {
