@@ -33,6 +33,7 @@ pub mod config;
 pub mod doctor;
 pub mod error;
 pub mod flows;
+pub mod headers;
 pub mod introspection;
 pub mod jsonrpc;
 pub mod jwks;
