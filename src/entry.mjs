@@ -290,7 +290,18 @@ async function forward(request, d, body) {
     if (!stripped(name, named)) headers.append(name, value);
   }
   for (const [name, value] of d.h) headers.set(name, value);
-  if (d.g) headers.set(assertion.header, assertions.get(d.g) ?? (await asserted(d.g)));
+  if (d.g) {
+    let value = assertions.get(d.g);
+    if (value === undefined) {
+      try {
+        value = await asserted(d.g);
+      } catch {
+        assertionKey = null; // tried again on the next request
+        return reply(decision(refusal(method, request.url, "assertion")));
+      }
+    }
+    headers.set(assertion.header, value);
+  }
   // The timeout covers the wait for the origin's response headers only: workerd's
   // fetch no longer watches its signal once the headers are in, so long streams run
   // on (tests/e2e/faults.test.mjs holds it to that). One native timer, no JS

@@ -468,8 +468,9 @@ pub async fn authorize(
 /// The answer to a request the JS entry refuses on the way (its decision's wire
 /// form): a rate-limiting binding said no (429; `what` is "subject", "client" or
 /// "address"), a GET or HEAD carries a body the platform will not forward
-/// ("body-on-get", 400), or the origin's list answer is larger than the worker can
-/// filter ("answer-too-large", 502).
+/// ("body-on-get", 400), the origin's list answer is larger than the worker can
+/// filter ("answer-too-large", 502), or WebCrypto refused the assertion key
+/// ("assertion", 500 naming `ASSERTION_KEY`).
 #[wasm_bindgen(js_name = edge_refusal)]
 pub fn refusal(method: &str, url: &str, what: &str) -> String {
     let path = split_url(url).map(|(p, _)| p).unwrap_or_default();
@@ -489,6 +490,10 @@ pub fn refusal(method: &str, url: &str, what: &str) -> String {
             )
             .into(),
         ),
+        "assertion" => Error::Config {
+            binding: "ASSERTION_KEY".into(),
+            problem: "the runtime's WebCrypto could not import or use the key to sign".into(),
+        },
         "client" => Error::RateLimited("client"),
         "address" => Error::RateLimited("address"),
         _ => Error::RateLimited("subject"),

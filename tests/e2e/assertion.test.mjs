@@ -148,12 +148,19 @@ test("ASSERTION_HEADER=Authorization: the origin gets the assertion as its beare
   assert.equal(payload.sub, "alice");
 });
 
-test("a malformed key is a configuration error naming the binding; without ASSERTION_KEY no JWKS is served", async () => {
+test("a malformed key, or one WebCrypto refuses, is a configuration error naming the binding; without ASSERTION_KEY no JWKS is served", async () => {
   const bad = await worker({ ASSERTION_KEY: '{"kty":"RSA"}' });
   const r = await fetch(`${bad}/.well-known/oauth-protected-resource`);
   assert.equal(r.status, 500);
   const body = await r.text();
   assert.match(body, /ASSERTION_KEY/);
+  // Well formed but not a key WebCrypto takes (a point off the curve): each request
+  // is a 500 naming the binding, never a crash or an unsigned forward.
+  const offCurve = { kty: "EC", crv: "P-256", x: "A".repeat(43), y: "A".repeat(43), d: edge.es.d, kid: "broken" };
+  const broken = await worker({ ASSERTION_KEY: JSON.stringify(offCurve) });
+  const refused = await fetch(`${broken}/mcp/echo`, { method: "POST", headers: { authorization: `Bearer ${await token(broken)}` }, body: "{}" });
+  assert.equal(refused.status, 500);
+  assert.match(await refused.text(), /ASSERTION_KEY/);
   const plain = await worker({});
   assert.equal((await fetch(`${plain}/.well-known/mcp-edge-auth/jwks.json`)).status, 404);
   const h = await seen(plain, await token(plain));
