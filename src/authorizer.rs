@@ -602,11 +602,10 @@ impl Authorizer {
             Body::Text(t) => t,
             Body::TooLarge => return Err(Error::PayloadTooLarge(self.cfg.policy_max_body)),
             Body::NotUtf8 | Body::Unread => {
-                return Err(Error::JsonRpc {
-                    code: jsonrpc::PARSE_ERROR,
-                    message: "Parse error: the body is not UTF-8 JSON".into(),
-                    id: serde_json::Value::Null,
-                })
+                return Err(jsonrpc::rpc(
+                    jsonrpc::PARSE_ERROR,
+                    "Parse error: the body is not UTF-8 JSON",
+                ))
             }
         };
         let body = jsonrpc::inspect(text)?;
@@ -638,11 +637,13 @@ impl Authorizer {
                     let required = modern && a.header_required();
                     let header = req.mcp.param(a.header());
                     if let Err(what) = jsonrpc::check_param(a.header(), header, value, required) {
-                        mismatch = Some(Error::JsonRpc {
-                            code: jsonrpc::HEADER_MISMATCH,
-                            message: format!("Header mismatch: {what}"),
-                            id: m.id.clone().unwrap_or_default(),
-                        });
+                        mismatch = Some(
+                            jsonrpc::rpc(
+                                jsonrpc::HEADER_MISMATCH,
+                                format!("Header mismatch: {what}"),
+                            )
+                            .with_id(m.id.clone()),
+                        );
                     }
                 }
                 a.needs(value).into_iter().for_each(&mut add);
@@ -717,11 +718,11 @@ fn arguments_of(
     };
     match serde_json::from_str::<Option<serde_json::Map<String, serde_json::Value>>>(raw.get()) {
         Ok(map) => Ok(map),
-        Err(_) => Err(Error::JsonRpc {
-            code: jsonrpc::INVALID_PARAMS,
-            message: "Invalid params: arguments must be an object".into(),
-            id: m.id.clone().unwrap_or_default(),
-        }),
+        Err(_) => Err(jsonrpc::rpc(
+            jsonrpc::INVALID_PARAMS,
+            "Invalid params: arguments must be an object",
+        )
+        .with_id(m.id.clone())),
     }
 }
 

@@ -3,19 +3,11 @@
 //! base64 sentinel, and an `Mcp-Param-*` header an argument rule interprets.
 
 use crate::error::Error;
-use crate::jsonrpc::{Body, HEADER_MISMATCH};
+use crate::jsonrpc::{rpc, Body, HEADER_MISMATCH};
 use crate::policy;
 use base64::Engine;
 use serde_json::Value;
 use std::borrow::Cow;
-
-fn rpc(code: i64, message: impl Into<String>) -> Error {
-    Error::JsonRpc {
-        code,
-        message: message.into(),
-        id: Value::Null,
-    }
-}
 
 /// The MCP headers of a POST, as the entry hands them over: every request header
 /// whose name starts with `mcp-`, as `name\nvalue\n` pairs with lowercase names (header

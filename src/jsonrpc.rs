@@ -55,7 +55,7 @@ pub struct Body<'a> {
     pub batch: bool,
 }
 
-fn rpc(code: i64, message: impl Into<String>) -> Error {
+pub(crate) fn rpc(code: i64, message: impl Into<String>) -> Error {
     Error::JsonRpc {
         code,
         message: message.into(),

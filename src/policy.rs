@@ -532,9 +532,7 @@ pub const ARGUMENT_METHODS: &[&str] = &["tools/call", "prompts/get"];
 
 /// RFC 9110 `token` (`1*tchar`): what an HTTP field name, so an `x-mcp-header`, is.
 pub fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !s.is_empty() && s.bytes().all(crate::token::is_tchar)
 }
 
 /// `SCOPE_HIERARCHY`: broader scopes and the narrower ones they imply (R15), as a
