@@ -39,7 +39,7 @@ pub struct SigningKey {
     /// `ES256` or `EdDSA`.
     pub alg: &'static str,
     pub public: Value,
-    private: String,
+    private: Value,
 }
 
 impl std::fmt::Debug for SigningKey {
@@ -54,18 +54,18 @@ impl std::fmt::Debug for SigningKey {
 
 impl SigningKey {
     /// The private JWK, for the entry's `crypto.subtle.importKey` (never logged).
-    pub fn private_jwk(&self) -> &str {
+    pub fn private_jwk(&self) -> &Value {
         &self.private
     }
 
     /// WebCrypto's import and sign parameters for this key, as JSON.
-    pub fn webcrypto(&self) -> (&'static str, &'static str) {
+    pub fn webcrypto(&self) -> (Value, Value) {
         match self.alg {
             "ES256" => (
-                r#"{"name":"ECDSA","namedCurve":"P-256"}"#,
-                r#"{"name":"ECDSA","hash":"SHA-256"}"#,
+                json!({"name": "ECDSA", "namedCurve": "P-256"}),
+                json!({"name": "ECDSA", "hash": "SHA-256"}),
             ),
-            _ => (r#"{"name":"Ed25519"}"#, r#"{"name":"Ed25519"}"#),
+            _ => (json!({"name": "Ed25519"}), json!({"name": "Ed25519"})),
         }
     }
 }
@@ -141,7 +141,7 @@ pub fn parse_key(json: &str) -> Result<SigningKey, String> {
         kid,
         alg,
         public,
-        private: Value::Object(private).to_string(),
+        private: Value::Object(private),
     })
 }
 
@@ -188,15 +188,12 @@ impl Settings {
             .collect();
         json!({ "keys": keys })
     }
+}
 
-    /// The header value for a signed assertion.
-    pub fn header_value(&self, jws: &str) -> String {
-        if self.header == "authorization" {
-            format!("Bearer {jws}")
-        } else {
-            jws.to_string()
-        }
-    }
+/// The start of the window `now` falls in: windows of half the TTL, the assertion's
+/// `iat`.
+fn window_start(s: &Settings, now: i64) -> i64 {
+    now - now.rem_euclid((s.ttl / 2).max(1))
 }
 
 /// The JWS signing input (`header.payload`) of the assertion for `p`, whose token
@@ -209,8 +206,7 @@ pub fn signing_input(
     token_hash: &[u8; 32],
     now: i64,
 ) -> String {
-    let window = (s.ttl / 2).max(1);
-    let iat = now - now.rem_euclid(window);
+    let iat = window_start(s, now);
     let exp = (iat + s.ttl).min(p.exp);
     let mut jti = Sha256::new();
     jti.update(token_hash);
@@ -260,7 +256,7 @@ impl Inputs {
         token_hash: &[u8; 32],
         now: i64,
     ) -> std::rc::Rc<str> {
-        let window = now - now.rem_euclid((s.ttl / 2).max(1));
+        let window = window_start(s, now);
         let mut made = self.made.borrow_mut();
         if let Some((w, input)) = made.get(token_hash) {
             if *w == window {
@@ -541,7 +537,10 @@ mod tests {
             _ => None,
         };
         let s = from_bindings(&get, &r, &r).unwrap().unwrap();
-        assert_eq!(s.header_value("a.b.c"), "Bearer a.b.c");
+        assert_eq!(
+            s.header, "authorization",
+            "the entry sends it as `Bearer <jws>`"
+        );
         let none = |_: &str| None;
         assert_eq!(from_bindings(&none, &r, &r).unwrap(), None);
     }

@@ -253,7 +253,7 @@ pub async fn post_registration<P: Platform>(
 mod tests {
     use super::*;
     use crate::flows::fake::{deployment, run, Fake, JWKS, METADATA};
-    use crate::metadata::DISCOVERY_BACKOFF_SECONDS as FAILED_FETCH_BACKOFF_SECONDS;
+    use crate::metadata::DISCOVERY_BACKOFF_SECONDS;
 
     #[test]
     fn discovery_runs_once_and_is_shared() {
@@ -322,7 +322,7 @@ mod tests {
             "the URLs tried, for the log"
         );
         // Within the back-off: the same answer, no request.
-        fake.advance(FAILED_FETCH_BACKOFF_SECONDS - 1);
+        fake.advance(DISCOVERY_BACKOFF_SECONDS - 1);
         assert!(run(ensure_upstream(&fake)).is_err());
         assert_eq!(fake.urls().len(), urls.len());
         // After it, discovery runs again and succeeds.

@@ -146,12 +146,7 @@ pub fn strip_headers() -> String {
             a.cfg.assertion.as_ref().map(|s| {
                 let (import, sign) = s.key.webcrypto();
                 // The private key goes to the entry's WebCrypto, inside the isolate.
-                format!(
-                    r#"{{"header":{},"bearer":{},"import":{import},"sign":{sign},"jwk":{}}}"#,
-                    serde_json::Value::from(s.header.as_str()),
-                    s.header == "authorization",
-                    s.key.private_jwk()
-                )
+                serde_json::json!({"header": s.header, "bearer": s.header == "authorization", "import": import, "sign": sign, "jwk": s.key.private_jwk()})
             }),
         )
     })
@@ -161,10 +156,7 @@ pub fn strip_headers() -> String {
         .copied()
         .chain(identity.iter().map(String::as_str))
         .collect();
-    let assertion: serde_json::Value = assertion
-        .and_then(|a| serde_json::from_str(&a).ok())
-        .unwrap_or_default();
-    serde_json::json!({"strip": strip, "prefix": proxy::IDENTITY_PREFIX, "policy": policy, "originTimeoutMs": u64::from(timeout) * 1000, "register": register, "filterMax": crate::sse::MAX_EVENT, "assertion": assertion})
+    serde_json::json!({"strip": strip, "prefix": proxy::IDENTITY_PREFIX, "policy": policy, "originTimeoutMs": u64::from(timeout) * 1000, "register": register, "filterMax": crate::sse::MAX_EVENT, "assertion": assertion.unwrap_or_default()})
         .to_string()
 }
 
