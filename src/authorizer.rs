@@ -148,10 +148,8 @@ pub struct Authorizer {
     pub discovery: metadata::Discovery,
     cache: TokenCache,
     refused: TokenCache<Refusal>,
-    /// Introspection answers (opaque tokens, and JWTs with `INTROSPECT_JWTS`).
-    introspected: TokenCache<Introspected>,
-    /// JWTs valid locally, waiting for the introspection endpoint (`INTROSPECT_JWTS`).
-    awaiting_introspection: TokenCache,
+    /// Introspection answers, and JWTs waiting for one (`INTROSPECT_JWTS`).
+    introspected: introspection::Answers,
     /// Outcomes of introspection calls, for the requests that shared one.
     pub introspection_outcomes: introspection::Outcomes,
     /// Client ID Metadata Documents and the records this isolate wrote.
@@ -162,27 +160,6 @@ pub struct Authorizer {
     /// forward decisions then name the keys to count.
     pub limit_subjects: bool,
     pub limit_clients: bool,
-}
-
-/// An introspection answer, remembered under the token's hash.
-#[derive(Debug, Clone)]
-enum Introspected {
-    Active { principal: Principal, until: i64 },
-    Refused { error: Error, until: i64 },
-}
-
-impl cache::Entry for Introspected {
-    fn live(&self, now: i64, leeway: i64) -> bool {
-        match self {
-            Introspected::Active { principal, until } => {
-                now < *until && principal.live(now, leeway)
-            }
-            Introspected::Refused { until, .. } => now < *until,
-        }
-    }
-    fn kid(&self) -> Option<&str> {
-        None
-    }
 }
 
 fn bad_signature() -> Error {
@@ -208,8 +185,7 @@ impl Authorizer {
             discovery: Default::default(),
             cache: TokenCache::new(TOKEN_CACHE_CAPACITY),
             refused: TokenCache::new(REFUSAL_CACHE_CAPACITY),
-            introspected: TokenCache::new(TOKEN_CACHE_CAPACITY),
-            awaiting_introspection: TokenCache::new(REFUSAL_CACHE_CAPACITY),
+            introspected: Default::default(),
             introspection_outcomes: Default::default(),
             cimd: Default::default(),
             assertion_inputs: Default::default(),
@@ -280,19 +256,11 @@ impl Authorizer {
             return Err(bad_signature());
         }
         if let Some(intro) = &self.cfg.introspection {
-            match self.introspected.get(&hash, now, self.cfg.leeway) {
-                Some(Introspected::Active { principal, .. }) => {
-                    return self.admit(req, principal, &hash, now)
-                }
-                Some(Introspected::Refused { error, .. }) => return Err(error.clone()),
-                None => {}
+            if let Some(answer) = self.introspected.get(&hash, now, self.cfg.leeway) {
+                return self.admit(req, answer?, &hash, now);
             }
             if !introspection::looks_like_jwt(token)
-                || (intro.jwts
-                    && self
-                        .awaiting_introspection
-                        .get(&hash, now, self.cfg.leeway)
-                        .is_some())
+                || (intro.jwts && self.introspected.waiting(&hash, now, self.cfg.leeway))
             {
                 return Ok(Decision::Introspect);
             }
@@ -434,8 +402,8 @@ impl Authorizer {
         let revocable = self.cfg.introspection.as_ref().is_some_and(|i| i.jwts);
         match result.and_then(|p| {
             if revocable {
-                self.awaiting_introspection
-                    .insert(pending.hash, p, now, self.cfg.leeway);
+                self.introspected
+                    .wait(pending.hash, p, now, self.cfg.leeway);
                 return Ok(Decision::Introspect);
             }
             self.cache
@@ -474,7 +442,7 @@ impl Authorizer {
         let result = match verdict {
             Verdict::Refused(why) => Err(Error::InvalidToken(why.into())),
             // A JWT checked locally keeps its verified claims.
-            Verdict::Active(claims) => match self.awaiting_introspection.remove(&hash) {
+            Verdict::Active(claims) => match self.introspected.take_waiting(&hash) {
                 Some(p) => Ok(p),
                 None => {
                     let mut claims = *claims;
@@ -484,20 +452,8 @@ impl Authorizer {
                 }
             },
         };
-        let entry = match &result {
-            Ok(p) if cache_seconds > 0 => Some(Introspected::Active {
-                principal: p.clone(),
-                until: now.saturating_add(cache_seconds),
-            }),
-            Ok(_) => None,
-            Err(e) => Some(Introspected::Refused {
-                error: e.clone(),
-                until: now.saturating_add(introspection::REFUSED_SECONDS),
-            }),
-        };
-        if let Some(entry) = entry {
-            self.introspected.insert(hash, entry, now, self.cfg.leeway);
-        }
+        self.introspected
+            .record(hash, &result, cache_seconds, now, self.cfg.leeway);
         result
     }
 

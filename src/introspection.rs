@@ -1,5 +1,6 @@
-//! RFC 7662 token introspection, pure: the request the glue sends, and how its answer
-//! is read. The decision around it (caching, claims) is [`crate::authorizer`]'s.
+//! RFC 7662 token introspection, pure: the request the glue sends, how its answer is
+//! read, and what an isolate remembers of answers ([`Answers`]). The decision around
+//! it (claims, scopes) is [`crate::authorizer`]'s.
 //!
 //! * Opaque tokens (anything that is not a JWT, [`looks_like_jwt`]) are checked at
 //!   `INTROSPECTION_URL`; with `INTROSPECT_JWTS=true`, JWTs valid locally are too.
@@ -14,8 +15,9 @@
 //!   ([`crate::token::check_claims`]): `iss` when present, `aud`, `exp`, `nbf`, `iat`,
 //!   scopes from `scope` (or `scp`).
 
+use crate::cache::{self, TokenCache, TokenHash};
 use crate::error::{Error, Fault};
-use crate::token::Claims;
+use crate::token::{Claims, Principal};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::{Map, Value};
@@ -124,9 +126,162 @@ impl Outcomes {
     }
 }
 
+/// How many introspection answers one isolate keeps, and how many locally valid JWTs
+/// may wait for the endpoint (`INTROSPECT_JWTS`).
+pub const ANSWER_CAPACITY: usize = 4096;
+pub const WAITING_CAPACITY: usize = 1024;
+
+/// An introspection answer, remembered under the token's hash.
+#[derive(Debug, Clone)]
+enum Answer {
+    Active { principal: Principal, until: i64 },
+    Refused { error: Error, until: i64 },
+}
+
+impl cache::Entry for Answer {
+    fn live(&self, now: i64, leeway: i64) -> bool {
+        match self {
+            Answer::Active { principal, until } => now < *until && principal.live(now, leeway),
+            Answer::Refused { until, .. } => now < *until,
+        }
+    }
+    fn kid(&self) -> Option<&str> {
+        None
+    }
+}
+
+/// What one isolate remembers of introspection, keyed by the token's hash (never the
+/// token): answers, active ones for at most `INTROSPECTION_CACHE_SECONDS` and never
+/// past the token's `exp`, refusals for [`REFUSED_SECONDS`]; and the JWTs valid locally
+/// that wait for the endpoint's word (`INTROSPECT_JWTS`), so their verified claims are
+/// kept rather than rebuilt from the answer. An unusable answer (503) is not kept: the
+/// next request asks again.
+#[derive(Debug)]
+pub struct Answers {
+    answers: TokenCache<Answer>,
+    waiting: TokenCache,
+}
+
+impl Default for Answers {
+    fn default() -> Answers {
+        Answers {
+            answers: TokenCache::new(ANSWER_CAPACITY),
+            waiting: TokenCache::new(WAITING_CAPACITY),
+        }
+    }
+}
+
+impl Answers {
+    /// A remembered answer still live: the caller, or why the token is refused.
+    pub fn get(
+        &self,
+        hash: &TokenHash,
+        now: i64,
+        leeway: i64,
+    ) -> Option<Result<&Principal, Error>> {
+        match self.answers.get(hash, now, leeway)? {
+            Answer::Active { principal, .. } => Some(Ok(principal)),
+            Answer::Refused { error, .. } => Some(Err(error.clone())),
+        }
+    }
+
+    /// Is a JWT valid locally waiting for the endpoint?
+    pub fn waiting(&self, hash: &TokenHash, now: i64, leeway: i64) -> bool {
+        self.waiting.get(hash, now, leeway).is_some()
+    }
+
+    /// A JWT valid locally, to be confirmed at the endpoint.
+    pub fn wait(&mut self, hash: TokenHash, principal: Principal, now: i64, leeway: i64) {
+        self.waiting.insert(hash, principal, now, leeway);
+    }
+
+    /// The verified claims of a waiting JWT, once the endpoint said it is active.
+    pub fn take_waiting(&mut self, hash: &TokenHash) -> Option<Principal> {
+        self.waiting.remove(hash)
+    }
+
+    /// Remember what an answer meant: an active caller for `cache_seconds` (0: not
+    /// at all), a refusal for [`REFUSED_SECONDS`].
+    pub fn record(
+        &mut self,
+        hash: TokenHash,
+        result: &Result<Principal, Error>,
+        cache_seconds: i64,
+        now: i64,
+        leeway: i64,
+    ) {
+        let entry = match result {
+            Ok(p) if cache_seconds > 0 => Answer::Active {
+                principal: p.clone(),
+                until: now.saturating_add(cache_seconds),
+            },
+            Ok(_) => return,
+            Err(e) => Answer::Refused {
+                error: e.clone(),
+                until: now.saturating_add(REFUSED_SECONDS),
+            },
+        };
+        self.answers.insert(hash, entry, now, leeway);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn principal(exp: i64) -> Principal {
+        Principal {
+            subject: Some("u".into()),
+            client_id: None,
+            scopes: vec![],
+            exp,
+            nbf: None,
+            kid: None,
+        }
+    }
+
+    #[test]
+    fn active_answers_live_for_the_cache_seconds_and_never_past_exp() {
+        let mut a = Answers::default();
+        let h = cache::hash("ory_at_one");
+        a.record(h, &Ok(principal(1_000)), 60, 100, 0);
+        assert_eq!(
+            a.get(&h, 159, 0).unwrap().unwrap().subject.as_deref(),
+            Some("u")
+        );
+        assert!(a.get(&h, 160, 0).is_none(), "the cache seconds ran out");
+        a.record(h, &Ok(principal(120)), 60, 100, 0);
+        assert!(a.get(&h, 119, 0).is_some());
+        assert!(a.get(&h, 121, 0).is_none(), "the token expired first");
+        let other = cache::hash("ory_at_two");
+        a.record(other, &Ok(principal(1_000)), 0, 100, 0);
+        assert!(a.get(&other, 100, 0).is_none(), "0 seconds: not kept");
+    }
+
+    #[test]
+    fn refusals_live_for_refused_seconds() {
+        let mut a = Answers::default();
+        let h = cache::hash("ory_at_gone");
+        a.record(h, &Err(Error::InvalidToken("inactive".into())), 60, 100, 0);
+        let e = a
+            .get(&h, 100 + REFUSED_SECONDS - 1, 0)
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(e.status(), 401);
+        assert!(a.get(&h, 100 + REFUSED_SECONDS, 0).is_none());
+    }
+
+    #[test]
+    fn a_waiting_jwt_keeps_its_verified_claims_until_taken() {
+        let mut a = Answers::default();
+        let h = cache::hash("eyJ.x.y");
+        assert!(!a.waiting(&h, 100, 0));
+        a.wait(h, principal(1_000), 100, 0);
+        assert!(a.waiting(&h, 101, 0));
+        assert_eq!(a.take_waiting(&h).unwrap().subject.as_deref(), Some("u"));
+        assert!(!a.waiting(&h, 101, 0));
+        assert!(a.take_waiting(&h).is_none());
+    }
 
     #[test]
     fn the_request_is_form_encoded_with_a_hint() {
