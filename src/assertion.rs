@@ -25,10 +25,9 @@ use sha2::{Digest, Sha256};
 
 /// Where the worker publishes the assertion keys.
 pub const JWKS_PATH: &str = "/.well-known/mcp-edge-auth/jwks.json";
-/// The header carrying the assertion by default. Under `X-Auth-`, so a client's copy
-/// is always stripped.
-pub const DEFAULT_HEADER: &str = "x-auth-assertion";
-pub const DEFAULT_TTL_SECONDS: i64 = 300;
+/// The longest `ASSERTION_TTL_SECONDS` (its default, like the header's, is in
+/// [`crate::config::TABLE`]: `X-Auth-Assertion`, under `X-Auth-`, so a client's copy
+/// is always stripped).
 pub const MAX_TTL_SECONDS: i64 = 3600;
 
 /// A signing key from a binding: its public JWK (with `kid`, `alg`, `use`), the
@@ -306,33 +305,29 @@ pub fn from_bindings(
             "has the same kid as ASSERTION_KEY".into(),
         ));
     }
-    let ttl = match get("ASSERTION_TTL_SECONDS") {
-        None => DEFAULT_TTL_SECONDS,
-        Some(v) => v
-            .trim()
-            .parse::<i64>()
-            .ok()
-            .filter(|n| (1..=MAX_TTL_SECONDS).contains(n))
-            .ok_or_else(|| {
-                problem(
-                    "ASSERTION_TTL_SECONDS",
-                    format!("must be a number of seconds, 1 to {MAX_TTL_SECONDS}"),
-                )
-            })?,
-    };
-    let header = match get("ASSERTION_HEADER") {
-        None => DEFAULT_HEADER.to_string(),
-        Some(h) => {
-            let h = h.trim().to_ascii_lowercase();
-            if h != "authorization" && !(h.starts_with("x-auth-") && crate::policy::is_token(&h)) {
-                return Err(problem(
-                    "ASSERTION_HEADER",
-                    "must be Authorization or a header named X-Auth-… (the prefix the worker strips from clients)".into(),
-                ));
-            }
-            h
-        }
-    };
+    let or_default =
+        |name: &str| get(name).or_else(|| crate::config::default_of(name).map(String::from));
+    let ttl = or_default("ASSERTION_TTL_SECONDS")
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .filter(|n| (1..=MAX_TTL_SECONDS).contains(n))
+        .ok_or_else(|| {
+            problem(
+                "ASSERTION_TTL_SECONDS",
+                format!("must be a number of seconds, 1 to {MAX_TTL_SECONDS}"),
+            )
+        })?;
+    let header = or_default("ASSERTION_HEADER")
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    if header != "authorization"
+        && !(header.starts_with("x-auth-") && crate::policy::is_token(&header))
+    {
+        return Err(problem(
+            "ASSERTION_HEADER",
+            "must be Authorization or a header named X-Auth-… (the prefix the worker strips from clients)".into(),
+        ));
+    }
     let encoded_header = URL_SAFE_NO_PAD
         .encode(json!({"alg": key.alg, "kid": key.kid, "typ": "mcp-edge+jwt"}).to_string());
     Ok(Some(Settings {
@@ -349,7 +344,7 @@ pub fn from_bindings(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub const EC: &str = r#"{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0","d":"870MB6gfuTJ4HtUnUvYMyJpr5eUZNP4Bk43bVdj3eAE"}"#;

@@ -180,7 +180,7 @@ fn log_line(route: Route, req: &RequestInfo<'_>, decision: &'static str, status:
 impl Authorizer {
     pub fn new(cfg: Config) -> Authorizer {
         Authorizer {
-            keys: jwks::KeyStore::new(cfg.jwks_ttl, cfg.jwks_max_stale),
+            keys: jwks::KeyStore::new(cfg.upstream.jwks_ttl, cfg.upstream.jwks_max_stale),
             cfg,
             discovery: Default::default(),
             cache: TokenCache::new(TOKEN_CACHE_CAPACITY),
@@ -197,7 +197,7 @@ impl Authorizer {
     pub fn challenge_context(&self) -> ChallengeContext {
         ChallengeContext {
             resource_metadata: self.cfg.resource_metadata_url(),
-            scope: self.cfg.required_scopes.clone(),
+            scope: self.cfg.scopes.required.clone(),
         }
     }
 
@@ -245,28 +245,31 @@ impl Authorizer {
         }
         Route::Mcp.check_method(req.method)?;
         let token = token::bearer(req.authorization)?;
-        if self.cfg.policy.is_some() && req.method == "POST" && req.body == Body::Unread {
-            return Ok(Decision::NeedBody(self.cfg.policy_max_body));
+        if self.cfg.scopes.policy.is_some() && req.method == "POST" && req.body == Body::Unread {
+            return Ok(Decision::NeedBody(self.cfg.limits.policy_max_body));
         }
         let hash = cache::hash(token);
-        if let Some(p) = self.cache.get(&hash, now, self.cfg.leeway) {
+        if let Some(p) = self.cache.get(&hash, now, self.cfg.tokens.leeway) {
             return self.admit(req, p, &hash, now);
         }
         if self.refused.get(&hash, now, 0).is_some() {
             return Err(bad_signature());
         }
         if let Some(intro) = &self.cfg.introspection {
-            if let Some(answer) = self.introspected.get(&hash, now, self.cfg.leeway) {
+            if let Some(answer) = self.introspected.get(&hash, now, self.cfg.tokens.leeway) {
                 return self.admit(req, answer?, &hash, now);
             }
             if !introspection::looks_like_jwt(token)
-                || (intro.jwts && self.introspected.waiting(&hash, now, self.cfg.leeway))
+                || (intro.jwts
+                    && self
+                        .introspected
+                        .waiting(&hash, now, self.cfg.tokens.leeway))
             {
                 return Ok(Decision::Introspect);
             }
         }
-        let jwt = token::parse(token, &self.cfg.algorithms)?;
-        if let Some(t) = &self.cfg.token_typ {
+        let jwt = token::parse(token, &self.cfg.tokens.algorithms)?;
+        if let Some(t) = &self.cfg.tokens.typ {
             token::check_typ(jwt.header.typ.as_deref(), t)?;
         }
         if self.keys_due(now) {
@@ -276,7 +279,7 @@ impl Authorizer {
             return Err(Error::KeysUnavailable(
                 format!(
                     "the JWKS could not be refreshed for longer than JWKS_MAX_STALE_SECONDS ({} s)",
-                    self.cfg.jwks_max_stale
+                    self.cfg.upstream.jwks_max_stale
                 )
                 .into(),
             ));
@@ -317,7 +320,7 @@ impl Authorizer {
 
     /// Record a JWKS answer. On success the token cache loses entries whose key left.
     pub fn install_keys(&mut self, body: Result<&[u8], Error>, now: i64) -> Result<(), Error> {
-        let set = self.keys.install(body, now, &self.cfg.algorithms)?;
+        let set = self.keys.install(body, now, &self.cfg.tokens.algorithms)?;
         self.cache.retain_keys(set);
         self.refused.retain_keys(set);
         Ok(())
@@ -350,7 +353,7 @@ impl Authorizer {
         let alg: Algorithm = alg
             .parse()
             .ok()
-            .filter(|a| self.cfg.algorithms.contains(a))?;
+            .filter(|a| self.cfg.tokens.algorithms.contains(a))?;
         self.keys.webcrypto_key(id, alg)
     }
 
@@ -376,7 +379,8 @@ impl Authorizer {
     /// verified: remember the caller.
     pub fn accept(&mut self, pending: Pending, now: i64) {
         if let Ok(p) = pending.claims {
-            self.cache.insert(pending.hash, p, now, self.cfg.leeway);
+            self.cache
+                .insert(pending.hash, p, now, self.cfg.tokens.leeway);
         }
     }
 
@@ -403,11 +407,11 @@ impl Authorizer {
         match result.and_then(|p| {
             if revocable {
                 self.introspected
-                    .wait(pending.hash, p, now, self.cfg.leeway);
+                    .wait(pending.hash, p, now, self.cfg.tokens.leeway);
                 return Ok(Decision::Introspect);
             }
             self.cache
-                .insert(pending.hash, p.clone(), now, self.cfg.leeway);
+                .insert(pending.hash, p.clone(), now, self.cfg.tokens.leeway);
             self.admit(req, &p, &pending.hash, now)
         }) {
             Ok(d) => d,
@@ -447,13 +451,15 @@ impl Authorizer {
                 None => {
                     let mut claims = *claims;
                     // RFC 7662: `iss` is optional in an answer; when present it must match.
-                    claims.iss.get_or_insert_with(|| self.cfg.issuer.clone());
+                    claims
+                        .iss
+                        .get_or_insert_with(|| self.cfg.upstream.issuer.clone());
                     token::check_claims(&claims, None, &self.cfg, now)
                 }
             },
         };
         self.introspected
-            .record(hash, &result, cache_seconds, now, self.cfg.leeway);
+            .record(hash, &result, cache_seconds, now, self.cfg.tokens.leeway);
         result
     }
 
@@ -479,7 +485,7 @@ impl Authorizer {
         now: i64,
     ) -> Result<Decision, Error> {
         let (needed, filter, mismatch) = self.needs(req, p)?;
-        let missing = token::missing_scopes(p, &needed, &self.cfg.hierarchy);
+        let missing = token::missing_scopes(p, &needed, &self.cfg.scopes.hierarchy);
         if !missing.is_empty() {
             return Err(Error::InsufficientScope {
                 needed: needed.into_owned(),
@@ -498,11 +504,10 @@ impl Authorizer {
             cors: req.origin.map(proxy::cors_headers).unwrap_or_default(),
             filter,
             limits: self.limit_keys(p),
-            assertion: self
-                .cfg
-                .assertion
-                .as_ref()
-                .map(|a| self.assertion_inputs.get(a, p, &self.cfg.issuer, hash, now)),
+            assertion: self.cfg.assertion.as_ref().map(|a| {
+                self.assertion_inputs
+                    .get(a, p, &self.cfg.upstream.issuer, hash, now)
+            }),
             log,
         })
     }
@@ -538,8 +543,8 @@ impl Authorizer {
         p: &Principal,
     ) -> Result<(Cow<'_, [String]>, Option<FilterSpec>, Option<Error>), Error> {
         // Without a policy (or for GET and DELETE) nothing is copied on the hot path.
-        let required = Cow::Borrowed(self.cfg.required_scopes.as_slice());
-        let Some(policy) = &self.cfg.policy else {
+        let required = Cow::Borrowed(self.cfg.scopes.required.as_slice());
+        let Some(policy) = &self.cfg.scopes.policy else {
             return Ok((required, None, None));
         };
         if req.method == "GET" && req.resuming {
@@ -556,7 +561,7 @@ impl Authorizer {
         let mut needed = required.into_owned();
         let text = match req.body {
             Body::Text(t) => t,
-            Body::TooLarge => return Err(Error::PayloadTooLarge(self.cfg.policy_max_body)),
+            Body::TooLarge => return Err(Error::PayloadTooLarge(self.cfg.limits.policy_max_body)),
             Body::NotUtf8 | Body::Unread => {
                 return Err(jsonrpc::rpc(
                     jsonrpc::PARSE_ERROR,
@@ -607,7 +612,7 @@ impl Authorizer {
         }
         let granted = &p.scopes;
         let spec = FilterSpec::for_body(&body, granted).map(|mut spec| {
-            spec.granted = self.cfg.hierarchy.expand(granted);
+            spec.granted = self.cfg.scopes.hierarchy.expand(granted);
             spec.private = modern;
             spec
         });
@@ -618,6 +623,7 @@ impl Authorizer {
     /// discovery must run first.
     pub fn jwks_url(&self) -> Option<String> {
         self.cfg
+            .upstream
             .jwks_url
             .as_ref()
             .map(|u| u.to_string())
@@ -831,7 +837,7 @@ mod tests {
         let mut a = Authorizer::new(config());
         let jwks = br#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"k","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#;
         a.install_keys(Ok(jwks), 0).unwrap();
-        let limit = a.cfg.jwks_ttl + a.cfg.jwks_max_stale;
+        let limit = a.cfg.upstream.jwks_ttl + a.cfg.upstream.jwks_max_stale;
         assert!(a.has_usable_keys(limit));
         assert!(!a.has_usable_keys(limit + 1));
         // Past the TTL every refresh fails; the old keys hold up to the limit.
@@ -999,7 +1005,7 @@ mod tests {
         assert!(spec.private);
         assert!(spec.granted.iter().any(|s| s == "secrets"));
         // The advertised scopes include the hierarchy's.
-        assert!(a.cfg.scopes_supported.iter().any(|s| s == "mcp:admin"));
+        assert!(a.cfg.scopes.supported.iter().any(|s| s == "mcp:admin"));
     }
 
     #[test]

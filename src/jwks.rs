@@ -14,9 +14,6 @@ use serde_json::{json, Map, Value};
 
 /// Largest JWKS document the worker reads.
 pub const MAX_JWKS_BYTES: usize = 256 * 1024;
-/// Longest a fetched set is used before it is fetched again, unless
-/// `JWKS_CACHE_SECONDS` says otherwise.
-pub const TTL_SECONDS: i64 = 600;
 /// Shortest time between two fetches while refreshes past the TTL fail.
 pub const REFRESH_INTERVAL_SECONDS: i64 = 30;
 /// Shortest time between two fetches triggered by an unknown `kid`. Short, because an

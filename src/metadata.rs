@@ -19,17 +19,17 @@ use url::Url;
 /// RFC 9728 §2 document for the configured resource.
 pub fn protected_resource(cfg: &Config) -> Value {
     let mut doc = json!({
-        "resource": cfg.resource,
-        "authorization_servers": [cfg.issuer],
+        "resource": cfg.resource.id,
+        "authorization_servers": [cfg.upstream.issuer],
         "bearer_methods_supported": ["header"],
     });
-    if !cfg.scopes_supported.is_empty() {
-        doc["scopes_supported"] = json!(cfg.scopes_supported);
+    if !cfg.scopes.supported.is_empty() {
+        doc["scopes_supported"] = json!(cfg.scopes.supported);
     }
-    if let Some(name) = &cfg.resource_name {
+    if let Some(name) = &cfg.resource.name {
         doc["resource_name"] = json!(name);
     }
-    if let Some(docs) = &cfg.resource_documentation {
+    if let Some(docs) = &cfg.resource.documentation {
         doc["resource_documentation"] = json!(docs);
     }
     doc
@@ -38,8 +38,8 @@ pub fn protected_resource(cfg: &Config) -> Value {
 /// Where to look for the authorization server's metadata, in order (RFC 8414 §3.1 and
 /// OIDC discovery; SPEC A1), already mapped onto `AS_URL`.
 pub fn discovery_urls(cfg: &Config) -> Vec<Url> {
-    let path = cfg.issuer_url.path().trim_end_matches('/');
-    let mut base = cfg.issuer_url.clone();
+    let path = cfg.upstream.issuer_url.path().trim_end_matches('/');
+    let mut base = cfg.upstream.issuer_url.clone();
     base.set_query(None);
     let at = |p: String| {
         let mut u = base.clone();
@@ -99,13 +99,13 @@ pub fn accept_upstream(
         )
     })?;
     match doc.get("issuer").and_then(Value::as_str) {
-        Some(iss) if iss == cfg.issuer => {}
+        Some(iss) if iss == cfg.upstream.issuer => {}
         Some(iss) => {
             return Err(Error::Config {
                 binding: "ISSUER".into(),
                 problem: format!(
                     "the authorization server's metadata names issuer {iss:?}, but ISSUER is {:?}; they must be equal byte for byte (RFC 8414 §3.3)",
-                    cfg.issuer
+                    cfg.upstream.issuer
                 ),
             })
         }
@@ -128,11 +128,11 @@ pub fn accept_upstream(
             )),
         }
     };
-    let jwks_uri = match &cfg.jwks_url {
+    let jwks_uri = match &cfg.upstream.jwks_url {
         Some(u) => Some(u.clone()),
         None => endpoint("jwks_uri")?,
     };
-    let registration_endpoint = match &cfg.registration_url {
+    let registration_endpoint = match &cfg.upstream.registration_url {
         Some(u) => Some(u.clone()),
         None => endpoint("registration_endpoint")?.or_else(|| hydra_registration(cfg)),
     };
@@ -147,10 +147,10 @@ pub fn accept_upstream(
 /// (`webfinger.oidc_discovery.client_registration_url`), but serves it at
 /// `<issuer>/oauth2/register` whenever dynamic registration is enabled.
 fn hydra_registration(cfg: &Config) -> Option<Url> {
-    if cfg.flavor != Flavor::Hydra {
+    if cfg.upstream.flavor != Flavor::Hydra {
         return None;
     }
-    let mut u = cfg.issuer_url.clone();
+    let mut u = cfg.upstream.issuer_url.clone();
     let path = format!("{}/oauth2/register", u.path().trim_end_matches('/'));
     u.set_path(&path);
     Some(cfg.rebase_upstream(&u))
@@ -208,12 +208,12 @@ pub fn cimd_ready(cfg: &Config, upstream: &Upstream) -> bool {
             .and_then(Value::as_str)
             .and_then(|u| Url::parse(u).ok())
             .is_some_and(|u| {
-                crate::config::origin_of(&u) == crate::config::origin_of(&cfg.resource_url)
+                crate::config::origin_of(&u) == crate::config::origin_of(&cfg.resource.url)
                     && crate::router::route(cfg, u.path()) == crate::router::Route::Passthrough
             })
     };
     cfg.cimd.is_some()
-        && (upstream.registration_endpoint.is_some() || cfg.registration_url.is_some())
+        && (upstream.registration_endpoint.is_some() || cfg.upstream.registration_url.is_some())
         && through_worker("authorization_endpoint")
         && through_worker("token_endpoint")
 }

@@ -37,20 +37,6 @@ pub const STRIP_REQUEST: &[&str] = &[
     "host",
 ];
 
-/// Identity headers of other authenticating proxies (oauth2-proxy, Pomerium,
-/// Authelia, Apache's `REMOTE_USER` convention): never the client's to send, since
-/// an origin written for such a proxy would trust them. `STRIP_IDENTITY_HEADERS`
-/// replaces the list.
-pub const FOREIGN_IDENTITY_HEADERS: &[&str] = &[
-    "x-forwarded-user",
-    "x-forwarded-email",
-    "x-forwarded-preferred-username",
-    "x-forwarded-groups",
-    "x-forwarded-access-token",
-    "remote-user",
-    "x-remote-user",
-];
-
 /// Headers that say how a request reached the worker: on the way to the
 /// authorization server the worker states them itself, from the configuration.
 pub const FORWARDING_HEADERS: &[&str] = &[
@@ -128,7 +114,7 @@ pub fn allow_headers(requested: Option<&str>) -> Cow<'static, str> {
 
 /// The origin URL for a request path and query (`query` without the `?`).
 pub fn target(cfg: &Config, path: &str, query: Option<&str>) -> String {
-    let base = cfg.origin_url.as_str().trim_end_matches('/');
+    let base = cfg.origin.url.as_str().trim_end_matches('/');
     match query {
         Some(q) if !q.is_empty() => format!("{base}{path}?{q}"),
         _ => format!("{base}{path}"),
@@ -160,7 +146,7 @@ pub fn authorization_defaults(cfg: &Config, query: &str) -> Option<String> {
 /// The same defaults for a `client_credentials` token request (its form body) on its
 /// way to Hydra (`AS_FLAVOR=hydra` only; other servers take RFC 8707 `resource`).
 pub fn token_defaults(cfg: &Config, body: &str) -> Option<String> {
-    if cfg.flavor != Flavor::Hydra {
+    if cfg.upstream.flavor != Flavor::Hydra {
         return None;
     }
     let pairs = form_pairs(body);
@@ -184,7 +170,7 @@ fn add_defaults(cfg: &Config, query: &str, pairs: &[(String, String)]) -> Option
     let mut extra = url::form_urlencoded::Serializer::new(String::new());
     let mut added = false;
     if !pairs.iter().any(|(n, _)| n == "resource") {
-        extra.append_pair("resource", &cfg.resource);
+        extra.append_pair("resource", &cfg.resource.id);
         added = true;
     }
     let scopes = cfg.default_scopes();
@@ -192,8 +178,8 @@ fn add_defaults(cfg: &Config, query: &str, pairs: &[(String, String)]) -> Option
         extra.append_pair("scope", &scopes.join(" "));
         added = true;
     }
-    if cfg.flavor == Flavor::Hydra && !pairs.iter().any(|(n, _)| n == "audience") {
-        let ours = |r: &str| r == cfg.resource || cfg.audiences.iter().any(|a| a == r);
+    if cfg.upstream.flavor == Flavor::Hydra && !pairs.iter().any(|(n, _)| n == "audience") {
+        let ours = |r: &str| r == cfg.resource.id || cfg.tokens.audiences.iter().any(|a| a == r);
         let resources: Vec<&str> = pairs
             .iter()
             .filter(|(n, _)| n == "resource")
@@ -262,10 +248,8 @@ pub fn cors_headers(origin: &str) -> Vec<(&'static str, String)> {
 mod tests {
     #[test]
     fn request_headers_that_stay_behind() {
-        let foreign: Vec<String> = FOREIGN_IDENTITY_HEADERS
-            .iter()
-            .map(|h| h.to_string())
-            .collect();
+        // STRIP_IDENTITY_HEADERS's default (config::TABLE).
+        let foreign = crate::config::tests::config().origin.strip_identity;
         let named = connection_named(Some(" keep-alive, X-Secret ,,Mcp-Trace"));
         assert_eq!(named, ["keep-alive", "x-secret", "mcp-trace"]);
         for h in [

@@ -216,11 +216,11 @@ pub fn for_hydra(
 /// validation did not read), as the Hydra adapter or a scope policy changes it
 /// (see the module).
 pub fn outgoing(cfg: &Config, request: &Map<String, Value>) -> Vec<u8> {
-    let mut changed = (cfg.flavor == Flavor::Hydra)
+    let mut changed = (cfg.upstream.flavor == Flavor::Hydra)
         .then(|| for_hydra(request, cfg.hydra_audience(), cfg.default_scopes()));
-    if cfg.policy.is_some() {
+    if cfg.scopes.policy.is_some() {
         let base = changed.as_ref().unwrap_or(request);
-        if let Some(wider) = widen_scope(base, &cfg.scopes_supported) {
+        if let Some(wider) = widen_scope(base, &cfg.scopes.supported) {
             changed = Some(wider);
         }
     }

@@ -94,14 +94,14 @@ pub fn split_request_url(url: &str) -> Option<(&str, Option<&str>)> {
 
 /// The issuer's path without a trailing slash (`""` for an issuer without a path).
 fn issuer_path(cfg: &Config) -> &str {
-    cfg.issuer_url.path().trim_end_matches('/')
+    cfg.upstream.issuer_url.path().trim_end_matches('/')
 }
 
 pub fn route(cfg: &Config, path: &str) -> Route {
-    let resource_path = if cfg.protected_path == "/" {
+    let resource_path = if cfg.resource.protected_path == "/" {
         ""
     } else {
-        cfg.protected_path.as_str()
+        cfg.resource.protected_path.as_str()
     };
     if path == PRM || path == format!("{PRM}{resource_path}") {
         return Route::ProtectedResourceMetadata;
@@ -116,16 +116,21 @@ pub fn route(cfg: &Config, path: &str) -> Route {
     {
         return Route::AuthorizationServerMetadata;
     }
-    if path == cfg.registration_path {
+    if path == cfg.resource.registration_path {
         return Route::Register;
     }
     if cfg.assertion.is_some() && path == crate::assertion::JWKS_PATH {
         return Route::AssertionKeys;
     }
-    if path_matches(path, &cfg.protected_path) {
+    if path_matches(path, &cfg.resource.protected_path) {
         return Route::Mcp;
     }
-    if cfg.as_passthrough.iter().any(|p| path_matches(path, p)) {
+    if cfg
+        .upstream
+        .passthrough
+        .iter()
+        .any(|p| path_matches(path, p))
+    {
         return Route::Passthrough;
     }
     Route::NotFound

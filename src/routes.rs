@@ -69,7 +69,7 @@ pub fn serve(cfg: &Config, req: &RequestInfo<'_>) -> Result<Serve, Error> {
         },
         Route::Register => Ok(Serve::Register),
         Route::Passthrough => {
-            let base = cfg.as_url.as_str().trim_end_matches('/');
+            let base = cfg.upstream.as_url.as_str().trim_end_matches('/');
             let defaults = req
                 .query
                 .filter(|_| req.method == "GET")

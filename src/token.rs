@@ -330,16 +330,16 @@ pub fn check_claims(
     now: i64,
 ) -> Result<Principal, Error> {
     match claims.iss.as_deref() {
-        Some(iss) if iss == cfg.issuer => {}
+        Some(iss) if iss == cfg.upstream.issuer => {}
         Some(iss) => {
             return Err(Error::InvalidToken(format!(
                 "the token's issuer {iss:?} is not the configured issuer {:?}",
-                cfg.issuer
+                cfg.upstream.issuer
             )))
         }
         None => return Err(Error::InvalidToken("the token has no iss".into())),
     }
-    let leeway = cfg.leeway;
+    let leeway = cfg.tokens.leeway;
     let exp = claims
         .exp
         .filter(|e| e.is_finite())
@@ -374,14 +374,17 @@ pub fn check_claims(
     if aud.is_empty() {
         return Err(Error::InvalidToken(format!(
             "the token has no audience; the authorization server must bind it to {} (RFC 8707 resource parameter; Ory Hydra ignores it: set AS_FLAVOR=hydra on the worker, which asks Hydra for the audience)",
-            cfg.audiences.join(" ")
+            cfg.tokens.audiences.join(" ")
         )));
     }
-    if !aud.iter().any(|a| cfg.audiences.iter().any(|ok| ok == a)) {
+    if !aud
+        .iter()
+        .any(|a| cfg.tokens.audiences.iter().any(|ok| ok == a))
+    {
         return Err(Error::InvalidToken(format!(
             "the token's audience {} does not include {}",
             aud.join(" "),
-            cfg.audiences.join(" ")
+            cfg.tokens.audiences.join(" ")
         )));
     }
     let mut scopes: Vec<String> = Vec::new();

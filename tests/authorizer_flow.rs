@@ -124,7 +124,7 @@ fn decide_info(
             }
             Decision::Verify(p) => {
                 verifies += 1;
-                let jwt = mcp_edge_auth::token::parse(token, &a.cfg.algorithms).unwrap();
+                let jwt = mcp_edge_auth::token::parse(token, &a.cfg.tokens.algorithms).unwrap();
                 let ok = verify_native(&jwt, a.key(&p).unwrap()).is_ok();
                 return (finish(a, &req, *p, ok, now), fetches, verifies);
             }
@@ -673,7 +673,7 @@ fn decide_introspecting(
                 a.check(&req, now)
             }
             Decision::Verify(p) => {
-                let jwt = mcp_edge_auth::token::parse(token, &a.cfg.algorithms).unwrap();
+                let jwt = mcp_edge_auth::token::parse(token, &a.cfg.tokens.algorithms).unwrap();
                 let ok = verify_native(&jwt, a.key(&p).unwrap()).is_ok();
                 finish(a, &req, *p, ok, now)
             }

@@ -70,7 +70,7 @@ fn every_recipe_builds_a_valid_configuration() {
         let cfg = Config::build(|k| vars.get(k).cloned())
             .unwrap_or_else(|e| panic!("recipe {name}: {e}"));
         let hydra = name.starts_with("hydra") || name == "ory-network";
-        assert_eq!(cfg.flavor == Flavor::Hydra, hydra, "{name}");
+        assert_eq!(cfg.upstream.flavor == Flavor::Hydra, hydra, "{name}");
         assert_eq!(
             cfg.introspection.is_some(),
             name == "hydra-opaque" || name == "ory-network",

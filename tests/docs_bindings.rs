@@ -1,8 +1,8 @@
 #![cfg(not(target_arch = "wasm32"))]
 //! The configuration table (docs/configuration.md) names exactly the worker's text
 //! bindings (`config::TABLE`, which also drives the required-binding check and the
-//! doctor's misspelling check), each marked required as the table says, so the
-//! documentation cannot drift from the code.
+//! doctor's misspelling check), each marked required and with its default as the
+//! table says, so the documentation cannot drift from the code.
 
 use mcp_edge_auth::config::TABLE;
 
@@ -54,7 +54,7 @@ fn the_configuration_table_lists_every_binding_and_only_bindings() {
 }
 
 #[test]
-fn the_required_column_follows_the_table() {
+fn the_required_column_and_the_defaults_follow_the_table() {
     let doc = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/docs/configuration.md"
@@ -78,5 +78,12 @@ fn the_required_column_follows_the_table() {
             b.name
         );
         assert!(!b.meaning.is_empty(), "{} has a meaning", b.name);
+        if let Some(default) = b.default {
+            assert!(
+                row.to_ascii_lowercase().contains("default") && row.contains(default),
+                "{}: the row does not give the default {default:?}",
+                b.name
+            );
+        }
     }
 }

@@ -37,15 +37,15 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(t) = token::bearer(Some(header)) {
         let _ = introspection::looks_like_jwt(t);
         let _ = introspection::request_body(t);
-        if let Ok(jwt) = token::parse(t, &cfg.algorithms) {
+        if let Ok(jwt) = token::parse(t, &cfg.tokens.algorithms) {
             let _ = token::check_typ(jwt.header.typ.as_deref(), "at+jwt");
-            if let Ok(keys) = KeySet::parse(jwks, &cfg.algorithms) {
+            if let Ok(keys) = KeySet::parse(jwks, &cfg.tokens.algorithms) {
                 let _ = keys.lookup(jwt.header.kid.as_deref(), jwt.alg);
             }
             let _ = token::check_claims(&jwt.claims, jwt.header.kid.as_deref(), cfg, 1_800_000_000);
         }
     }
-    let _ = KeySet::parse(rest, &cfg.algorithms);
+    let _ = KeySet::parse(rest, &cfg.tokens.algorithms);
     if let Ok(introspection::Verdict::Active(claims)) = introspection::read_answer(200, rest) {
         let _ = token::check_claims(&claims, None, cfg, 1_800_000_000);
     }

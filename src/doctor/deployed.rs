@@ -44,10 +44,10 @@ fn assertion_keys(cfg: &Config, url: &str, http: &dyn Http, out: &mut Vec<Check>
 /// Compare a deployed worker with what the configuration implies.
 pub(super) fn deployed(cfg: &Config, url: &str, http: &dyn Http, out: &mut Vec<Check>) {
     assertion_keys(cfg, url, http, out);
-    let path = if cfg.protected_path == "/" {
+    let path = if cfg.resource.protected_path == "/" {
         ""
     } else {
-        cfg.protected_path.as_str()
+        cfg.resource.protected_path.as_str()
     };
     let prm_url = format!("{url}/.well-known/oauth-protected-resource{path}");
     let expected = metadata::protected_resource(cfg);
@@ -91,17 +91,17 @@ pub(super) fn deployed(cfg: &Config, url: &str, http: &dyn Http, out: &mut Vec<C
             ),
         },
     );
-    let ip = cfg.issuer_url.path().trim_end_matches('/');
+    let ip = cfg.upstream.issuer_url.path().trim_end_matches('/');
     let as_url = format!("{url}/.well-known/oauth-authorization-server{ip}");
     out.push(match http.get(&as_url, &[]).map(|a| (a.status, serde_json::from_slice::<Value>(&a.body))) {
-        Ok((200, Ok(doc))) if doc.get("issuer").and_then(Value::as_str) == Some(cfg.issuer.as_str()) => {
-            pass("deployed: as metadata", format!("{as_url} names issuer {}", cfg.issuer))
+        Ok((200, Ok(doc))) if doc.get("issuer").and_then(Value::as_str) == Some(cfg.upstream.issuer.as_str()) => {
+            pass("deployed: as metadata", format!("{as_url} names issuer {}", cfg.upstream.issuer))
         }
         Ok((200, Ok(doc))) => fail("deployed: as metadata", format!("{as_url} names issuer {}", doc.get("issuer").unwrap_or(&Value::Null)), "ISSUER differs between the deployment and this configuration"),
         Ok((status, _)) => fail("deployed: as metadata", format!("{as_url} answered {status}"), "the worker serves this from the authorization server's discovery: see the discovery check"),
         Err(e) => fail("deployed: as metadata", format!("{as_url}: {e}"), "is the worker deployed and routed at this URL?"),
     });
-    let mcp = format!("{url}{}", cfg.protected_path);
+    let mcp = format!("{url}{}", cfg.resource.protected_path);
     let body = br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"mcp-edge-auth-doctor","version":"1"}}}"#;
     let headers = [
         ("content-type", "application/json"),

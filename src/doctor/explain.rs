@@ -42,7 +42,7 @@ pub(super) fn explain_token(
         }
         return;
     }
-    let jwt = match token::parse(t, &cfg.algorithms) {
+    let jwt = match token::parse(t, &cfg.tokens.algorithms) {
         Ok(j) => j,
         Err(e) => {
             out.push(fail("token: header", e.to_string(), token_fix(cfg, &e)));
@@ -58,7 +58,7 @@ pub(super) fn explain_token(
             jwt.header.typ.as_deref().unwrap_or("(none)")
         ),
     ));
-    if let Some(required) = &cfg.token_typ {
+    if let Some(required) = &cfg.tokens.typ {
         if let Err(e) = token::check_typ(jwt.header.typ.as_deref(), required) {
             out.push(fail(
                 "token: typ",
@@ -124,11 +124,11 @@ pub(super) fn describe(p: &token::Principal) -> String {
 }
 
 pub(super) fn scopes(cfg: &Config, p: &token::Principal, out: &mut Vec<Check>) {
-    let missing = token::missing_scopes(p, &cfg.required_scopes, &cfg.hierarchy);
+    let missing = token::missing_scopes(p, &cfg.scopes.required, &cfg.scopes.hierarchy);
     out.push(if missing.is_empty() {
         pass(
             "token: scopes",
-            format!("holds REQUIRED_SCOPES{}", implied(cfg, p, &cfg.required_scopes)),
+            format!("holds REQUIRED_SCOPES{}", implied(cfg, p, &cfg.scopes.required)),
         )
     } else {
         fail(
@@ -137,16 +137,16 @@ pub(super) fn scopes(cfg: &Config, p: &token::Principal, out: &mut Vec<Check>) {
             "the client must ask for these scopes (the worker's challenge names them), and the authorization server must grant them",
         )
     });
-    if let Some(policy) = &cfg.policy {
+    if let Some(policy) = &cfg.scopes.policy {
         let mut named: Vec<String> = Vec::new();
         for s in policy.scopes() {
-            if !named.contains(s) && !cfg.required_scopes.contains(s) {
+            if !named.contains(s) && !cfg.scopes.required.contains(s) {
                 named.push(s.clone());
             }
         }
         let (held, lacked): (Vec<String>, Vec<String>) = named
             .into_iter()
-            .partition(|s| cfg.hierarchy.grantor(&p.scopes, s).is_some());
+            .partition(|s| cfg.scopes.hierarchy.grantor(&p.scopes, s).is_some());
         out.push(pass(
             "token: policy",
             format!(
@@ -165,7 +165,7 @@ pub(super) fn implied(cfg: &Config, p: &token::Principal, needed: &[String]) -> 
     let via: Vec<String> = needed
         .iter()
         .filter_map(|s| {
-            let g = cfg.hierarchy.grantor(&p.scopes, s)?;
+            let g = cfg.scopes.hierarchy.grantor(&p.scopes, s)?;
             (g != s).then(|| format!("{s} implied by {g}"))
         })
         .collect();
@@ -180,10 +180,10 @@ pub(super) fn implied(cfg: &Config, p: &token::Principal, needed: &[String]) -> 
 pub(super) fn token_fix(cfg: &Config, e: &Error) -> String {
     let d = e.to_string();
     if d.contains("audience") {
-        if cfg.flavor != Flavor::Hydra && d.contains("no audience") {
+        if cfg.upstream.flavor != Flavor::Hydra && d.contains("no audience") {
             return format!("the authorization server must bind tokens to {} (RFC 8707 resource). On Ory Hydra set AS_FLAVOR = \"hydra\" on the worker; on Keycloak add an Audience mapper; on Auth0 use an API with that identifier", cfg.hydra_audience());
         }
-        return format!("request tokens for {} (the PRM resource), or add the token's audience to AUDIENCE if it is really this resource's", cfg.resource);
+        return format!("request tokens for {} (the PRM resource), or add the token's audience to AUDIENCE if it is really this resource's", cfg.resource.id);
     }
     if d.contains("issuer") {
         return "ISSUER must equal the token's iss byte for byte (trailing slash included)".into();

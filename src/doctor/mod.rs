@@ -174,7 +174,7 @@ pub fn run(vars: &HashMap<String, String>, http: &dyn Http, opts: &Options) -> V
         "configuration",
         format!(
             "resource {}, issuer {}, origin {}",
-            cfg.resource, cfg.issuer, cfg.origin_url
+            cfg.resource.id, cfg.upstream.issuer, cfg.origin.url
         ),
     ));
     if let Some(c) = step_up(&cfg) {
@@ -241,15 +241,15 @@ fn get_upstream(cfg: &Config, http: &dyn Http, url: &str) -> Result<Answer, Stri
 /// the step-up (`invalid_scope`). Said as advice: a server granting the policy's
 /// scopes by default is fine.
 fn step_up(cfg: &Config) -> Option<Check> {
-    let policy = cfg.policy.as_ref()?;
-    let resource = url::Url::parse(&cfg.resource).ok()?;
-    if resource.origin() == cfg.issuer_url.origin() {
+    let policy = cfg.scopes.policy.as_ref()?;
+    let resource = url::Url::parse(&cfg.resource.id).ok()?;
+    if resource.origin() == cfg.upstream.issuer_url.origin() {
         return None;
     }
     let beyond: Vec<&String> = policy
         .scopes()
-        .chain(cfg.hierarchy.scopes())
-        .filter(|s| !cfg.required_scopes.contains(s))
+        .chain(cfg.scopes.hierarchy.scopes())
+        .filter(|s| !cfg.scopes.required.contains(s))
         .collect();
     if beyond.is_empty() {
         return None;
@@ -259,7 +259,7 @@ fn step_up(cfg: &Config) -> Option<Check> {
         ok: true,
         detail: format!(
             "the policy may ask for scopes beyond REQUIRED_SCOPES, and the authorization server has its own host ({}): clients that register there do so with the scope of their first challenge, which the worker never sees",
-            cfg.issuer_url.origin().ascii_serialization()
+            cfg.upstream.issuer_url.origin().ascii_serialization()
         ),
         fix: Some(
             "if the server holds clients to their registered scope (oidc-provider does), step-up ends in invalid_scope: use the single-host layout (ISSUER on the worker's host with AS_PASSTHROUGH, so registrations pass through the worker, which registers every advertised scope), or have the server grant the policy's scopes to every client by default".into(),

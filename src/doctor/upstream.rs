@@ -95,7 +95,7 @@ pub(super) fn authorization_server(cfg: &Config, up: &Upstream, out: &mut Vec<Ch
         ),
     });
     if looks_like_hydra(doc) {
-        out.push(if cfg.flavor == Flavor::Hydra {
+        out.push(if cfg.upstream.flavor == Flavor::Hydra {
             pass("hydra", "the server looks like Ory Hydra and AS_FLAVOR = hydra")
         } else {
             fail(
@@ -133,6 +133,7 @@ pub(super) fn jwks(
     out: &mut Vec<Check>,
 ) -> Option<KeySet> {
     let url = cfg
+        .upstream
         .jwks_url
         .clone()
         .or_else(|| upstream.and_then(|u| u.jwks_uri.clone()));
@@ -165,7 +166,7 @@ pub(super) fn jwks(
             return None;
         }
     };
-    match KeySet::parse(&answer.body, &cfg.algorithms) {
+    match KeySet::parse(&answer.body, &cfg.tokens.algorithms) {
         Ok(set) => {
             let kids: Vec<String> = set
                 .keys
@@ -189,17 +190,22 @@ pub(super) fn jwks(
             let is_jwks = serde_json::from_slice::<serde_json::Value>(&answer.body)
                 .ok()
                 .is_some_and(|v| v.get("keys").is_some_and(serde_json::Value::is_array));
-            let source = if cfg.jwks_url.is_some() {
+            let source = if cfg.upstream.jwks_url.is_some() {
                 "JWKS_URL"
             } else {
                 "the discovered jwks_uri"
             };
             let fix = if is_jwks {
-                let algs: Vec<String> = cfg.algorithms.iter().map(|a| format!("{a:?}")).collect();
+                let algs: Vec<String> = cfg
+                    .tokens
+                    .algorithms
+                    .iter()
+                    .map(|a| format!("{a:?}"))
+                    .collect();
                 format!("publish at least one signature key (use \"sig\" or no use) for ALGORITHMS ({}) at {url}, or widen ALGORITHMS", algs.join(" "))
             } else {
                 let kind = answer.header("content-type").unwrap_or("no content type");
-                format!("{source} ({url}) answered {kind}, not a JWKS (a JSON object with a \"keys\" array): point {} at the authorization server's key set", if cfg.jwks_url.is_some() { "JWKS_URL" } else { "JWKS_URL (or fix the server's jwks_uri)" })
+                format!("{source} ({url}) answered {kind}, not a JWKS (a JSON object with a \"keys\" array): point {} at the authorization server's key set", if cfg.upstream.jwks_url.is_some() { "JWKS_URL" } else { "JWKS_URL (or fix the server's jwks_uri)" })
             };
             out.push(fail("jwks", e.to_string(), fix));
             None
@@ -254,7 +260,7 @@ pub(super) fn introspection_endpoint(cfg: &Config, http: &dyn Http, out: &mut Ve
 }
 
 pub(super) fn origin(cfg: &Config, http: &dyn Http, out: &mut Vec<Check>) {
-    let url = proxy::target(cfg, &cfg.protected_path, None);
+    let url = proxy::target(cfg, &cfg.resource.protected_path, None);
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "mcp-edge-auth-doctor", "version": env!("CARGO_PKG_VERSION")}}}).to_string();
     let headers = [
         ("content-type", "application/json"),

@@ -61,7 +61,7 @@ pub async fn pass<P: Platform, R: Relay>(
 /// A form POST's body, read when the worker may change it (the Hydra adapter's token
 /// defaults, a CIMD `client_id`); `None` to stream the client's body unchanged.
 async fn read_form<P: Platform, R: Relay>(p: &P, relay: &R) -> Result<Option<String>, Error> {
-    let wanted = p.with_auth(|a| a.cfg.flavor == Flavor::Hydra || a.cfg.cimd.is_some())?;
+    let wanted = p.with_auth(|a| a.cfg.upstream.flavor == Flavor::Hydra || a.cfg.cimd.is_some())?;
     let form = relay.header("content-type").is_some_and(|t| {
         t.to_ascii_lowercase()
             .starts_with("application/x-www-form-urlencoded")

@@ -70,7 +70,7 @@ pub async fn authorize<P: Platform, R: Relay>(
     })?;
     let redirect = cimd::check_redirect(&doc, ar.redirect_uri.as_deref())
         .map_err(|e| refuse("invalid_request", e))?;
-    let issuer = p.with_auth(|a| a.cfg.issuer.clone())?;
+    let issuer = p.with_auth(|a| a.cfg.upstream.issuer.clone())?;
     if let Some(problem) = &doc.problem {
         let detail = format!("the client metadata document {problem}");
         log(p, "cimd_refused", &ar.client_id, &detail, true);

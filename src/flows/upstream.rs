@@ -89,7 +89,7 @@ pub async fn ensure_upstream<P: Platform>(p: &P) -> Result<(), Error> {
 /// Discovery proper: the shared copy when young enough, else each discovery URL in
 /// turn ([`metadata::discovery_urls`]) until one answers with metadata for `ISSUER`.
 async fn discover<P: Platform>(p: &P) -> Result<(), Error> {
-    let issuer = p.with_auth(|a| a.cfg.issuer.clone())?;
+    let issuer = p.with_auth(|a| a.cfg.upstream.issuer.clone())?;
     let key = shared_key("discovery", &issuer);
     if let Some((body, at, from)) = p.shared_get(&key).await {
         if p.now() - at < METADATA_TTL_SECONDS {
@@ -154,9 +154,10 @@ async fn refresh_keys<P: Platform>(p: &P) -> Result<(), Error> {
     let at = p.now();
     p.with_auth(|a| a.install_keys(body.as_deref().map_err(Clone::clone), at))??;
     // Shared only once it installed: a set that does not parse is not handed on.
-    if let (Ok(body), Ok((Some(url), ttl))) =
-        (body, p.with_auth(|a| (a.jwks_url(), a.cfg.jwks_ttl)))
-    {
+    if let (Ok(body), Ok((Some(url), ttl))) = (
+        body,
+        p.with_auth(|a| (a.jwks_url(), a.cfg.upstream.jwks_ttl)),
+    ) {
         p.shared_put(&shared_key("jwks", &url), &body, at, ttl, &url)
             .await;
     }
@@ -177,7 +178,7 @@ async fn shared_keys<P: Platform>(p: &P) -> Option<(Vec<u8>, i64)> {
         }
     };
     let (body, at, from) = p.shared_get(&shared_key("jwks", &url)).await?;
-    let ttl = p.with_auth(|a| a.cfg.jwks_ttl).ok()?;
+    let ttl = p.with_auth(|a| a.cfg.upstream.jwks_ttl).ok()?;
     (from == url && p.now() - at < ttl).then_some((body, at))
 }
 
@@ -212,7 +213,7 @@ async fn fetch_jwks<P: Platform>(p: &P) -> Result<Vec<u8>, Error> {
 
 /// Where registrations go: `REGISTRATION_URL`, else the discovered endpoint.
 pub async fn registration_endpoint<P: Platform>(p: &P) -> Result<String, Error> {
-    if let Some(u) = p.with_auth(|a| a.cfg.registration_url.clone())? {
+    if let Some(u) = p.with_auth(|a| a.cfg.upstream.registration_url.clone())? {
         return Ok(u.to_string());
     }
     ensure_upstream(p).await?;

@@ -139,10 +139,10 @@ pub fn init(env: JsValue) -> u8 {
 pub fn strip_headers() -> String {
     let (policy, timeout, register, identity, assertion) = with_auth(|a| {
         (
-            a.cfg.policy.is_some(),
-            a.cfg.origin_timeout,
-            a.cfg.registration_path.clone(),
-            a.cfg.strip_identity.clone(),
+            a.cfg.scopes.policy.is_some(),
+            a.cfg.limits.origin_timeout,
+            a.cfg.resource.registration_path.clone(),
+            a.cfg.origin.strip_identity.clone(),
             a.cfg.assertion.as_ref().map(|s| {
                 let (import, sign) = s.key.webcrypto();
                 // The private key goes to the entry's WebCrypto, inside the isolate.
@@ -508,7 +508,7 @@ pub fn origin_failure(method: &str, url: &str, message: &str, timed_out: bool) -
         ..Default::default()
     };
     let e = if timed_out {
-        Error::OriginTimeout(with_auth(|a| a.cfg.origin_timeout).unwrap_or_default())
+        Error::OriginTimeout(with_auth(|a| a.cfg.limits.origin_timeout).unwrap_or_default())
     } else {
         Error::OriginUnreachable(
             Fault::new("the origin (ORIGIN_URL) did not take the request")
@@ -540,6 +540,7 @@ pub fn filter_json(spec: &str, text: &str) -> Option<String> {
     let spec = spec_of(spec);
     with_auth(|a| {
         a.cfg
+            .scopes
             .policy
             .as_ref()
             .and_then(|p| jsonrpc::filter_answer(text, &spec, p))
@@ -566,7 +567,7 @@ impl EdgeSseFilter {
     /// The text to send on now.
     pub fn push(&mut self, chunk: &str) -> String {
         let inner = &mut self.inner;
-        with_auth(|a| match &a.cfg.policy {
+        with_auth(|a| match &a.cfg.scopes.policy {
             Some(p) => inner.push(chunk, p),
             None => chunk.to_string(),
         })

@@ -21,7 +21,7 @@ impl Relayed<'_> {
             let connection = req.headers().get("connection").ok().flatten();
             (
                 proxy::connection_named(connection.as_deref()),
-                a.cfg.strip_identity.clone(),
+                a.cfg.origin.strip_identity.clone(),
             )
         })?;
         for (name, value) in req.headers().entries() {
