@@ -1,6 +1,10 @@
 //! A platform for tests: answers from a script (by URL), records every request,
 //! shared-cache write, single flight and log line, and keeps its own clock. Its
-//! futures never wait, so a flow runs to its end in one poll ([`run`]).
+//! futures do not wait, so a flow runs to its end in one poll ([`run`]), unless a test
+//! holds a URL ([`Fake::hold`]): fetches of it then wait until it is released, and
+//! flows run side by side ([`Concurrently`]) show what waiting requests do. Single
+//! flights coalesce as the glue's do: a second caller of a kind under way waits for
+//! the first and shares its outcome.
 
 use crate::authorizer::Authorizer;
 use crate::error::Error;
@@ -11,15 +15,80 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
-/// Run a flow on the fake platform, whose futures never wait.
+/// Run a flow on the fake platform, with no URL held.
 pub fn run<F: Future>(f: F) -> F::Output {
     let mut f = std::pin::pin!(f);
     match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
         Poll::Ready(v) => v,
-        Poll::Pending => panic!("the fake platform never waits"),
+        Poll::Pending => panic!("the fake platform waits only on held URLs"),
+    }
+}
+
+/// Flows run side by side, as concurrent requests in one isolate: each [`step`]
+/// polls every unfinished flow once, in order.
+///
+/// [`step`]: Concurrently::step
+pub struct Concurrently<'a, T> {
+    flows: Vec<(LocalFlow<'a, T>, Option<T>)>,
+}
+
+type LocalFlow<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
+
+impl<'a, T> Default for Concurrently<'a, T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<'a, T> Concurrently<'a, T> {
+    pub fn new() -> Self {
+        Concurrently { flows: Vec::new() }
+    }
+
+    pub fn add(&mut self, f: impl Future<Output = T> + 'a) {
+        self.flows.push((Box::pin(f), None));
+    }
+
+    /// Poll each unfinished flow once; how many are still waiting.
+    pub fn step(&mut self) -> usize {
+        let mut cx = Context::from_waker(Waker::noop());
+        for (f, out) in &mut self.flows {
+            if out.is_none() {
+                if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+                    *out = Some(v);
+                }
+            }
+        }
+        self.flows.iter().filter(|(_, o)| o.is_none()).count()
+    }
+
+    /// Step until every flow is done (a few hundred steps at most: nothing here
+    /// waits on time), and their outcomes in the order added.
+    pub fn finish(mut self) -> Vec<T> {
+        for _ in 0..256 {
+            if self.step() == 0 {
+                return self.flows.into_iter().map(|(_, o)| o.unwrap()).collect();
+            }
+        }
+        panic!("flows still waiting: is a URL still held?")
+    }
+}
+
+/// Ready once `done` says so.
+struct Until<F: Fn() -> bool>(F);
+
+impl<F: Fn() -> bool> Future for Until<F> {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+        if (self.0)() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
     }
 }
 
@@ -29,6 +98,7 @@ pub fn run<F: Future>(f: F) -> F::Output {
 pub struct Fake(pub Rc<Inner>);
 
 type Scripted = Result<Answer, Error>;
+type FlightSlot = Rc<RefCell<Option<Result<(), Error>>>>;
 /// A shared-cache entry: the bytes, when they were fetched, where from.
 type Stored = (Vec<u8>, i64, String);
 
@@ -38,7 +108,12 @@ pub struct Inner {
     pub answers: RefCell<HashMap<String, Scripted>>,
     pub sent: RefCell<Vec<Outgoing>>,
     pub shared: RefCell<HashMap<String, Stored>>,
+    /// Every call of `single_flight`, by kind (joined ones too).
     pub flights: RefCell<Vec<String>>,
+    /// Flights under way: their outcome once done.
+    in_flight: RefCell<HashMap<String, FlightSlot>>,
+    /// URLs whose fetches wait until released.
+    held: RefCell<Vec<String>>,
     pub logged: RefCell<Vec<String>>,
     /// The `CIMD_KV` namespace: key -> (value, metadata), in key order.
     pub kv: RefCell<BTreeMap<String, (String, Value)>>,
@@ -55,6 +130,8 @@ impl Fake {
             sent: RefCell::default(),
             shared: RefCell::default(),
             flights: RefCell::default(),
+            in_flight: RefCell::default(),
+            held: RefCell::default(),
             logged: RefCell::default(),
             kv: RefCell::default(),
             limited: RefCell::default(),
@@ -82,6 +159,15 @@ impl Fake {
 
     pub fn fail(&self, url: &str, e: Error) {
         self.0.answers.borrow_mut().insert(url.to_string(), Err(e));
+    }
+
+    /// Fetches of `url` wait until [`Fake::release`].
+    pub fn hold(&self, url: &str) {
+        self.0.held.borrow_mut().push(url.to_string());
+    }
+
+    pub fn release(&self, url: &str) {
+        self.0.held.borrow_mut().retain(|u| u != url);
     }
 
     pub fn urls(&self) -> Vec<String> {
@@ -118,6 +204,8 @@ impl Platform for Fake {
     }
 
     async fn fetch(&self, request: Outgoing) -> Result<Answer, Error> {
+        let url = request.url.clone();
+        Until(|| !self.0.held.borrow().contains(&url)).await;
         let answer = self.0.answers.borrow().get(&request.url).cloned();
         self.0.sent.borrow_mut().push(request);
         answer.unwrap_or(Ok(Answer {
@@ -167,7 +255,20 @@ impl Platform for Fake {
 
     async fn single_flight(&self, kind: &str, make: impl FnOnce() -> Flight) -> Result<(), Error> {
         self.0.flights.borrow_mut().push(kind.to_string());
-        make().await
+        let under_way = self.0.in_flight.borrow().get(kind).cloned();
+        if let Some(slot) = under_way {
+            Until(|| slot.borrow().is_some()).await;
+            return slot.borrow().clone().unwrap();
+        }
+        let slot = FlightSlot::default();
+        self.0
+            .in_flight
+            .borrow_mut()
+            .insert(kind.to_string(), slot.clone());
+        let outcome = make().await;
+        *slot.borrow_mut() = Some(outcome.clone());
+        self.0.in_flight.borrow_mut().remove(kind);
+        outcome
     }
 }
 

@@ -136,7 +136,7 @@ async fn answer<P: Platform>(p: &P, token: &str) -> Result<Result<(u16, Vec<u8>)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flows::fake::{deployment, run, Fake, JWKS};
+    use crate::flows::fake::{deployment, run, Concurrently, Fake, JWKS};
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine;
 
@@ -190,6 +190,56 @@ mod tests {
     }
 
     #[test]
+    fn concurrent_first_requests_share_one_discovery_and_one_jwks_fetch() {
+        let (fake, first) = deployment();
+        fake.answer(JWKS_URL, 200, JWKS);
+        fake.hold(JWKS_URL);
+        let tokens: Vec<String> = (0..3).map(|_| jwt(fake.now())).collect();
+        let requests: Vec<RequestInfo> = tokens.iter().map(|t| post(t)).collect();
+        let mut flows = Concurrently::new();
+        for r in &requests {
+            flows.add(authorize(&fake, r));
+        }
+        assert_eq!(flows.step(), 3, "all three wait for the one JWKS fetch");
+        assert_eq!(
+            fake.urls(),
+            [first.as_str()],
+            "the JWKS fetch is not sent yet"
+        );
+        fake.release(JWKS_URL);
+        for next in flows.finish() {
+            assert!(matches!(next, Next::Verify(_)), "{next:?}");
+        }
+        assert_eq!(fake.urls(), [first.as_str(), JWKS_URL]);
+        let joined = fake
+            .0
+            .flights
+            .borrow()
+            .iter()
+            .filter(|k| *k == "keys")
+            .count();
+        assert_eq!(joined, 3, "each request asked for the keys flight");
+    }
+
+    #[test]
+    fn a_failed_flight_is_every_waiters_answer() {
+        let (fake, _) = deployment();
+        fake.answer(JWKS_URL, 500, "down");
+        fake.hold(JWKS_URL);
+        let (a, b) = (jwt(fake.now()), jwt(fake.now() + 1));
+        let (ra, rb) = (post(&a), post(&b));
+        let mut flows = Concurrently::new();
+        flows.add(authorize(&fake, &ra));
+        flows.add(authorize(&fake, &rb));
+        assert_eq!(flows.step(), 2);
+        fake.release(JWKS_URL);
+        let outcomes = flows.finish();
+        assert_eq!(outcomes.iter().map(status).collect::<Vec<_>>(), [503, 503]);
+        let fetches = fake.urls().iter().filter(|u| *u == JWKS_URL).count();
+        assert_eq!(fetches, 1);
+    }
+
+    #[test]
     fn no_keys_at_all_is_503_and_logged() {
         let (fake, _) = deployment();
         fake.answer(JWKS_URL, 500, "down");
@@ -239,6 +289,37 @@ mod tests {
             200
         );
         assert_eq!(fake.urls().len(), 2);
+    }
+
+    #[test]
+    fn concurrent_requests_with_one_opaque_token_share_one_introspection_call() {
+        const URL: &str = "http://127.0.0.1:9300/introspect";
+        let fake = introspecting();
+        fake.answer(URL, 200, ACTIVE);
+        fake.hold(URL);
+        let same = post("Bearer opaque-token-1");
+        let other = post("Bearer opaque-token-2");
+        let mut flows = Concurrently::new();
+        flows.add(authorize(&fake, &same));
+        flows.add(authorize(&fake, &same));
+        flows.add(authorize(&fake, &other));
+        assert_eq!(flows.step(), 3);
+        fake.release(URL);
+        let outcomes = flows.finish();
+        assert_eq!(outcomes.iter().map(status).collect::<Vec<_>>(), [200; 3]);
+        let bodies: Vec<String> = fake
+            .0
+            .sent
+            .borrow()
+            .iter()
+            .map(|o| String::from_utf8_lossy(o.body.as_deref().unwrap()).into_owned())
+            .collect();
+        assert_eq!(
+            bodies.len(),
+            2,
+            "one call per token, not per request: {bodies:?}"
+        );
+        assert!(bodies[0].contains("opaque-token-1") && bodies[1].contains("opaque-token-2"));
     }
 
     #[test]
