@@ -28,7 +28,10 @@
 //!    403 `insufficient_scope` naming all of them (R7). Only then is an `Mcp-Param-*`
 //!    header an argument rule reads checked against the body (-32020, R13): a client
 //!    must learn what to step up to before it can know a hidden tool's headers.
-//! 7. The request is forwarded with the identity headers ([`Decision::Forward`]),
+//! 7. With `TOKEN_EXCHANGE`, the token must have been exchanged for one to the origin
+//!    ([`Decision::Exchange`] asks the flow to, once per token; [`crate::exchange`]):
+//!    that one is forwarded as the origin's `Authorization`, a refusal is the answer.
+//! 8. The request is forwarded with the identity headers ([`Decision::Forward`]),
 //!    with a [`FilterSpec`] when its answer holds list results to rewrite (list
 //!    requests, and resumed streams: a GET with `Last-Event-ID`), and to mark
 //!    `"cacheScope": "private"` (R14).
@@ -135,6 +138,11 @@ pub enum Decision {
     /// Ask the introspection endpoint about the request's token, then
     /// [`Authorizer::install_introspection`] and [`Authorizer::finish_introspection`].
     Introspect,
+    /// Exchange the request's token, which expires at `exp`, for one to the origin
+    /// (`TOKEN_EXCHANGE`, [`crate::exchange`]), then decide again.
+    Exchange {
+        exp: i64,
+    },
     /// Not an MCP request: see [`Authorizer::serve`].
     NotMcp,
 }
@@ -156,6 +164,8 @@ pub struct Authorizer {
     pub cimd: crate::cimd::Memory,
     /// Identity-assertion signing inputs, per token and window.
     assertion_inputs: crate::assertion::Inputs,
+    /// Tokens exchanged for the origin, per subject token (`TOKEN_EXCHANGE`).
+    pub exchanges: crate::exchange::Exchanges,
     /// Rate-limiting bindings present (`MCP_RATE_LIMITER`, `MCP_CLIENT_RATE_LIMITER`):
     /// forward decisions then name the keys to count.
     pub limit_subjects: bool,
@@ -189,6 +199,7 @@ impl Authorizer {
             introspection_outcomes: Default::default(),
             cimd: Default::default(),
             assertion_inputs: Default::default(),
+            exchanges: Default::default(),
             limit_subjects: false,
             limit_clients: false,
         }
@@ -372,7 +383,11 @@ impl Authorizer {
             return None;
         }
         let p = pending.claims.as_ref().ok()?;
-        self.admit(req, p, &pending.hash, now).ok()
+        // Only a forward: anything else (an exchange to make) is decided after the
+        // signature, in `complete`.
+        self.admit(req, p, &pending.hash, now)
+            .ok()
+            .filter(|d| matches!(d, Decision::Forward { .. }))
     }
 
     /// The signature of a token whose decision was made [`Authorizer::ahead`]
@@ -495,12 +510,20 @@ impl Authorizer {
         if let Some(e) = mismatch {
             return Err(e);
         }
+        let mut headers = proxy::identity_headers(p);
+        if self.cfg.exchange.is_some() {
+            match self.exchanges.get(hash, now) {
+                Some(Ok(token)) => headers.push(("authorization", format!("Bearer {token}"))),
+                Some(Err(e)) => return Err(e),
+                None => return Ok(Decision::Exchange { exp: p.exp }),
+            }
+        }
         let mut log = log_line(Route::Mcp, req, "allow", 0);
         log.subject = p.subject.clone();
         log.client = p.client_id.clone();
         Ok(Decision::Forward {
             target: proxy::target(&self.cfg, req.path, req.query),
-            headers: proxy::identity_headers(p),
+            headers,
             cors: req.origin.map(proxy::cors_headers).unwrap_or_default(),
             filter,
             limits: self.limit_keys(p),

@@ -12,7 +12,8 @@
 //! | [`Error::InvalidRedirectUri`], [`Error::InvalidClientMetadata`] | 400 | RFC 7591 §3.2.2 | none |
 //! | [`Error::UpstreamRejected`] | upstream 4xx | RFC 7591 body | none |
 //! | [`Error::Upstream`] | 502 | `server_error` | none |
-//! | [`Error::KeysUnavailable`], [`Error::IntrospectionUnavailable`] | 503 + `Retry-After` | `temporarily_unavailable` | none |
+//! | [`Error::KeysUnavailable`], [`Error::IntrospectionUnavailable`], [`Error::ExchangeUnavailable`] | 503 + `Retry-After` | `temporarily_unavailable` | none |
+//! | [`Error::ExchangeRefused`] | 403 | the server's code (`invalid_scope`, `invalid_target`, `access_denied`) | none |
 //! | [`Error::OriginUnreachable`], [`Error::OriginFailed`] | 502 | JSON-RPC error | none |
 //! | [`Error::OriginTimeout`] | 504 | JSON-RPC error | none |
 //! | [`Error::JsonRpc`] | 400 | JSON-RPC error (-32700, -32600, -32602, -32020) | none |
@@ -196,6 +197,13 @@ pub enum Error {
     /// The introspection endpoint could not be used (unreachable, slow, 4xx/5xx, an
     /// answer that is not RFC 7662): 503, never an allow.
     IntrospectionUnavailable(Fault),
+    /// The authorization server refused to exchange the caller's token for one to the
+    /// origin (`invalid_scope`, `invalid_target`, `access_denied`; see
+    /// [`crate::exchange`]): 403 with that code.
+    ExchangeRefused(&'static str),
+    /// The token endpoint could not be used for an exchange (unreachable, slow, 5xx):
+    /// 503, never a forward without the exchanged token.
+    ExchangeUnavailable(Fault),
     /// The MCP origin could not be reached.
     OriginUnreachable(Fault),
     /// The MCP origin answered something the worker must not pass on (a list answer
@@ -247,6 +255,8 @@ impl fmt::Display for Error {
             Error::Upstream(d) => write!(f, "authorization server: {d}"),
             Error::KeysUnavailable(d) => write!(f, "signing keys unavailable: {d}"),
             Error::IntrospectionUnavailable(d) => write!(f, "introspection unavailable: {d}"),
+            Error::ExchangeRefused(code) => write!(f, "token exchange refused ({code})"),
+            Error::ExchangeUnavailable(d) => write!(f, "token exchange unavailable: {d}"),
             Error::OriginUnreachable(d) => write!(f, "origin unreachable: {d}"),
             Error::OriginFailed(d) => write!(f, "origin answer refused: {d}"),
             Error::OriginTimeout(s) => write!(f, "origin sent no answer within {s} s"),
@@ -329,6 +339,7 @@ impl Error {
             Error::Upstream(f)
             | Error::KeysUnavailable(f)
             | Error::IntrospectionUnavailable(f)
+            | Error::ExchangeUnavailable(f)
             | Error::OriginUnreachable(f)
             | Error::OriginFailed(f) => f,
             other => Fault::new(other.to_string()),
@@ -343,9 +354,10 @@ impl Error {
             | Error::OriginUnreachable(_)
             | Error::OriginFailed(_)
             | Error::OriginTimeout(_) => "server_error",
-            Error::KeysUnavailable(_) | Error::IntrospectionUnavailable(_) => {
-                "temporarily_unavailable"
-            }
+            Error::KeysUnavailable(_)
+            | Error::IntrospectionUnavailable(_)
+            | Error::ExchangeUnavailable(_) => "temporarily_unavailable",
+            Error::ExchangeRefused(code) => code,
             Error::MissingToken => "unauthorized",
             Error::InvalidToken(_) => "invalid_token",
             Error::InvalidRequest(_) | Error::JsonRpc { .. } => "invalid_request",
@@ -370,7 +382,9 @@ impl Error {
             | Error::JsonRpc { .. }
             | Error::InvalidRedirectUri(_)
             | Error::InvalidClientMetadata(_) => 400,
-            Error::InsufficientScope { .. } | Error::OriginNotAllowed(_) => 403,
+            Error::InsufficientScope { .. }
+            | Error::OriginNotAllowed(_)
+            | Error::ExchangeRefused(_) => 403,
             Error::NotFound => 404,
             Error::MethodNotAllowed { .. } => 405,
             Error::PayloadTooLarge(_) => 413,
@@ -382,7 +396,9 @@ impl Error {
             Error::Upstream(_) | Error::OriginUnreachable(_) | Error::OriginFailed(_) => 502,
             Error::OriginTimeout(_) => 504,
             Error::RateLimited(_) => 429,
-            Error::KeysUnavailable(_) | Error::IntrospectionUnavailable(_) => 503,
+            Error::KeysUnavailable(_)
+            | Error::IntrospectionUnavailable(_)
+            | Error::ExchangeUnavailable(_) => 503,
         }
     }
 
@@ -464,6 +480,20 @@ impl Error {
                     &format!("cannot check tokens right now: {}", f.public),
                 ),
                 Some(("retry-after", "5".to_string())),
+            ),
+            Error::ExchangeUnavailable(f) => (
+                oauth(
+                    code,
+                    &format!("cannot obtain a token for the MCP origin right now: {}", f.public),
+                ),
+                Some(("retry-after", "5".to_string())),
+            ),
+            Error::ExchangeRefused(_) => (
+                oauth(
+                    code,
+                    "the authorization server will not issue this caller a token for the MCP origin",
+                ),
+                None,
             ),
             Error::OriginFailed(f) => (
                 rpc(-32603, &format!("MCP origin answer refused: {}", f.public)),

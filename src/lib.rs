@@ -32,6 +32,7 @@ pub mod config;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod doctor;
 pub mod error;
+pub mod exchange;
 pub mod flows;
 pub mod headers;
 pub mod introspection;

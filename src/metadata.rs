@@ -69,6 +69,9 @@ pub struct Upstream {
     pub jwks_uri: Option<Url>,
     /// Where the worker forwards registrations (mapped onto `AS_URL`).
     pub registration_endpoint: Option<Url>,
+    /// Where the worker exchanges tokens (`TOKEN_EXCHANGE`; mapped onto `AS_URL`).
+    /// Read only when exchange is on: a malformed one then fails discovery.
+    pub token_endpoint: Option<Url>,
 }
 
 /// Check one discovery answer. `Ok(None)` means "not here, try the next URL" (404 and
@@ -136,10 +139,15 @@ pub fn accept_upstream(
         Some(u) => Some(u.clone()),
         None => endpoint("registration_endpoint")?.or_else(|| hydra_registration(cfg)),
     };
+    let token_endpoint = match cfg.exchange {
+        Some(_) => endpoint("token_endpoint")?,
+        None => None,
+    };
     Ok(Some(Upstream {
         document: doc,
         jwks_uri,
         registration_endpoint,
+        token_endpoint,
     }))
 }
 

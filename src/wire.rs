@@ -190,9 +190,10 @@ pub fn decision(d: &Decision, level: LogLevel) -> String {
             l: log(level, l),
         }),
         // The glue answers Verify with `Pending::to_wire` after keeping it.
-        Decision::NeedKeys | Decision::Verify(_) | Decision::Introspect => {
-            return r#"{"p":1}"#.to_string()
-        }
+        Decision::NeedKeys
+        | Decision::Verify(_)
+        | Decision::Introspect
+        | Decision::Exchange { .. } => return r#"{"p":1}"#.to_string(),
         Decision::NeedBody(max) => return format!(r#"{{"b":{max}}}"#),
         Decision::NotMcp => return r#"{"x":1}"#.to_string(),
     };

@@ -17,7 +17,7 @@ use jsonwebtoken::Algorithm;
 use url::Url;
 
 mod features;
-mod parse;
+pub(crate) mod parse;
 mod table;
 pub use features::{Cimd, Credentials, Introspection};
 use parse::{http_url, problem, Bindings};
@@ -78,6 +78,10 @@ pub struct Config {
     /// off: the origin must then trust the `X-Auth-*` headers, so it must be reachable
     /// only through the worker.
     pub assertion: Option<crate::assertion::Settings>,
+    /// `TOKEN_EXCHANGE=true`: the caller's token is exchanged (RFC 8693) for one issued
+    /// to the origin, forwarded as its `Authorization`. Default off: the origin gets
+    /// no token.
+    pub exchange: Option<crate::exchange::Settings>,
     /// `LOG_LEVEL`, default `info`.
     pub log_level: LogLevel,
 }
@@ -204,6 +208,17 @@ impl Config {
         let introspection = features::introspection(&b)?;
         let cimd = features::cimd(&b, &upstream.passthrough)?;
         let assertion = crate::assertion::from_bindings(&|n| b.get(n), &resource.url, &origin.url)?;
+        let exchange = crate::exchange::from_bindings(&b)?;
+        if exchange.is_some()
+            && assertion
+                .as_ref()
+                .is_some_and(|a| a.header == "authorization")
+        {
+            return Err(problem(
+                "ASSERTION_HEADER",
+                "is Authorization, where the exchanged token goes (TOKEN_EXCHANGE=true): name an X-Auth-… header",
+            ));
+        }
         let log_level = match b.value("LOG_LEVEL").unwrap_or_default().as_str() {
             "info" => LogLevel::Info,
             "warn" => LogLevel::Warn,
@@ -225,6 +240,7 @@ impl Config {
             introspection,
             cimd,
             assertion,
+            exchange,
             log_level,
         })
     }
@@ -614,6 +630,13 @@ pub(crate) mod tests {
                 &[("INTROSPECTION_URL", "https://as.example/introspect")]
             } else if name.starts_with("ASSERTION_") {
                 &[("ASSERTION_KEY", crate::assertion::tests::ED)]
+            } else if name.starts_with("TOKEN_EXCHANGE_") {
+                &[
+                    ("TOKEN_EXCHANGE", "true"),
+                    ("TOKEN_EXCHANGE_CLIENT_ID", "worker"),
+                    ("TOKEN_EXCHANGE_CLIENT_SECRET", "secret"),
+                    ("TOKEN_EXCHANGE_AUDIENCE", "origin"),
+                ]
             } else {
                 &[]
             }

@@ -77,6 +77,14 @@ pub const TABLE: &[Binding] = &[
     b("ASSERTION_AUDIENCE", false, None, "the assertion's `aud` (default the origin of `ORIGIN_URL`)"),
     b("ASSERTION_TTL_SECONDS", false, Some("300"), "the assertion's lifetime (1 to 3600; never past the token's `exp`)"),
     b("ASSERTION_HEADER", false, Some("X-Auth-Assertion"), "`X-Auth-…` or `Authorization` (as `Bearer`): the header the origin gets it in"),
+    b("TOKEN_EXCHANGE", false, Some("false"), "`true`: exchange each caller's token for one issued to the origin (RFC 8693, see [`crate::exchange`])"),
+    b("TOKEN_EXCHANGE_URL", false, None, "the token endpoint for exchanges (default the discovered `token_endpoint`)"),
+    b("TOKEN_EXCHANGE_CLIENT_ID", false, None, "the worker's client at the authorization server (secret binding with the next)"),
+    b("TOKEN_EXCHANGE_CLIENT_SECRET", false, None, "its secret (HTTP Basic)"),
+    b("TOKEN_EXCHANGE_AUDIENCE", false, None, "the origin's name at the server (`audience`)"),
+    b("TOKEN_EXCHANGE_RESOURCE", false, None, "the origin's URL (`resource`, RFC 8707)"),
+    b("TOKEN_EXCHANGE_SCOPE", false, None, "the scope asked for (default none: the server decides)"),
+    b("TOKEN_EXCHANGE_TIMEOUT_SECONDS", false, Some("5"), "how long the token endpoint may take (1 to 30); then 503"),
 ];
 
 /// Is `name` one of the worker's bindings?
