@@ -222,3 +222,55 @@ test("an origin on the Python SDK's resource-server support accepts the worker's
   assert.match(replayed, /^Bearer /);
   assert.equal((await whoami(audience, replayed)).status, 401, "made for another origin");
 });
+
+test("an origin on the TypeScript SDK, verifying with jose, accepts calls through the worker and refuses the client's token and forged assertions sent straight to it", async () => {
+  const [wPort, vPort] = [await rig.freePort(), await rig.freePort()];
+  const base = `http://127.0.0.1:${wPort}`;
+  const verifying = `http://127.0.0.1:${vPort}`;
+  await rig.startVerifyingOrigin(vPort, {
+    jwks: `${base}/.well-known/mcp-edge-auth/jwks.json`,
+    issuer: base,
+    audience: verifying,
+    typ: "mcp-edge+jwt",
+  });
+  await rig.startWorkerd({
+    port: wPort,
+    vars: {
+      ORIGIN_URL: verifying,
+      RESOURCE_URL: `${base}/mcp`,
+      ISSUER: `http://127.0.0.1:${asPort}/oidc`,
+      REQUIRED_SCOPES: "mcp:tools",
+      ASSERTION_KEY: JSON.stringify(edge.ed),
+      ASSERTION_HEADER: "Authorization",
+    },
+  });
+  const call = (url, authorization) =>
+    fetch(url, {
+      method: "POST",
+      headers: { authorization, "content-type": "application/json", accept: "application/json, text/event-stream" },
+      body: JSON.stringify({ jsonrpc: "2.0", id: 7, method: "tools/call", params: { name: "whoami", arguments: {} } }),
+    });
+  const tok = await token(base);
+  const through = await call(`${base}/mcp`, `Bearer ${tok}`);
+  assert.equal(through.status, 200);
+  const claims = JSON.parse((await through.json()).result.content[0].text);
+  assert.equal(claims.sub, "alice");
+  assert.equal(claims.aud, verifying, "ASSERTION_AUDIENCE defaults to the origin of ORIGIN_URL");
+  assert.equal(claims.iss, base);
+  // Straight to the origin: the client's own token, a forged assertion (same kid,
+  // another key), nothing.
+  assert.equal((await call(`${verifying}/mcp`, `Bearer ${tok}`)).status, 401);
+  const { privateKey } = await jose.generateKeyPair("EdDSA", { crv: "Ed25519" });
+  const now = Math.floor(Date.now() / 1000);
+  const forged = await new jose.SignJWT({ sub: "mallory", scope: "mcp:tools" })
+    .setProtectedHeader({ alg: "EdDSA", kid: edge.ed.kid, typ: "mcp-edge+jwt" })
+    .setIssuer(base)
+    .setAudience(verifying)
+    .setIssuedAt(now)
+    .setExpirationTime(now + 60)
+    .sign(privateKey);
+  assert.equal((await call(`${verifying}/mcp`, `Bearer ${forged}`)).status, 401);
+  assert.equal((await call(`${verifying}/mcp`, "")).status, 401);
+  const calls = await (await fetch(`${verifying}/calls`)).json();
+  assert.deepEqual(calls.map((c) => c.accepted ?? "refused"), ["alice", "refused", "refused", "refused"]);
+});

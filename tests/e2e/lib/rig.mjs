@@ -116,7 +116,7 @@ export function publicJwks(keys) {
   return { keys: keys.keys.map(({ d, p, q, dp, dq, qi, ...pub }) => pub) };
 }
 
-export async function startAuthorizationServer({ port, issuer, keys, tokenAlg = "RS256", ttl = 3600, scopes, encKey = false, opaque = false, introspector }) {
+export async function startAuthorizationServer({ port, issuer, keys, tokenAlg = "RS256", ttl = 3600, scopes, encKey = false, opaque = false, introspector, exchanger, exchangeFrom, exchangeTtl }) {
   const proc = start("authorization-server", process.execPath, ["tests/e2e/peers/authorization-server.mjs"], {
     AS_PORT: String(port),
     AS_ISSUER: issuer,
@@ -127,6 +127,8 @@ export async function startAuthorizationServer({ port, issuer, keys, tokenAlg = 
     ...(encKey ? { AS_ENC_KEY: "1" } : {}),
     ...(opaque ? { AS_OPAQUE: "1" } : {}),
     ...(introspector ? { AS_INTROSPECTOR: introspector } : {}),
+    ...(exchanger ? { AS_EXCHANGER: exchanger, AS_EXCHANGE_FROM: exchangeFrom } : {}),
+    ...(exchangeTtl ? { AS_EXCHANGE_TTL: String(exchangeTtl) } : {}),
   });
   const mount = new URL(issuer).pathname.replace(/\/$/, "");
   await waitFor(`http://127.0.0.1:${port}${mount}/.well-known/openid-configuration`, proc);
@@ -136,6 +138,19 @@ export async function startAuthorizationServer({ port, issuer, keys, tokenAlg = 
 export async function startProbeOrigin(port) {
   const proc = start("probe-origin", process.execPath, ["tests/e2e/peers/probe-origin.mjs"], { ORIGIN_PORT: String(port) });
   await waitFor(`http://127.0.0.1:${port}/mcp/stream-log`, proc);
+  return proc;
+}
+
+/** An origin that accepts only a JWT it verifies with jose (tests/e2e/peers/verifying-origin.mjs). */
+export async function startVerifyingOrigin(port, { jwks, issuer, audience, typ }) {
+  const proc = start("verifying-origin", process.execPath, ["tests/e2e/peers/verifying-origin.mjs"], {
+    ORIGIN_PORT: String(port),
+    VERIFY_JWKS: jwks,
+    VERIFY_ISSUER: issuer,
+    VERIFY_AUDIENCE: audience,
+    ...(typ ? { VERIFY_TYP: typ } : {}),
+  });
+  await waitFor(`http://127.0.0.1:${port}/calls`, proc);
   return proc;
 }
 

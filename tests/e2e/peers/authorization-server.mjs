@@ -15,6 +15,10 @@
 //   AS_OPAQUE    "1": issue opaque access tokens (checked by introspection, RFC 7662)
 //   AS_INTROSPECTOR "id:secret": a confidential client (client_secret_basic) allowed to
 //                introspect any token, as a resource server's credentials would be
+//   AS_EXCHANGER "id:secret": a confidential client allowed the RFC 8693 token-exchange
+//                grant (below), as the worker's TOKEN_EXCHANGE_CLIENT_* would be
+//   AS_EXCHANGE_FROM  the audience a subject token must carry to be exchanged (the MCP
+//                resource): the worker may only trade tokens that were meant for it
 //
 // Token shapes: a client whose client_name holds "shape=<rfc9068|hydra|keycloak|auth0>"
 // gets access tokens reshaped like that server's (SPEC "Authorization-server shapes"),
@@ -23,7 +27,8 @@
 // signed by oidc-provider; only the header and claims are rearranged.
 import http from "node:http";
 import { randomBytes, generateKeyPairSync } from "node:crypto";
-import Provider from "oidc-provider";
+import Provider, { errors } from "oidc-provider";
+import * as jose from "jose";
 
 const port = Number(process.env.AS_PORT);
 const issuer = process.env.AS_ISSUER;
@@ -50,6 +55,20 @@ if (process.env.AS_INTROSPECTOR) {
     client_id: id,
     client_secret: secret,
     grant_types: [],
+    response_types: [],
+    redirect_uris: [],
+    token_endpoint_auth_method: "client_secret_basic",
+  });
+}
+
+const exchange = process.env.AS_EXCHANGER?.split(":");
+const TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange";
+const ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token";
+if (exchange) {
+  staticClients.push({
+    client_id: exchange[0],
+    client_secret: exchange[1],
+    grant_types: [TOKEN_EXCHANGE],
     response_types: [],
     redirect_uris: [],
     token_endpoint_auth_method: "client_secret_basic",
@@ -132,6 +151,9 @@ const provider = new Provider(issuer, {
       },
     },
   },
+  // An exchanged token names the actor (RFC 8693 §4.1) and the original client.
+  extraTokenClaims: async (ctx, token) =>
+    token.gty === "token_exchange" ? { act: { sub: token.clientId }, subject_client_id: token.exchangedFrom } : undefined,
   issueRefreshToken: async (ctx, client) => client.grantTypeAllowed("refresh_token"),
   interactions: { url: (ctx, interaction) => `${mount}/interaction/${interaction.uid}` },
   findAccount: async (ctx, sub) => ({ accountId: sub, claims: async () => ({ sub }) }),
@@ -143,6 +165,54 @@ const provider = new Provider(issuer, {
   },
 });
 provider.proxy = true;
+
+// RFC 8693 token exchange as an extension grant (oidc-provider has none built in; this
+// is the smallest honest one): the client (authenticated by oidc-provider, and allowed
+// the grant) trades a JWT access token this server issued for the MCP resource
+// (AS_EXCHANGE_FROM) for one to another resource (`resource`, one absolute URI), with
+// at most the subject token's scopes, for the same user, with `act` naming the client.
+if (exchange) {
+  const localKeys = jose.createLocalJWKSet({ keys: jwks.keys.map(({ d, p, q, dp, dq, qi, ...pub }) => pub) });
+  const exchanges = [];
+  provider.registerGrantType(
+    TOKEN_EXCHANGE,
+    async (ctx) => {
+      const { client, params } = ctx.oidc;
+      if (params.subject_token_type !== ACCESS_TOKEN_TYPE) throw new errors.InvalidRequest("subject_token_type must be an access token");
+      if (params.requested_token_type && params.requested_token_type !== ACCESS_TOKEN_TYPE) throw new errors.InvalidRequest("only access tokens are issued");
+      let subject;
+      try {
+        ({ payload: subject } = await jose.jwtVerify(params.subject_token, localKeys, { issuer, audience: process.env.AS_EXCHANGE_FROM }));
+      } catch {
+        throw new errors.InvalidGrant("the subject token is not a live access token for the MCP resource");
+      }
+      const resource = params.resource;
+      if (typeof resource !== "string" || !URL.canParse(resource)) throw new errors.InvalidTarget("name one resource");
+      const held = String(subject.scope || "").split(" ").filter(Boolean);
+      const asked = params.scope ? params.scope.split(" ") : held;
+      if (asked.some((s) => !held.includes(s))) throw new errors.InvalidScope("more scope than the subject token holds");
+      const token = new provider.AccessToken({
+        accountId: subject.sub,
+        client,
+        scope: asked.join(" "),
+        gty: "token_exchange",
+      });
+      token.exchangedFrom = subject.client_id; // read by extraTokenClaims
+      token.resourceServer = new provider.ResourceServer(resource, {
+        scope: resourceScopes,
+        accessTokenFormat: "jwt",
+        accessTokenTTL: Number(process.env.AS_EXCHANGE_TTL || ttl),
+        jwt: { sign: { alg: tokenAlg } },
+      });
+      const value = await token.save();
+      exchanges.push({ sub: subject.sub, resource, scope: token.scope, client: client.clientId });
+      ctx.body = { access_token: value, issued_token_type: ACCESS_TOKEN_TYPE, token_type: "Bearer", expires_in: token.expiration, scope: token.scope };
+    },
+    ["subject_token", "subject_token_type", "requested_token_type", "audience", "resource", "scope"],
+    ["audience", "resource"],
+  );
+  globalThis.exchanges = exchanges;
+}
 
 // Registrations, for suites that count them: GET /__stats on the server's own port.
 const registrations = [];
@@ -165,7 +235,7 @@ const callback = provider.callback();
 const server = http.createServer(async (req, res) => {
   try {
     if (req.url === "/__stats") {
-      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ registrations }));
+      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ registrations, exchanges: globalThis.exchanges || [] }));
       return;
     }
     if (req.url.startsWith(`${mount}/interaction/`)) {
