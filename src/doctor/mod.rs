@@ -28,7 +28,9 @@ use deployed::deployed;
 use explain::explain_token;
 #[cfg(test)]
 use explain::scopes;
-use upstream::{authorization_server, cimd, discovery, introspection_endpoint, jwks, origin};
+use upstream::{
+    authorization_server, cimd, discovery, exchange_endpoint, introspection_endpoint, jwks, origin,
+};
 
 /// An HTTP answer: the worker's own ([`crate::platform::Answer`]).
 pub use crate::platform::Answer;
@@ -206,6 +208,7 @@ pub fn run(vars: &HashMap<String, String>, http: &dyn Http, opts: &Options) -> V
     if cfg.introspection.is_some() {
         introspection_endpoint(&cfg, http, &mut out);
     }
+    exchange_endpoint(&cfg, upstream.as_ref(), http, &mut out);
     origin(&cfg, http, &mut out);
     if let Some(t) = &opts.token {
         explain_token(&cfg, keys.as_ref(), t, http, opts.now, &mut out);
@@ -362,6 +365,78 @@ CLOCK_LEEWAY_SECONDS = 30
         }
         fn post(&self, url: &str, _: &[(&str, &str)], _: &[u8]) -> Result<Answer, String> {
             Err(format!("{url} unreachable"))
+        }
+    }
+
+    /// A token endpoint answering every exchange with `status` and `body`.
+    struct TokenEndpoint(u16, &'static str);
+    impl Http for TokenEndpoint {
+        fn get(&self, url: &str, _: &[(&str, &str)]) -> Result<Answer, String> {
+            Err(format!("{url} unreachable"))
+        }
+        fn post(&self, url: &str, h: &[(&str, &str)], body: &[u8]) -> Result<Answer, String> {
+            if url != "http://127.0.0.1:4/token" {
+                return Err(format!("{url} unreachable"));
+            }
+            assert!(h
+                .iter()
+                .any(|(n, v)| *n == "authorization" && v.starts_with("Basic ")));
+            let body = String::from_utf8_lossy(body);
+            assert!(body.contains("subject_token=mcp-edge-auth-doctor-probe"));
+            Ok(Answer {
+                status: self.0,
+                headers: vec![],
+                body: self.1.as_bytes().to_vec(),
+            })
+        }
+    }
+
+    #[test]
+    fn the_exchange_probe_passes_only_on_invalid_grant() {
+        let mut vars = minimal();
+        for (k, v) in [
+            ("TOKEN_EXCHANGE", "true"),
+            ("TOKEN_EXCHANGE_URL", "http://127.0.0.1:4/token"),
+            ("TOKEN_EXCHANGE_CLIENT_ID", "edge"),
+            ("TOKEN_EXCHANGE_CLIENT_SECRET", "s"),
+            ("TOKEN_EXCHANGE_AUDIENCE", "api"),
+        ] {
+            vars.insert(k.into(), v.into());
+        }
+        let check = |status, body| {
+            run(&vars, &TokenEndpoint(status, body), &Options::default())
+                .into_iter()
+                .find(|c| c.name == "token exchange")
+                .unwrap()
+        };
+        assert!(check(400, r#"{"error":"invalid_grant"}"#).ok);
+        for (status, body, fix) in [
+            (
+                401,
+                r#"{"error":"invalid_client"}"#,
+                "TOKEN_EXCHANGE_CLIENT_SECRET",
+            ),
+            (
+                400,
+                r#"{"error":"unauthorized_client"}"#,
+                "Standard token exchange",
+            ),
+            (400, r#"{"error":"unsupported_grant_type"}"#, "Hydra"),
+            (
+                400,
+                r#"{"error":"invalid_target"}"#,
+                "TOKEN_EXCHANGE_AUDIENCE",
+            ),
+            (
+                200,
+                r#"{"access_token":"x","token_type":"Bearer"}"#,
+                "do not use it",
+            ),
+            (500, "", "invalid_grant"),
+        ] {
+            let c = check(status, body);
+            assert!(!c.ok, "{status} {body}");
+            assert!(c.fix.as_deref().unwrap().contains(fix), "{c:?}");
         }
     }
 

@@ -259,6 +259,89 @@ pub(super) fn introspection_endpoint(cfg: &Config, http: &dyn Http, out: &mut Ve
     });
 }
 
+/// The token endpoint, asked to exchange a made-up subject token with the worker's
+/// credentials: a probe that must fail. `invalid_grant` says the credentials and the
+/// grant were taken and only the subject token refused; anything issued for it is a
+/// failure (and is dropped unread).
+pub(super) fn exchange_endpoint(
+    cfg: &Config,
+    up: Option<&Upstream>,
+    http: &dyn Http,
+    out: &mut Vec<Check>,
+) {
+    let Some(x) = &cfg.exchange else { return };
+    let name = "token exchange";
+    let Some(url) = x
+        .url
+        .clone()
+        .or_else(|| up.and_then(|u| u.token_endpoint.clone()))
+    else {
+        out.push(fail(
+            name,
+            "no token endpoint: the metadata names none and TOKEN_EXCHANGE_URL is unset",
+            "set TOKEN_EXCHANGE_URL",
+        ));
+        return;
+    };
+    let body = crate::exchange::request_body("mcp-edge-auth-doctor-probe", x);
+    let forwarded = cfg.forwarded_headers();
+    let mut headers = vec![
+        ("content-type", "application/x-www-form-urlencoded"),
+        ("accept", "application/json"),
+        ("authorization", x.credentials.as_str()),
+    ];
+    if let Some((host, proto)) = &forwarded {
+        headers.push(("x-forwarded-host", host.as_str()));
+        headers.push(("x-forwarded-proto", proto.as_str()));
+    }
+    let answer = match http.post(url.as_str(), &headers, body.as_bytes()) {
+        Ok(a) => a,
+        Err(e) => {
+            out.push(fail(
+                name,
+                format!("{url}: {e}"),
+                "check TOKEN_EXCHANGE_URL (or the discovered token_endpoint) is reachable from the worker",
+            ));
+            return;
+        }
+    };
+    let code = serde_json::from_slice::<serde_json::Map<String, Value>>(&answer.body)
+        .ok()
+        .and_then(|d| d.get("error").and_then(Value::as_str).map(str::to_string))
+        .unwrap_or_default();
+    out.push(match (answer.status, code.as_str()) {
+        (200, _) => fail(
+            name,
+            format!("{url} issued a token for a made-up subject token"),
+            "the endpoint does not check subject tokens: do not use it for exchange",
+        ),
+        (400, "invalid_grant") => pass(
+            name,
+            format!("{url} took the worker's credentials ({}) and the grant, and refused a made-up subject token", x.client_id),
+        ),
+        (_, "invalid_client") => fail(
+            name,
+            format!("{url} refused the worker's credentials (invalid_client)"),
+            "set TOKEN_EXCHANGE_CLIENT_ID and TOKEN_EXCHANGE_CLIENT_SECRET (as secrets) to a confidential client of the authorization server, authenticated with client_secret_basic",
+        ),
+        (_, "unauthorized_client" | "unsupported_grant_type") => fail(
+            name,
+            format!("{url}: the worker's client may not use the token-exchange grant ({code})"),
+            "allow the grant for TOKEN_EXCHANGE_CLIENT_ID (Keycloak: enable Standard token exchange on the client; oidc-provider: register the grant and list it in the client's grant_types); Ory Hydra has no RFC 8693 grant: use the identity assertion instead",
+        ),
+        (_, "invalid_target" | "invalid_scope") => fail(
+            name,
+            format!("{url} refused the target before the subject token ({code})"),
+            "check TOKEN_EXCHANGE_AUDIENCE / TOKEN_EXCHANGE_RESOURCE / TOKEN_EXCHANGE_SCOPE name what the server knows",
+        ),
+        (status, code) => fail(
+            name,
+            format!("{url} answered {status} {code}"),
+            "expected 400 invalid_grant for a made-up subject token: check the endpoint and the worker's client",
+        ),
+    });
+}
+
 pub(super) fn origin(cfg: &Config, http: &dyn Http, out: &mut Vec<Check>) {
     let url = proxy::target(cfg, &cfg.resource.protected_path, None);
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "mcp-edge-auth-doctor", "version": env!("CARGO_PKG_VERSION")}}}).to_string();

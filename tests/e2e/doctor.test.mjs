@@ -24,7 +24,14 @@ before(async () => {
   [asPort, faultPort, deadPort] = [await rig.freePort(), await rig.freePort(), await rig.freePort()];
   base = `http://127.0.0.1:${wPort}`;
   keys = await rig.makeKeys();
-  await rig.startAuthorizationServer({ port: asPort, issuer: `${base}/oidc`, keys, introspector: "doctor-introspector:right-secret" });
+  await rig.startAuthorizationServer({
+    port: asPort,
+    issuer: `${base}/oidc`,
+    keys,
+    introspector: "doctor-introspector:right-secret",
+    exchanger: "doctor-exchanger:right-exchange-secret",
+    exchangeFrom: `${base}/mcp`,
+  });
   await rig.startEverythingOrigin(oPort);
   const vars = { ...rig.singleHostVars(base, oPort, asPort), SCOPES_SUPPORTED: "mcp:tools mcp:admin", REQUIRED_SCOPES: "mcp:tools" };
   await rig.startWorker({ port: wPort, vars });
@@ -163,4 +170,23 @@ test("introspection: the endpoint and its credentials are checked, a wrong secre
   assert.match(bad.byName.introspection.detail, /401/);
   assert.match(bad.byName.introspection.fix, /refused the worker's credentials/);
   assert.ok(!bad.stdout.includes("wrong-secret") && !good.stdout.includes("right-secret"), "secrets are not printed");
+});
+
+test("token exchange: the doctor's probe (a made-up subject token) passes on oidc-provider's invalid_grant and names refused credentials", async () => {
+  const vars = (secret) => [
+    "--var", "TOKEN_EXCHANGE=true",
+    "--var", "TOKEN_EXCHANGE_CLIENT_ID=doctor-exchanger",
+    "--var", `TOKEN_EXCHANGE_CLIENT_SECRET=${secret}`,
+    "--var", "TOKEN_EXCHANGE_RESOURCE=https://orders.example/",
+  ];
+  const good = await doctor(...vars("right-exchange-secret"));
+  const check = good.byName["token exchange"];
+  assert.equal(check?.ok, true, JSON.stringify(check));
+  assert.match(check.detail, /\/oidc\/token took the worker's credentials/);
+  assert.equal(good.code, 0);
+  const bad = await doctor(...vars("wrong-secret"));
+  assert.equal(bad.code, 1);
+  assert.equal(bad.byName["token exchange"].ok, false);
+  assert.match(bad.byName["token exchange"].detail, /invalid_client/);
+  assert.ok(!bad.stdout.includes("wrong-secret") && !good.stdout.includes("right-exchange-secret"), "secrets are not printed");
 });
