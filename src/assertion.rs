@@ -404,6 +404,7 @@ pub(crate) mod tests {
             exp,
             nbf: None,
             kid: None,
+            jkt: None,
         }
     }
 

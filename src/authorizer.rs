@@ -73,6 +73,8 @@ pub struct RequestInfo<'a> {
     pub body: Body<'a>,
     /// `MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name`, `Mcp-Param-*`.
     pub mcp: McpHeaders<'a>,
+    /// The `DPoP` proof header (read only with `DPOP` on).
+    pub dpop: Option<&'a str>,
     /// A GET carrying `Last-Event-ID`: a resumed stream may replay list answers.
     pub resuming: bool,
     /// A preflight's `Access-Control-Request-Headers`.
@@ -124,6 +126,8 @@ pub enum Decision {
         /// (`ASSERTION_KEY`, [`crate::assertion`]): the entry signs it (once per input)
         /// and sends it in the assertion header.
         assertion: Option<std::rc::Rc<str>>,
+        /// The DPoP proof's signature, for the entry to verify before forwarding.
+        proof: Option<Box<crate::dpop::Check>>,
         log: LogLine,
     },
     Reply {
@@ -166,6 +170,9 @@ pub struct Authorizer {
     assertion_inputs: crate::assertion::Inputs,
     /// Tokens exchanged for the origin, per subject token (`TOKEN_EXCHANGE`).
     pub exchanges: crate::exchange::Exchanges,
+    /// DPoP proofs seen (`DPOP`), so none is taken twice by this isolate. Written
+    /// when a forward decision is made, from `&self` decisions too.
+    dpop_seen: std::cell::RefCell<crate::dpop::Seen>,
     /// Rate-limiting bindings present (`MCP_RATE_LIMITER`, `MCP_CLIENT_RATE_LIMITER`):
     /// forward decisions then name the keys to count.
     pub limit_subjects: bool,
@@ -200,6 +207,7 @@ impl Authorizer {
             cimd: Default::default(),
             assertion_inputs: Default::default(),
             exchanges: Default::default(),
+            dpop_seen: Default::default(),
             limit_subjects: false,
             limit_clients: false,
         }
@@ -209,6 +217,13 @@ impl Authorizer {
         ChallengeContext {
             resource_metadata: self.cfg.resource_metadata_url(),
             scope: self.cfg.scopes.required.clone(),
+            dpop_algs: self.cfg.dpop.as_ref().map(|d| d.algs()),
+            dpop_required: self
+                .cfg
+                .dpop
+                .as_ref()
+                .is_some_and(|d| d.mode == crate::dpop::Mode::Required),
+            dpop_scheme: false,
         }
     }
 
@@ -219,7 +234,10 @@ impl Authorizer {
     /// Turn an error into the decision that answers it (the one mapping lives in
     /// [`Error::reply`]); on the MCP route an allowed browser origin gets CORS headers.
     pub fn refuse(&self, route: Route, req: &RequestInfo<'_>, err: &Error) -> Decision {
-        let mut reply = err.reply(&self.challenge_context());
+        let mut ctx = self.challenge_context();
+        ctx.dpop_scheme = ctx.dpop_algs.is_some()
+            && token::scheme(req.authorization) == Some(token::Scheme::DPoP);
+        let mut reply = err.reply(&ctx);
         if let Some(o) = req.origin.filter(|o| self.cfg.origin_allowed(o)) {
             for (n, v) in proxy::cors_headers(o) {
                 reply.headers.push((n.to_string(), v));
@@ -255,7 +273,18 @@ impl Authorizer {
             }
         }
         Route::Mcp.check_method(req.method)?;
-        let token = token::bearer(req.authorization)?;
+        let (scheme, token) = token::credential(req.authorization, self.cfg.dpop.is_some())?;
+        if scheme == token::Scheme::Bearer
+            && self
+                .cfg
+                .dpop
+                .as_ref()
+                .is_some_and(|d| d.mode == crate::dpop::Mode::Required)
+        {
+            return Err(Error::InvalidDpopToken(
+                "this resource takes DPoP-bound tokens only: send `Authorization: DPoP <token>` with a DPoP proof".into(),
+            ));
+        }
         if self.cfg.scopes.policy.is_some() && req.method == "POST" && req.body == Body::Unread {
             return Ok(Decision::NeedBody(self.cfg.limits.policy_max_body));
         }
@@ -485,7 +514,7 @@ impl Authorizer {
         result: Result<Principal, Error>,
         now: i64,
     ) -> Decision {
-        let hash = cache::hash(token::bearer(req.authorization).unwrap_or_default());
+        let hash = cache::hash(token::presented(req.authorization));
         match result.and_then(|p| self.admit(req, &p, &hash, now)) {
             Ok(d) => d,
             Err(e) => self.refuse(Route::Mcp, req, &e),
@@ -499,6 +528,10 @@ impl Authorizer {
         hash: &TokenHash,
         now: i64,
     ) -> Result<Decision, Error> {
+        let proof = match &self.cfg.dpop {
+            Some(d) => self.dpop_binding(req, p, hash, d, now)?,
+            None => None,
+        };
         let (needed, filter, mismatch) = self.needs(req, p)?;
         let missing = token::missing_scopes(p, &needed, &self.cfg.scopes.hierarchy);
         if !missing.is_empty() {
@@ -518,21 +551,64 @@ impl Authorizer {
                 None => return Ok(Decision::Exchange { exp: p.exp }),
             }
         }
+        let mut cors = req.origin.map(proxy::cors_headers).unwrap_or_default();
+        if let Some((_, key, until)) = &proof {
+            self.dpop_seen.borrow_mut().remember(*key, *until, now);
+            if let Some(nonce) = self.cfg.dpop.as_ref().and_then(|d| d.nonce(now)) {
+                cors.push(("dpop-nonce", nonce));
+            }
+        }
         let mut log = log_line(Route::Mcp, req, "allow", 0);
         log.subject = p.subject.clone();
         log.client = p.client_id.clone();
         Ok(Decision::Forward {
             target: proxy::target(&self.cfg, req.path, req.query),
             headers,
-            cors: req.origin.map(proxy::cors_headers).unwrap_or_default(),
+            cors,
             filter,
             limits: self.limit_keys(p),
             assertion: self.cfg.assertion.as_ref().map(|a| {
                 self.assertion_inputs
                     .get(a, p, &self.cfg.upstream.issuer, hash, now)
             }),
+            proof: proof.map(|(check, _, _)| Box::new(check)),
             log,
         })
+    }
+
+    /// The DPoP rules for a caller's token (`DPOP` on): a bound token (`cnf.jkt`)
+    /// needs the `DPoP` scheme and a proof by its key ([`crate::dpop::check`]); an
+    /// unbound one the `Bearer` scheme, and only with `DPOP=allowed`. The proof's
+    /// signature goes to the entry, with the key under which its `jti` is remembered
+    /// once the request is forwarded.
+    fn dpop_binding(
+        &self,
+        req: &RequestInfo<'_>,
+        p: &Principal,
+        hash: &TokenHash,
+        d: &crate::dpop::Settings,
+        now: i64,
+    ) -> Result<Option<(crate::dpop::Check, TokenHash, i64)>, Error> {
+        let scheme = token::scheme(req.authorization);
+        match (scheme, p.jkt.as_deref()) {
+            (Some(token::Scheme::DPoP), Some(jkt)) => {
+                let url = format!("{}{}", self.cfg.public_origin(), req.path);
+                let r = crate::dpop::Request {
+                    method: req.method,
+                    url: &url,
+                    token_hash: hash,
+                    jkt,
+                };
+                crate::dpop::check(req.dpop, &r, d, &self.dpop_seen.borrow(), now).map(Some)
+            }
+            (Some(token::Scheme::DPoP), None) => Err(Error::InvalidDpopToken(
+                "the token is not DPoP-bound (it has no cnf.jkt): the authorization server must bind it to the client's key, or send it as Bearer".into(),
+            )),
+            (_, Some(_)) => Err(Error::InvalidDpopToken(
+                "the token is DPoP-bound: send it as `Authorization: DPoP <token>` with a DPoP proof".into(),
+            )),
+            (_, None) => Ok(None),
+        }
     }
 
     /// The rate-limit keys for a caller: per subject (the client when a token has no
@@ -668,9 +744,12 @@ impl Pending {
     pub fn to_wire(&self, handle: u32, authorization: &str, ahead: Option<&str>) -> String {
         // The token is a slice of the header: its offset is where the signing input
         // starts (no search over the header on this path, which runs per new token).
-        let start = token::bearer(Some(authorization))
-            .map(|t| t.as_ptr() as usize - authorization.as_ptr() as usize)
-            .unwrap_or(0);
+        let token = token::presented(Some(authorization));
+        let start = if token.is_empty() {
+            0
+        } else {
+            token.as_ptr() as usize - authorization.as_ptr() as usize
+        };
         let input_end = start + self.input_len;
         let sig_end = input_end + 1 + self.signature_len;
         let (_, params) = jwks::webcrypto_params(self.alg).unwrap_or_default();
@@ -804,6 +883,7 @@ mod tests {
             exp: 10,
             nbf: None,
             kid: None,
+            jkt: None,
         };
         assert!(a.limit_keys(&p).is_empty());
         a.limit_subjects = true;
@@ -903,6 +983,7 @@ mod tests {
             exp: i64::MAX,
             nbf: None,
             kid: None,
+            jkt: None,
         }
     }
 
@@ -1084,6 +1165,215 @@ mod tests {
             post(&a, &[], discover, &[V, ("mcp-method", "server/discover")]).0,
             403,
             "REQUIRED_SCOPES still hold"
+        );
+    }
+}
+
+#[cfg(test)]
+mod dpop_tests {
+    //! The DPoP rules in the decision (`DPOP`): which scheme a token needs, the proof
+    //! handed to the entry, the challenges, replay and nonces. The proof rules
+    //! themselves are `crate::dpop`'s tests.
+    use super::*;
+    use crate::config::tests::with;
+    use crate::dpop::tests::{proof_with, ED_JKT, NOW, TOKEN};
+
+    fn authorizer(extra: &[(&'static str, &'static str)]) -> Authorizer {
+        Authorizer::new(with(extra).unwrap())
+    }
+
+    fn bound(jkt: Option<&str>) -> Principal {
+        Principal {
+            subject: Some("alice".into()),
+            client_id: Some("app".into()),
+            scopes: vec!["mcp:tools".into()],
+            exp: NOW + 600,
+            nbf: None,
+            kid: None,
+            jkt: jkt.map(str::to_string),
+        }
+    }
+
+    /// The decision for a request presenting the test token with `scheme` and `proof`
+    /// for a caller bound to `jkt`.
+    fn decide(a: &Authorizer, scheme: &str, proof: Option<&str>, jkt: Option<&str>) -> Decision {
+        let auth = format!("{scheme} {TOKEN}");
+        let r = RequestInfo {
+            method: "POST",
+            path: "/mcp",
+            authorization: Some(&auth),
+            dpop: proof,
+            ..Default::default()
+        };
+        match a.admit(&r, &bound(jkt), &cache::hash(TOKEN), NOW) {
+            Ok(d) => d,
+            Err(e) => a.refuse(Route::Mcp, &r, &e),
+        }
+    }
+
+    fn challenge(d: &Decision) -> (u16, String) {
+        match d {
+            Decision::Reply { reply, .. } => (
+                reply.status,
+                reply
+                    .headers
+                    .iter()
+                    .filter(|(n, _)| n == "www-authenticate")
+                    .map(|(_, v)| v.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" | "),
+            ),
+            other => panic!("not a reply: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_bound_token_needs_the_dpop_scheme_and_a_proof_by_its_key() {
+        let a = authorizer(&[("DPOP", "allowed")]);
+        let proof = proof_with(|_, _| {});
+        let d = decide(&a, "DPoP", Some(&proof), Some(ED_JKT));
+        let Decision::Forward {
+            proof: Some(check), ..
+        } = &d
+        else {
+            panic!("{d:?}")
+        };
+        assert_eq!(check.import, r#"{"name":"Ed25519"}"#);
+        // Forwarded: the same proof again is a replay.
+        let (status, c) = challenge(&decide(&a, "DPoP", Some(&proof), Some(ED_JKT)));
+        assert_eq!(status, 401);
+        assert!(
+            c.starts_with(
+                r#"DPoP error="invalid_dpop_proof", error_description="the proof was used before"#
+            ),
+            "{c}"
+        );
+        assert!(c.ends_with(r#"algs="ES256 EdDSA RS256 PS256""#), "{c}");
+        // As Bearer, or with no proof, or for another key.
+        let (status, c) = challenge(&decide(&a, "Bearer", None, Some(ED_JKT)));
+        assert_eq!(status, 401);
+        assert!(
+            c.starts_with(
+                r#"DPoP error="invalid_token", error_description="the token is DPoP-bound"#
+            ),
+            "{c}"
+        );
+        let (_, c) = challenge(&decide(&a, "DPoP", None, Some(ED_JKT)));
+        assert!(
+            c.contains("invalid_dpop_proof") && c.contains("no DPoP proof"),
+            "{c}"
+        );
+        let fresh = proof_with(|_, c| c["jti"] = serde_json::json!("another"));
+        let (_, c) = challenge(&decide(&a, "DPoP", Some(&fresh), Some("other-key")));
+        assert!(
+            c.starts_with(r#"DPoP error="invalid_token""#) && c.contains("cnf.jkt"),
+            "{c}"
+        );
+    }
+
+    #[test]
+    fn unbound_tokens_stay_bearer_tokens_unless_dpop_is_required() {
+        let a = authorizer(&[("DPOP", "allowed")]);
+        let d = decide(&a, "Bearer", None, None);
+        assert!(matches!(d, Decision::Forward { proof: None, .. }), "{d:?}");
+        let (status, c) = challenge(&decide(&a, "DPoP", Some(&proof_with(|_, _| {})), None));
+        assert_eq!(status, 401);
+        assert!(c.contains("not DPoP-bound"), "{c}");
+        let mut required = authorizer(&[("DPOP", "required")]);
+        let auth = format!("Bearer {TOKEN}");
+        let r = RequestInfo {
+            method: "POST",
+            path: "/mcp",
+            authorization: Some(&auth),
+            ..Default::default()
+        };
+        let (status, c) = challenge(&required.check(&r, NOW));
+        assert_eq!(status, 401);
+        assert!(c.starts_with(r#"DPoP error="invalid_token", error_description="this resource takes DPoP-bound tokens only"#), "{c}");
+    }
+
+    #[test]
+    fn challenges_name_both_schemes_while_bearer_is_taken() {
+        let no_token = |a: &mut Authorizer| {
+            let r = RequestInfo {
+                method: "POST",
+                path: "/mcp",
+                ..Default::default()
+            };
+            challenge(&a.check(&r, NOW))
+        };
+        let (status, c) = no_token(&mut authorizer(&[("DPOP", "allowed")]));
+        assert_eq!(status, 401);
+        let rm = r#"resource_metadata="https://mcp.example.com/.well-known/oauth-protected-resource/mcp""#;
+        assert_eq!(
+            c,
+            format!(
+                r#"Bearer scope="mcp:tools", {rm} | DPoP scope="mcp:tools", {rm}, algs="ES256 EdDSA RS256 PS256""#
+            )
+        );
+        let (_, c) = no_token(&mut authorizer(&[
+            ("DPOP", "required"),
+            ("DPOP_ALGORITHMS", "ES256"),
+        ]));
+        assert_eq!(c, format!(r#"DPoP scope="mcp:tools", {rm}, algs="ES256""#));
+        let (_, c) = no_token(&mut authorizer(&[]));
+        assert_eq!(
+            c,
+            format!(r#"Bearer scope="mcp:tools", {rm}"#),
+            "DPoP off: as before"
+        );
+        // Insufficient scope, for a DPoP request: a DPoP challenge.
+        let a = authorizer(&[("DPOP", "allowed"), ("REQUIRED_SCOPES", "mcp:admin")]);
+        let (status, c) = challenge(&decide(
+            &a,
+            "DPoP",
+            Some(&proof_with(|_, _| {})),
+            Some(ED_JKT),
+        ));
+        assert_eq!(status, 403);
+        assert!(c.starts_with(r#"DPoP error="insufficient_scope""#), "{c}");
+    }
+
+    #[test]
+    fn with_nonces_a_proof_needs_a_current_one_and_forwards_hand_out_the_next() {
+        let a = authorizer(&[
+            ("DPOP", "allowed"),
+            ("DPOP_NONCE_SECRET", "0123456789abcdef0123456789abcdef"),
+        ]);
+        let d = decide(&a, "DPoP", Some(&proof_with(|_, _| {})), Some(ED_JKT));
+        let Decision::Reply { reply, .. } = &d else {
+            panic!("{d:?}")
+        };
+        assert_eq!(reply.status, 401);
+        let nonce = reply.header("dpop-nonce").unwrap().to_string();
+        assert!(reply
+            .header("www-authenticate")
+            .unwrap()
+            .starts_with(r#"DPoP error="use_dpop_nonce""#));
+        let with_nonce = proof_with(|_, c| c["nonce"] = serde_json::json!(nonce));
+        let d = decide(&a, "DPoP", Some(&with_nonce), Some(ED_JKT));
+        let Decision::Forward { cors, .. } = &d else {
+            panic!("{d:?}")
+        };
+        assert!(cors.contains(&("dpop-nonce", nonce)), "{cors:?}");
+    }
+
+    #[test]
+    fn prm_says_what_the_resource_takes() {
+        let prm = |v: &[(&'static str, &'static str)]| {
+            crate::metadata::protected_resource(&with(v).unwrap())
+        };
+        let off = prm(&[]);
+        assert!(off.get("dpop_signing_alg_values_supported").is_none());
+        let allowed = prm(&[("DPOP", "allowed")]);
+        assert_eq!(
+            allowed["dpop_signing_alg_values_supported"],
+            serde_json::json!(["ES256", "EdDSA", "RS256", "PS256"])
+        );
+        assert!(allowed.get("dpop_bound_access_tokens_required").is_none());
+        assert_eq!(
+            prm(&[("DPOP", "required")])["dpop_bound_access_tokens_required"],
+            true
         );
     }
 }

@@ -143,6 +143,7 @@ mod tests {
             exp,
             nbf: None,
             kid: Some(kid.into()),
+            jkt: None,
         }
     }
 

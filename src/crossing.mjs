@@ -10,7 +10,7 @@ import { edge_input as input, edge_fast as fastIn, edge_complete as completeIn }
 const encoder = new TextEncoder();
 let memory = null; // the module's WebAssembly.Memory
 let view = new Uint8Array(0); // the lent buffer; empty once the memory grows (detached)
-const lengths = new Int32Array(6);
+const lengths = new Int32Array(7);
 
 /** Hand over the module's exports, as `initSync` returns them. */
 export function bind(exports) {
@@ -31,11 +31,12 @@ function put(i, s) {
 }
 
 // Write the strings (null or undefined: absent) and set `lengths`.
-function write(method, url, authorization, origin, body, mcp) {
+function write(method, url, authorization, origin, dpop, body, mcp) {
   // encodeInto writes at most 3 bytes per UTF-16 unit.
   let need = 3 * (method.length + url.length);
   if (authorization != null) need += 3 * authorization.length;
   if (origin != null) need += 3 * origin.length;
+  if (dpop != null) need += 3 * dpop.length;
   if (body != null) need += 3 * body.length;
   if (mcp != null) need += 3 * mcp.length;
   if (view.byteLength < need) {
@@ -48,25 +49,26 @@ function write(method, url, authorization, origin, body, mcp) {
   put(1, url);
   put(2, authorization);
   put(3, origin);
-  put(4, body);
-  put(5, mcp);
+  put(4, dpop);
+  put(5, body);
+  put(6, mcp);
 }
 
 /**
  * Decide an MCP request (src/glue/ `fast`): the decision's wire string. The body and
  * the MCP headers (`mcpHeaders`) only once a decision asked for them.
  */
-export function fast(method, url, authorization, origin, resuming, bodyState = 0, body, mcp) {
-  write(method, url, authorization, origin, body, mcp);
+export function fast(method, url, authorization, origin, dpop, resuming, bodyState = 0, body, mcp) {
+  write(method, url, authorization, origin, dpop, body, mcp);
   const l = lengths;
-  return fastIn(l[0], l[1], l[2], l[3], resuming, bodyState, l[4], l[5]);
+  return fastIn(l[0], l[1], l[2], l[3], l[4], resuming, bodyState, l[5], l[6]);
 }
 
 /** Finish a signature check (src/glue/ `complete`): the same request again. */
-export function complete(handle, verified, method, url, authorization, origin, resuming, bodyState = 0, body, mcp) {
-  write(method, url, authorization, origin, body, mcp);
+export function complete(handle, verified, method, url, authorization, origin, dpop, resuming, bodyState = 0, body, mcp) {
+  write(method, url, authorization, origin, dpop, body, mcp);
   const l = lengths;
-  return completeIn(handle, verified, l[0], l[1], l[2], l[3], resuming, bodyState, l[4], l[5]);
+  return completeIn(handle, verified, l[0], l[1], l[2], l[3], l[4], resuming, bodyState, l[5], l[6]);
 }
 
 /**

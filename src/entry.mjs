@@ -9,6 +9,8 @@
 // comes with the decision for a good signature made ahead (`d`): a good signature
 // then costs one number across (`accept()`); anything else is decided by
 // `complete()`. Routes other than the MCP endpoint go to Rust's `respond()` whole.
+// With DPoP on, the `DPoP` header crosses too, and a forward decision for a DPoP-bound
+// token names its proof's signature (`o`), verified here before forwarding.
 //
 // With a SCOPE_POLICY, a decision may first ask for the POST body (`{"b": max}`):
 // the entry reads it (bounded), hands it with the `mcp-*` headers (`Mcp-Method`,
@@ -46,6 +48,8 @@ let registrationPath = "/register";
 let filterMax = 8 << 20;
 /** The identity assertion (ASSERTION_KEY): where it goes and how to sign it. */
 let assertion = null;
+/** DPoP on (DPOP): the `DPoP` header goes to the module with the request. */
+let dpopOn = false;
 
 function setup(env) {
   level = init(env);
@@ -57,6 +61,7 @@ function setup(env) {
   registrationPath = s.register;
   filterMax = s.filterMax;
   assertion = s.assertion;
+  dpopOn = s.dpop;
 }
 
 // The identity assertion: the signing key, imported once; one signature per signing
@@ -245,6 +250,39 @@ async function verified(d, authorization) {
   }
 }
 
+// DPoP proof keys (a client signs its proofs with one key for a while), imported once
+// per JWK, and verify parameters per algorithm.
+/** @type {Map<string, Promise<CryptoKey | null>>} */
+const proofKeys = new Map();
+/** @type {Map<string, any>} */
+const proofParams = new Map();
+
+/**
+ * Check a DPoP proof's signature (the rest of RFC 9449 §4.3 was checked in Rust).
+ * @param {DpopProof} o
+ * @param {string | null} header the `DPoP` header
+ */
+async function proofVerified(o, header) {
+  if (header === null) return false;
+  try {
+    let key = proofKeys.get(o.k);
+    if (key === undefined) {
+      if (proofKeys.size >= 1024) proofKeys.clear();
+      key = crypto.subtle.importKey("jwk", JSON.parse(o.k), JSON.parse(o.i), false, ["verify"]).catch(() => null);
+      proofKeys.set(o.k, key);
+    }
+    const k = await key;
+    if (k === null) return false;
+    let params = proofParams.get(o.y);
+    if (params === undefined) proofParams.set(o.y, (params = JSON.parse(o.y)));
+    const signature = base64url(header.slice(o.s[0], o.s[1]));
+    const data = encoder.encode(header.slice(o.n[0], o.n[1]));
+    return await crypto.subtle.verify(params, k, signature, data);
+  } catch {
+    return false;
+  }
+}
+
 /** @param {Decision} d */
 function reply(d) {
   log(d.l);
@@ -340,8 +378,9 @@ export default {
     const url = request.url;
     const authorization = h.get("authorization");
     const origin = h.get("origin");
+    const dpop = dpopOn ? h.get("dpop") : null;
     const resuming = policy && method === "GET" && h.has("last-event-id");
-    let d = decision(fast(method, url, authorization, origin, resuming, BODY.UNREAD));
+    let d = decision(fast(method, url, authorization, origin, dpop, resuming, BODY.UNREAD));
     /** @type {BodyInit | null} */
     let body = request.body;
     /** @type {[number, string?, string?]} the body state, the body, the `mcp-*` headers */
@@ -350,21 +389,22 @@ export default {
       const [state, text, bytes] = await readBody(request, d.b);
       body = bytes;
       more = [state, text, mcpHeaders(h)];
-      d = decision(fast(method, url, authorization, origin, resuming, ...more));
+      d = decision(fast(method, url, authorization, origin, dpop, resuming, ...more));
     }
-    if (d.p) d = decision(await authorize(method, url, authorization, origin, resuming, ...more));
+    if (d.p) d = decision(await authorize(method, url, authorization, origin, dpop, resuming, ...more));
     if (d.v !== undefined) {
       const ok = await verified(d, authorization);
       if (ok && d.d) {
         accept(d.v);
         d = d.d;
       } else {
-        d = decision(complete(d.v, ok, method, url, authorization, origin, resuming, ...more));
+        d = decision(complete(d.v, ok, method, url, authorization, origin, dpop, resuming, ...more));
         // INTROSPECT_JWTS: a JWT valid locally is then asked about at the endpoint.
-        if (d.p) d = decision(await authorize(method, url, authorization, origin, resuming, ...more));
+        if (d.p) d = decision(await authorize(method, url, authorization, origin, dpop, resuming, ...more));
       }
     }
     if (d.f) {
+      if (d.o && !(await proofVerified(d.o, dpop))) return reply(decision(refusal(method, url, "dpop")));
       const limited = d.q && (await overLimit(env, d.q));
       if (limited) return reply(decision(refusal(method, url, limited)));
       return forward(request, d, body);

@@ -72,11 +72,19 @@ impl Reply {
 }
 
 /// What a challenge needs to point the client at: the PRM URL and the scopes the
-/// request needs (RFC 9728 §5.1, RFC 6750 §3).
+/// request needs (RFC 9728 §5.1, RFC 6750 §3), and with DPoP on (RFC 9449 §7.1) the
+/// proof algorithms, whether bearer tokens are still taken, and whether this request
+/// came with the `DPoP` scheme (its token errors are then DPoP challenges).
 #[derive(Debug, Clone, Default)]
 pub struct ChallengeContext {
     pub resource_metadata: String,
     pub scope: Vec<String>,
+    /// `DPOP_ALGORITHMS`, space-separated; `None` with DPoP off.
+    pub dpop_algs: Option<String>,
+    /// `DPOP=required`: no Bearer challenge.
+    pub dpop_required: bool,
+    /// The request presented its token with the `DPoP` scheme.
+    pub dpop_scheme: bool,
 }
 
 /// An upstream failure (authorization server, introspection endpoint, origin), in
@@ -204,6 +212,15 @@ pub enum Error {
     /// The token endpoint could not be used for an exchange (unreachable, slow, 5xx):
     /// 503, never a forward without the exchanged token.
     ExchangeUnavailable(Fault),
+    /// A DPoP proof that fails RFC 9449 §4.3 (missing, malformed, wrong method or URL,
+    /// stale, replayed, a bad signature): 401 `invalid_dpop_proof`.
+    InvalidDpopProof(String),
+    /// A token whose DPoP binding does not hold (a bound token sent as Bearer, an
+    /// unbound one as DPoP, a proof by another key): 401 `invalid_token`, DPoP challenge.
+    InvalidDpopToken(String),
+    /// The proof lacks a current server nonce (§9): 401 `use_dpop_nonce`, with the
+    /// nonce to use in `DPoP-Nonce`.
+    UseDpopNonce(String),
     /// The MCP origin could not be reached.
     OriginUnreachable(Fault),
     /// The MCP origin answered something the worker must not pass on (a list answer
@@ -256,6 +273,9 @@ impl fmt::Display for Error {
             Error::KeysUnavailable(d) => write!(f, "signing keys unavailable: {d}"),
             Error::IntrospectionUnavailable(d) => write!(f, "introspection unavailable: {d}"),
             Error::ExchangeRefused(code) => write!(f, "token exchange refused ({code})"),
+            Error::InvalidDpopProof(d) => write!(f, "invalid DPoP proof: {d}"),
+            Error::InvalidDpopToken(d) => write!(f, "invalid token (DPoP): {d}"),
+            Error::UseDpopNonce(_) => f.write_str("DPoP nonce required"),
             Error::ExchangeUnavailable(d) => write!(f, "token exchange unavailable: {d}"),
             Error::OriginUnreachable(d) => write!(f, "origin unreachable: {d}"),
             Error::OriginFailed(d) => write!(f, "origin answer refused: {d}"),
@@ -299,6 +319,19 @@ pub fn bearer_challenge(
     scope: &[String],
     resource_metadata: &str,
 ) -> String {
+    challenge("Bearer", error, description, scope, resource_metadata, None)
+}
+
+/// A challenge of `scheme` (`Bearer` or `DPoP`); a DPoP one ends with `algs` (RFC 9449
+/// §7.1).
+pub fn challenge(
+    scheme: &str,
+    error: Option<&str>,
+    description: Option<&str>,
+    scope: &[String],
+    resource_metadata: &str,
+    algs: Option<&str>,
+) -> String {
     let mut params = Vec::new();
     if let Some(e) = error {
         params.push(format!("error={}", quote(e)));
@@ -312,10 +345,13 @@ pub fn bearer_challenge(
     if !resource_metadata.is_empty() {
         params.push(format!("resource_metadata={}", quote(resource_metadata)));
     }
+    if let Some(a) = algs {
+        params.push(format!("algs={}", quote(a)));
+    }
     if params.is_empty() {
-        "Bearer".to_string()
+        scheme.to_string()
     } else {
-        format!("Bearer {}", params.join(", "))
+        format!("{scheme} {}", params.join(", "))
     }
 }
 
@@ -359,7 +395,9 @@ impl Error {
             | Error::ExchangeUnavailable(_) => "temporarily_unavailable",
             Error::ExchangeRefused(code) => code,
             Error::MissingToken => "unauthorized",
-            Error::InvalidToken(_) => "invalid_token",
+            Error::InvalidToken(_) | Error::InvalidDpopToken(_) => "invalid_token",
+            Error::InvalidDpopProof(_) => "invalid_dpop_proof",
+            Error::UseDpopNonce(_) => "use_dpop_nonce",
             Error::InvalidRequest(_) | Error::JsonRpc { .. } => "invalid_request",
             Error::InsufficientScope { .. } => "insufficient_scope",
             Error::RateLimited(_) => "rate_limited",
@@ -377,7 +415,11 @@ impl Error {
     pub fn status(&self) -> u16 {
         match self {
             Error::Config { .. } => 500,
-            Error::MissingToken | Error::InvalidToken(_) => 401,
+            Error::MissingToken
+            | Error::InvalidToken(_)
+            | Error::InvalidDpopProof(_)
+            | Error::InvalidDpopToken(_)
+            | Error::UseDpopNonce(_) => 401,
             Error::InvalidRequest(_)
             | Error::JsonRpc { .. }
             | Error::InvalidRedirectUri(_)
@@ -421,25 +463,56 @@ impl Error {
         let status = self.status();
         let rm = ctx.resource_metadata.as_str();
         let code = self.code();
-        let challenge = |error: Option<&str>, d: Option<&str>, scope: &[String]| {
-            ("www-authenticate", bearer_challenge(error, d, scope, rm))
-        };
+        // The scheme of a token's challenge: DPoP for a request that came with it.
+        let dpop_algs = ctx.dpop_algs.as_deref();
+        let token_challenge =
+            |error: Option<&str>, d: Option<&str>, scope: &[String]| match dpop_algs {
+                Some(algs) if ctx.dpop_scheme => (
+                    "www-authenticate",
+                    challenge("DPoP", error, d, scope, rm, Some(algs)),
+                ),
+                _ => ("www-authenticate", bearer_challenge(error, d, scope, rm)),
+            };
         let no_store = ("cache-control", "no-store".to_string());
         let (body, header) = match self {
-            Error::MissingToken => (
-                oauth(
+            Error::MissingToken => {
+                let body = oauth(
                     code,
                     "authorization required: send a bearer token in the Authorization header",
-                ),
-                Some(challenge(None, None, &ctx.scope)),
+                );
+                let mut reply = Reply::json(status, &body);
+                if !ctx.dpop_required {
+                    let c = bearer_challenge(None, None, &ctx.scope, rm);
+                    reply = reply.with_header("www-authenticate", c);
+                }
+                if let Some(algs) = dpop_algs {
+                    let c = challenge("DPoP", None, None, &ctx.scope, rm, Some(algs));
+                    reply = reply.with_header("www-authenticate", c);
+                }
+                return reply;
+            }
+            Error::InvalidDpopProof(d) | Error::InvalidDpopToken(d) => (
+                oauth(code, d),
+                Some((
+                    "www-authenticate",
+                    challenge("DPoP", Some(code), Some(d), &ctx.scope, rm, dpop_algs),
+                )),
             ),
+            Error::UseDpopNonce(nonce) => {
+                let d = "send the proof again with the nonce in DPoP-Nonce";
+                let c = challenge("DPoP", Some(code), Some(d), &[], rm, dpop_algs);
+                return Reply::json(status, &oauth(code, d))
+                    .with_header("www-authenticate", c)
+                    .with_header("dpop-nonce", nonce.as_str())
+                    .with_header("cache-control", "no-store");
+            }
             Error::InvalidToken(d) | Error::InvalidRequest(d) => (
                 oauth(code, d),
-                Some(challenge(Some(code), Some(d), &ctx.scope)),
+                Some(token_challenge(Some(code), Some(d), &ctx.scope)),
             ),
             Error::InsufficientScope { needed, missing } => {
                 let d = format!("the token lacks scope: {}", missing.join(" "));
-                let h = challenge(Some(code), Some(&d), needed);
+                let h = token_challenge(Some(code), Some(&d), needed);
                 (oauth(code, &d), Some(h))
             }
             Error::Config { binding, problem } => {
@@ -538,6 +611,7 @@ mod tests {
         ChallengeContext {
             resource_metadata: "https://h/.well-known/oauth-protected-resource/mcp".into(),
             scope: vec!["mcp:tools".into()],
+            ..Default::default()
         }
     }
 

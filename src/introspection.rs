@@ -237,6 +237,7 @@ mod tests {
             exp,
             nbf: None,
             kid: None,
+            jkt: None,
         }
     }
 

@@ -31,6 +31,7 @@ pub mod cimd;
 pub mod config;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod doctor;
+pub mod dpop;
 pub mod error;
 pub mod exchange;
 pub mod flows;

@@ -32,6 +32,13 @@ pub fn protected_resource(cfg: &Config) -> Value {
     if let Some(docs) = &cfg.resource.documentation {
         doc["resource_documentation"] = json!(docs);
     }
+    // RFC 9728 §2: the proof algorithms taken, and whether bound tokens are a must.
+    if let Some(d) = &cfg.dpop {
+        doc["dpop_signing_alg_values_supported"] = json!(d.alg_names());
+        if d.mode == crate::dpop::Mode::Required {
+            doc["dpop_bound_access_tokens_required"] = json!(true);
+        }
+    }
     doc
 }
 

@@ -25,6 +25,9 @@ pub const IDENTITY_PREFIX: &str = "x-auth-";
 /// Request headers the worker never forwards (lower case).
 pub const STRIP_REQUEST: &[&str] = &[
     "authorization",
+    // A DPoP proof is for the worker's URL and goes with the client's token, which the
+    // origin never gets.
+    "dpop",
     "connection",
     "keep-alive",
     "proxy-authenticate",
@@ -36,6 +39,11 @@ pub const STRIP_REQUEST: &[&str] = &[
     "upgrade",
     "host",
 ];
+
+/// Stripped from requests to the origin, but a client's own business with the
+/// authorization server: kept on the pass-through (client authentication, and the
+/// DPoP proof a token request binds its token with).
+pub const AUTHORIZATION_SERVER_CREDENTIALS: &[&str] = &["authorization", "dpop"];
 
 /// Headers that say how a request reached the worker: on the way to the
 /// authorization server the worker states them itself, from the configuration.
@@ -89,9 +97,10 @@ pub fn strip_request_header(
 }
 
 /// Response headers the MCP endpoint exposes to browsers (CORS).
-pub const EXPOSE_HEADERS: &str = "WWW-Authenticate, Mcp-Session-Id, MCP-Protocol-Version";
+pub const EXPOSE_HEADERS: &str =
+    "WWW-Authenticate, Mcp-Session-Id, MCP-Protocol-Version, DPoP-Nonce";
 pub const ALLOW_HEADERS: &str =
-    "Authorization, Content-Type, Accept, Mcp-Session-Id, MCP-Protocol-Version, Last-Event-ID, Mcp-Method, Mcp-Name";
+    "Authorization, Content-Type, Accept, Mcp-Session-Id, MCP-Protocol-Version, Last-Event-ID, Mcp-Method, Mcp-Name, DPoP";
 
 /// The request headers a preflight for the MCP endpoint allows: [`ALLOW_HEADERS`],
 /// and the `Mcp-Param-*` headers the browser asks for (`Access-Control-Request-Headers`),
@@ -319,6 +328,7 @@ mod tests {
             exp: 0,
             nbf: None,
             kid: None,
+            jkt: None,
         };
         assert_eq!(
             identity_headers(&p),

@@ -61,6 +61,13 @@ pub struct Claims {
     pub scp: Option<OneOrMany>,
     pub client_id: Option<String>,
     pub azp: Option<String>,
+    /// RFC 7800 confirmation: `jkt` binds the token to a DPoP key (RFC 9449 §6).
+    pub cnf: Option<Confirmation>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct Confirmation {
+    pub jkt: Option<String>,
 }
 
 /// A structurally valid JWT whose signature is still to be checked.
@@ -85,6 +92,8 @@ pub struct Principal {
     pub nbf: Option<i64>,
     /// The signing key's `kid`, so cached entries can be dropped when it leaves the JWKS.
     pub kid: Option<String>,
+    /// `cnf.jkt`: the thumbprint of the DPoP key the token is bound to.
+    pub jkt: Option<String>,
 }
 
 /// Take the bearer token from the `Authorization` header value.
@@ -104,6 +113,41 @@ pub struct Principal {
 /// offset in the JavaScript (UTF-16) string the entry slices: the offsets that cross
 /// to JS ([`crate::authorizer::Pending::to_wire`]) are in one unit by construction.
 pub fn bearer(authorization: Option<&str>) -> Result<&str, Error> {
+    credential(authorization, false).map(|(_, token)| token)
+}
+
+/// How a token was presented (RFC 6750 `Bearer`, RFC 9449 `DPoP`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Bearer,
+    DPoP,
+}
+
+/// The scheme an `Authorization` value names (`None`: neither), without checking the
+/// rest: the decision checked it already.
+pub fn scheme(authorization: Option<&str>) -> Option<Scheme> {
+    let value = authorization?.trim_start_matches([' ', '\t']);
+    let name = value.split(' ').next().unwrap_or_default();
+    if name.eq_ignore_ascii_case("dpop") {
+        Some(Scheme::DPoP)
+    } else if name.eq_ignore_ascii_case("bearer") {
+        Some(Scheme::Bearer)
+    } else {
+        None
+    }
+}
+
+/// The token of a credential the decision already took (either scheme), or `""`.
+pub fn presented(authorization: Option<&str>) -> &str {
+    credential(authorization, true)
+        .map(|(_, t)| t)
+        .unwrap_or_default()
+}
+
+/// Take the token and its scheme from the `Authorization` header value, as
+/// [`bearer`] does; with `dpop`, the `DPoP` scheme (RFC 9449 §7.1, the same token68
+/// syntax) is a credential too, else it is "no token" like any other scheme.
+pub fn credential(authorization: Option<&str>, dpop: bool) -> Result<(Scheme, &str), Error> {
     let Some(value) = authorization else {
         return Err(Error::MissingToken);
     };
@@ -115,7 +159,11 @@ pub fn bearer(authorization: Option<&str>) -> Result<&str, Error> {
         )
     };
     let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    let scheme = if scheme.eq_ignore_ascii_case("bearer") {
+        Scheme::Bearer
+    } else if dpop && scheme.eq_ignore_ascii_case("dpop") {
+        Scheme::DPoP
+    } else {
         // Another scheme (Basic, DPoP without support, ...) is no bearer token; a
         // scheme that is not even an RFC 9110 token is a malformed header.
         return if !scheme.is_empty() && scheme.bytes().all(is_tchar) {
@@ -123,7 +171,7 @@ pub fn bearer(authorization: Option<&str>) -> Result<&str, Error> {
         } else {
             Err(malformed())
         };
-    }
+    };
     let token = rest.trim_start_matches(' ');
     if token.is_empty() {
         return Err(Error::InvalidRequest(
@@ -146,7 +194,7 @@ pub fn bearer(authorization: Option<&str>) -> Result<&str, Error> {
             "token longer than {MAX_TOKEN_BYTES} bytes"
         )));
     }
-    Ok(token)
+    Ok((scheme, token))
 }
 
 /// RFC 9110 §5.6.2 `tchar`.
@@ -404,6 +452,7 @@ pub fn check_claims(
         exp,
         nbf,
         kid: kid.map(str::to_string),
+        jkt: claims.cnf.as_ref().and_then(|c| c.jkt.clone()),
     })
 }
 

@@ -35,4 +35,16 @@ interface Decision {
   s?: [number, number];
   d?: Decision;
   g?: string;
+  o?: DpopProof;
+}
+
+/** A DPoP proof's signature to verify (src/wire.rs `ProofWire`): the public JWK and
+ * the WebCrypto import and verify parameters as JSON strings, and the signing input
+ * and the base64url signature as offsets into the `DPoP` header. */
+interface DpopProof {
+  k: string;
+  i: string;
+  y: string;
+  n: [number, number];
+  s: [number, number];
 }

@@ -26,7 +26,15 @@ use crate::error::Reply;
 use crate::log::LogLine;
 
 /// The request's strings, in the order they are written into the input buffer.
-pub const REQUEST_STRINGS: [&str; 6] = ["method", "url", "authorization", "origin", "body", "mcp"];
+pub const REQUEST_STRINGS: [&str; 7] = [
+    "method",
+    "url",
+    "authorization",
+    "origin",
+    "dpop",
+    "body",
+    "mcp",
+];
 
 /// The body as the JS entry read it (`BODY` in `src/wire.mjs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,7 +86,11 @@ pub const DECISION_KEYS: &[(&str, &str, &str)] = &[
         "[string, string][]",
         "headers set on the forwarded request",
     ),
-    ("c", "[string, string][]", "CORS headers set on the answer"),
+    (
+        "c",
+        "[string, string][]",
+        "headers set on the answer (CORS, DPoP-Nonce)",
+    ),
     (
         "q",
         "[string, string][]",
@@ -134,7 +146,36 @@ pub const DECISION_KEYS: &[(&str, &str, &str)] = &[
         "string",
         "the identity assertion's signing input: sign it (once), send it",
     ),
+    (
+        "o",
+        "DpopProof",
+        "a DPoP proof's signature to verify before forwarding",
+    ),
 ];
+
+/// A DPoP proof's signature check (`DpopProof` in `src/wire.d.ts`): the public JWK and
+/// the WebCrypto import and verify parameters (JSON strings), and where the signing
+/// input and the base64url signature are in the `DPoP` header.
+#[derive(serde::Serialize)]
+struct ProofWire<'a> {
+    k: &'a str,
+    i: &'a str,
+    y: &'a str,
+    n: (usize, usize),
+    s: (usize, usize),
+}
+
+impl<'a> From<&'a crate::dpop::Check> for ProofWire<'a> {
+    fn from(c: &'a crate::dpop::Check) -> Self {
+        ProofWire {
+            k: &c.jwk,
+            i: c.import,
+            y: c.verify,
+            n: c.input,
+            s: c.signature,
+        }
+    }
+}
 
 #[derive(serde::Serialize)]
 struct ForwardWire<'a> {
@@ -150,6 +191,9 @@ struct ForwardWire<'a> {
     /// The identity assertion's signing input.
     #[serde(skip_serializing_if = "Option::is_none")]
     g: Option<&'a str>,
+    /// A DPoP proof's signature to verify.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    o: Option<ProofWire<'a>>,
     l: Option<&'a LogLine>,
 }
 
@@ -175,6 +219,7 @@ pub fn decision(d: &Decision, level: LogLevel) -> String {
             filter,
             limits,
             assertion,
+            proof,
             log: l,
         } => serde_json::to_string(&ForwardWire {
             f: target,
@@ -183,6 +228,7 @@ pub fn decision(d: &Decision, level: LogLevel) -> String {
             q: limits,
             t: filter.as_ref().and_then(|f| serde_json::to_string(f).ok()),
             g: assertion.as_deref(),
+            o: proof.as_deref().map(ProofWire::from),
             l: log(level, l),
         }),
         Decision::Reply { reply, log: l } => serde_json::to_string(&ReplyWire {
@@ -250,6 +296,13 @@ mod tests {
             filter: Some(Default::default()),
             limits: vec![("MCP_RATE_LIMITER", "sub:a".into())],
             assertion: Some(std::rc::Rc::from("e30.e30")),
+            proof: Some(Box::new(crate::dpop::Check {
+                jwk: r#"{"crv":"Ed25519","kty":"OKP","x":"x"}"#.into(),
+                import: r#"{"name":"Ed25519"}"#,
+                verify: r#"{"name":"Ed25519"}"#,
+                input: (0, 3),
+                signature: (4, 6),
+            })),
             log: LogLine::default(),
         };
         let reply = Decision::Reply {
@@ -278,7 +331,13 @@ mod tests {
                 assert!(known(&k), "{k} in {w} is not in DECISION_KEYS");
             }
         }
-        assert_eq!(keys_of(&wires[0]), ["c", "f", "g", "h", "l", "q", "t"]);
+        assert_eq!(keys_of(&wires[0]), ["c", "f", "g", "h", "l", "o", "q", "t"]);
+        let f: Value = serde_json::from_str(&wires[0]).unwrap();
+        assert_eq!(
+            f["o"],
+            serde_json::json!({"k": r#"{"crv":"Ed25519","kty":"OKP","x":"x"}"#, "i": r#"{"name":"Ed25519"}"#, "y": r#"{"name":"Ed25519"}"#, "n": [0, 3], "s": [4, 6]}),
+            "the DPoP proof's check, as DpopProof declares it"
+        );
         let v: Value = serde_json::from_str(&wires[5]).unwrap();
         assert_eq!(v["i"], serde_json::json!([7, 20]));
         assert!(v["d"]["f"].is_string(), "the decision ahead is a decision");
@@ -321,6 +380,26 @@ mod tests {
     }
 
     /// `src/wire.mjs` exports the body states with Rust's numbers.
+    #[test]
+    fn the_crossing_writes_the_request_strings_in_their_order() {
+        let js = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/crossing.mjs"))
+            .unwrap();
+        let params = js
+            .split("function write(")
+            .nth(1)
+            .and_then(|rest| rest.split(')').next())
+            .unwrap();
+        let params: Vec<&str> = params.split(',').map(str::trim).collect();
+        assert_eq!(params, REQUEST_STRINGS);
+        // Each string goes to its own slot, in that order.
+        for (i, name) in REQUEST_STRINGS.iter().enumerate() {
+            assert!(
+                js.contains(&format!("put({i}, {name});")),
+                "put({i}, {name})"
+            );
+        }
+    }
+
     #[test]
     fn the_js_body_states_match() {
         let js = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/wire.mjs"))

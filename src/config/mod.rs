@@ -82,6 +82,9 @@ pub struct Config {
     /// to the origin, forwarded as its `Authorization`. Default off: the origin gets
     /// no token.
     pub exchange: Option<crate::exchange::Settings>,
+    /// `DPOP=allowed|required`: DPoP-bound tokens and their proofs (RFC 9449). Default
+    /// off: tokens are bearer tokens and `cnf` is not read.
+    pub dpop: Option<crate::dpop::Settings>,
     /// `LOG_LEVEL`, default `info`.
     pub log_level: LogLevel,
 }
@@ -209,6 +212,7 @@ impl Config {
         let cimd = features::cimd(&b, &upstream.passthrough)?;
         let assertion = crate::assertion::from_bindings(&|n| b.get(n), &resource.url, &origin.url)?;
         let exchange = crate::exchange::from_bindings(&b)?;
+        let dpop = crate::dpop::from_bindings(&b)?;
         if exchange.is_some()
             && assertion
                 .as_ref()
@@ -241,6 +245,7 @@ impl Config {
             cimd,
             assertion,
             exchange,
+            dpop,
             log_level,
         })
     }
@@ -630,6 +635,13 @@ pub(crate) mod tests {
                 &[("INTROSPECTION_URL", "https://as.example/introspect")]
             } else if name.starts_with("ASSERTION_") {
                 &[("ASSERTION_KEY", crate::assertion::tests::ED)]
+            } else if name.starts_with("DPOP_NONCE_SECONDS") {
+                &[
+                    ("DPOP", "allowed"),
+                    ("DPOP_NONCE_SECRET", "0123456789abcdef0123456789abcdef"),
+                ]
+            } else if name.starts_with("DPOP_") {
+                &[("DPOP", "allowed")]
             } else if name.starts_with("TOKEN_EXCHANGE_") {
                 &[
                     ("TOKEN_EXCHANGE", "true"),

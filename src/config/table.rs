@@ -85,6 +85,11 @@ pub const TABLE: &[Binding] = &[
     b("TOKEN_EXCHANGE_RESOURCE", false, None, "the origin's URL (`resource`, RFC 8707)"),
     b("TOKEN_EXCHANGE_SCOPE", false, None, "the scope asked for (default none: the server decides)"),
     b("TOKEN_EXCHANGE_TIMEOUT_SECONDS", false, Some("5"), "how long the token endpoint may take (1 to 30); then 503"),
+    b("DPOP", false, Some("off"), "`off`, `allowed` (DPoP-bound tokens need proofs) or `required` (every token bound; see [`crate::dpop`])"),
+    b("DPOP_ALGORITHMS", false, Some("ES256 EdDSA RS256 PS256"), "proof algorithms accepted (asymmetric only)"),
+    b("DPOP_PROOF_WINDOW_SECONDS", false, Some("60"), "how far a proof's `iat` may be from now (1 to 300)"),
+    b("DPOP_NONCE_SECRET", false, None, "a secret of 32+ characters: server nonces, the same in every isolate"),
+    b("DPOP_NONCE_SECONDS", false, Some("60"), "how long a nonce period lasts (10 to 3600); a nonce is good for two"),
 ];
 
 /// Is `name` one of the worker's bindings?

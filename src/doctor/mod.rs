@@ -533,6 +533,7 @@ CLOCK_LEEWAY_SECONDS = 30
             exp: 0,
             nbf: None,
             kid: None,
+            jkt: None,
         };
         let mut out = Vec::new();
         scopes(&cfg, &p, &mut out);

@@ -84,9 +84,7 @@ pub async fn authorize<P: Platform>(p: &P, info: &RequestInfo<'_>) -> Next {
 /// with the same token share the answer (the flight is keyed by the token's hash,
 /// never the token). The token is sent only to the endpoint, in a form body.
 pub async fn introspect<P: Platform>(p: &P, info: &RequestInfo<'_>) -> Next {
-    let token = crate::token::bearer(info.authorization)
-        .unwrap_or_default()
-        .to_string();
+    let token = crate::token::presented(info.authorization).to_string();
     let key = format!(
         "introspect:{}",
         crate::cache::hex(&crate::cache::hash(&token))
@@ -138,9 +136,7 @@ pub async fn exchange<P: Platform>(
     info: &RequestInfo<'_>,
     subject_exp: i64,
 ) -> Result<(), Error> {
-    let token = crate::token::bearer(info.authorization)
-        .unwrap_or_default()
-        .to_string();
+    let token = crate::token::presented(info.authorization).to_string();
     let hash = crate::cache::hash(&token);
     let key = format!("exchange:{}", crate::cache::hex(&hash));
     let flow = p.clone();

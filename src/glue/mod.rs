@@ -134,9 +134,11 @@ pub fn init(env: JsValue) -> u8 {
 
 /// What the JS entry needs once per isolate: the request headers it removes before
 /// forwarding, whether a scope policy is set (then it reports `Last-Event-ID`), the
-/// origin timeout and the registration path (for the registration rate limit).
+/// origin timeout and the registration path (for the registration rate limit), the
+/// identity assertion's key, and whether DPoP is on (then it passes the `DPoP` header).
 #[wasm_bindgen(js_name = edge_strip_headers)]
 pub fn strip_headers() -> String {
+    let dpop = with_auth(|a| a.cfg.dpop.is_some()).unwrap_or(false);
     let (policy, timeout, register, identity, assertion) = with_auth(|a| {
         (
             a.cfg.scopes.policy.is_some(),
@@ -156,7 +158,7 @@ pub fn strip_headers() -> String {
         .copied()
         .chain(identity.iter().map(String::as_str))
         .collect();
-    serde_json::json!({"strip": strip, "prefix": proxy::IDENTITY_PREFIX, "policy": policy, "originTimeoutMs": u64::from(timeout) * 1000, "register": register, "filterMax": crate::sse::MAX_EVENT, "assertion": assertion.unwrap_or_default()})
+    serde_json::json!({"strip": strip, "prefix": proxy::IDENTITY_PREFIX, "policy": policy, "originTimeoutMs": u64::from(timeout) * 1000, "register": register, "filterMax": crate::sse::MAX_EVENT, "assertion": assertion.unwrap_or_default(), "dpop": dpop})
         .to_string()
 }
 
@@ -189,6 +191,7 @@ struct Parts {
     query: Option<String>,
     authorization: Option<String>,
     origin: Option<String>,
+    dpop: Option<String>,
     body_state: u8,
     body: Option<String>,
     mcp: Option<String>,
@@ -203,6 +206,7 @@ impl Parts {
             query: self.query.as_deref(),
             authorization: self.authorization.as_deref(),
             origin: self.origin.as_deref(),
+            dpop: self.dpop.as_deref(),
             body: crate::wire::body(self.body_state, self.body.as_deref()),
             mcp: McpHeaders::new(self.mcp.as_deref().unwrap_or_default()),
             resuming: self.resuming,
@@ -218,6 +222,7 @@ impl Parts {
         url: &str,
         authorization: Option<String>,
         origin: Option<String>,
+        dpop: Option<String>,
         resuming: bool,
         body_state: u8,
         body: Option<String>,
@@ -230,6 +235,7 @@ impl Parts {
             query,
             authorization,
             origin,
+            dpop,
             body_state,
             body,
             mcp,
@@ -330,12 +336,13 @@ pub fn fast(
     url: i32,
     authorization: i32,
     origin: i32,
+    dpop: i32,
     resuming: bool,
     body_state: u8,
     body: i32,
     mcp: i32,
 ) -> String {
-    let lengths = [method, url, authorization, origin, body, mcp];
+    let lengths = [method, url, authorization, origin, dpop, body, mcp];
     read_request(lengths, resuming, body_state, |info| {
         match with_auth(|a| (a.check(info, now()), a.log_level())) {
             Ok((Decision::Verify(p), _)) => hand_to_js(p, info),
@@ -357,6 +364,7 @@ pub fn complete(
     url: i32,
     authorization: i32,
     origin: i32,
+    dpop: i32,
     resuming: bool,
     body_state: u8,
     body: i32,
@@ -367,7 +375,7 @@ pub fn complete(
             "the signature check was abandoned".into(),
         ));
     };
-    let lengths = [method, url, authorization, origin, body, mcp];
+    let lengths = [method, url, authorization, origin, dpop, body, mcp];
     read_request(lengths, resuming, body_state, |info| {
         match with_auth(|a| (a.complete(info, &pending, verified, now()), a.log_level())) {
             Ok((d, level)) => d.to_wire(level),
@@ -383,7 +391,7 @@ pub fn complete(
 /// Lengths that do not fit the buffer (never, from `src/crossing.mjs`) or a URL the
 /// runtime would not send answer `{"x":1}`: the route handler then serves it.
 fn read_request(
-    lengths: [i32; 6],
+    lengths: [i32; 7],
     resuming: bool,
     body_state: u8,
     decide: impl FnOnce(&RequestInfo<'_>) -> String,
@@ -406,7 +414,8 @@ fn read_request(
         if strings.iter().any(Result::is_err) {
             return r#"{"x":1}"#.to_string();
         }
-        let [method, url, authorization, origin, body, mcp] = strings.map(|s| s.ok().flatten());
+        let [method, url, authorization, origin, dpop, body, mcp] =
+            strings.map(|s| s.ok().flatten());
         let Some((path, query)) = crate::router::split_request_url(url.unwrap_or_default()) else {
             return r#"{"x":1}"#.to_string();
         };
@@ -416,6 +425,7 @@ fn read_request(
             query,
             authorization,
             origin,
+            dpop,
             body: crate::wire::body(body_state, body),
             mcp: McpHeaders::new(mcp.unwrap_or_default()),
             resuming,
@@ -432,6 +442,7 @@ pub async fn authorize(
     url: String,
     authorization: Option<String>,
     origin: Option<String>,
+    dpop: Option<String>,
     resuming: bool,
     body_state: u8,
     body: Option<String>,
@@ -442,6 +453,7 @@ pub async fn authorize(
         &url,
         authorization,
         origin,
+        dpop,
         resuming,
         body_state,
         body,
@@ -461,8 +473,9 @@ pub async fn authorize(
 /// form): a rate-limiting binding said no (429; `what` is "subject", "client" or
 /// "address"), a GET or HEAD carries a body the platform will not forward
 /// ("body-on-get", 400), the origin's list answer is larger than the worker can
-/// filter ("answer-too-large", 502), or WebCrypto refused the assertion key
-/// ("assertion", 500 naming `ASSERTION_KEY`).
+/// filter ("answer-too-large", 502), WebCrypto refused the assertion key
+/// ("assertion", 500 naming `ASSERTION_KEY`), or a DPoP proof's signature does not
+/// verify ("dpop", 401 `invalid_dpop_proof`).
 #[wasm_bindgen(js_name = edge_refusal)]
 pub fn refusal(method: &str, url: &str, what: &str) -> String {
     let path = split_url(url).map(|(p, _)| p).unwrap_or_default();
@@ -486,6 +499,9 @@ pub fn refusal(method: &str, url: &str, what: &str) -> String {
             binding: "ASSERTION_KEY".into(),
             problem: "the runtime's WebCrypto could not import or use the key to sign".into(),
         },
+        "dpop" => Error::InvalidDpopProof(
+            "the DPoP proof's signature does not verify with its jwk".into(),
+        ),
         "client" => Error::RateLimited("client"),
         "address" => Error::RateLimited("address"),
         _ => Error::RateLimited("subject"),

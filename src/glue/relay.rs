@@ -25,7 +25,7 @@ impl Relayed<'_> {
             )
         })?;
         for (name, value) in req.headers().entries() {
-            let keep = name == "authorization"
+            let keep = proxy::AUTHORIZATION_SERVER_CREDENTIALS.contains(&name.as_str())
                 || !(proxy::strip_request_header(&name, &named, &identity)
                     || proxy::FORWARDING_HEADERS.contains(&name.as_str()));
             if keep && !(form.is_some() && name == "content-length") {

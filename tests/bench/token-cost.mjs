@@ -81,9 +81,9 @@ async function verified(d, authorization) {
 let inWasm = 0;
 async function decide(authorization) {
   let t = performance.now();
-  let d = JSON.parse(fast("POST", resource, authorization, undefined, false, 0));
+  let d = JSON.parse(fast("POST", resource, authorization, undefined, null, false, 0));
   inWasm += performance.now() - t;
-  if (d.p) d = JSON.parse(await authorize("POST", resource, authorization, undefined, false, 0));
+  if (d.p) d = JSON.parse(await authorize("POST", resource, authorization, undefined, null, false, 0));
   if (d.v !== undefined) {
     const ok = await verified(d, authorization);
     t = performance.now();
@@ -91,7 +91,7 @@ async function decide(authorization) {
       accept(d.v);
       d = d.d;
     } else {
-      d = JSON.parse(complete(d.v, ok, "POST", resource, authorization, undefined, false, 0));
+      d = JSON.parse(complete(d.v, ok, "POST", resource, authorization, undefined, null, false, 0));
     }
     inWasm += performance.now() - t;
   }

@@ -116,7 +116,7 @@ export function publicJwks(keys) {
   return { keys: keys.keys.map(({ d, p, q, dp, dq, qi, ...pub }) => pub) };
 }
 
-export async function startAuthorizationServer({ port, issuer, keys, tokenAlg = "RS256", ttl = 3600, scopes, encKey = false, opaque = false, introspector, exchanger, exchangeFrom, exchangeTtl }) {
+export async function startAuthorizationServer({ port, issuer, keys, tokenAlg = "RS256", ttl = 3600, scopes, encKey = false, opaque = false, introspector, exchanger, exchangeFrom, exchangeTtl, dpop = false }) {
   const proc = start("authorization-server", process.execPath, ["tests/e2e/peers/authorization-server.mjs"], {
     AS_PORT: String(port),
     AS_ISSUER: issuer,
@@ -129,6 +129,7 @@ export async function startAuthorizationServer({ port, issuer, keys, tokenAlg = 
     ...(introspector ? { AS_INTROSPECTOR: introspector } : {}),
     ...(exchanger ? { AS_EXCHANGER: exchanger, AS_EXCHANGE_FROM: exchangeFrom } : {}),
     ...(exchangeTtl ? { AS_EXCHANGE_TTL: String(exchangeTtl) } : {}),
+    ...(dpop ? { AS_DPOP: "1" } : {}),
   });
   const mount = new URL(issuer).pathname.replace(/\/$/, "");
   await waitFor(`http://127.0.0.1:${port}${mount}/.well-known/openid-configuration`, proc);

@@ -15,6 +15,8 @@
 //   AS_OPAQUE    "1": issue opaque access tokens (checked by introspection, RFC 7662)
 //   AS_INTROSPECTOR "id:secret": a confidential client (client_secret_basic) allowed to
 //                introspect any token, as a resource server's credentials would be
+//   AS_DPOP      "1": DPoP (RFC 9449): a token request with a proof gets a DPoP-bound token
+//                (`cnf.jkt` in the JWT, and in the introspection answer for opaque ones)
 //   AS_EXCHANGER "id:secret": a confidential client allowed the RFC 8693 token-exchange
 //                grant (below), as the worker's TOKEN_EXCHANGE_CLIENT_* would be
 //   AS_EXCHANGE_FROM  the audience a subject token must carry to be exchanged (the MCP
@@ -128,6 +130,7 @@ const provider = new Provider(issuer, {
     registration: { enabled: true },
     clientCredentials: { enabled: true },
     introspection: { enabled: true },
+    dPoP: { enabled: process.env.AS_DPOP === "1" },
     revocation: { enabled: true },
     resourceIndicators: {
       enabled: true,
