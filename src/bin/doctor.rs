@@ -6,6 +6,7 @@
 //! ```text
 //! cargo run --bin mcp-edge-auth-doctor -- [--config wrangler.toml] [--env NAME]
 //!     [--dev-vars FILE] [--var KEY=VALUE]... [--token TOKEN | --token -]
+//!     [--dpop-proof PROOF [--dpop-method METHOD]]
 //!     [--url https://deployed.example.com] [--timeout SECONDS] [--json]
 //! ```
 //!
@@ -27,7 +28,7 @@ mod native {
     use std::io::Read;
     use std::time::Duration;
 
-    const USAGE: &str = "usage: mcp-edge-auth-doctor [--config wrangler.toml] [--env NAME] [--dev-vars FILE] [--var KEY=VALUE]... [--token TOKEN|-] [--url URL] [--timeout SECONDS] [--json]";
+    const USAGE: &str = "usage: mcp-edge-auth-doctor [--config wrangler.toml] [--env NAME] [--dev-vars FILE] [--var KEY=VALUE]... [--token TOKEN|-] [--dpop-proof PROOF [--dpop-method METHOD]] [--url URL] [--timeout SECONDS] [--json]";
 
     struct Client(ureq::Agent);
 
@@ -99,6 +100,8 @@ mod native {
         dev_vars: Option<String>,
         vars: Vec<(String, String)>,
         token: Option<String>,
+        dpop_proof: Option<String>,
+        dpop_method: Option<String>,
         url: Option<String>,
         timeout: u64,
         json: bool,
@@ -111,6 +114,8 @@ mod native {
             dev_vars: None,
             vars: Vec::new(),
             token: None,
+            dpop_proof: None,
+            dpop_method: None,
             url: None,
             timeout: 5,
             json: false,
@@ -127,6 +132,8 @@ mod native {
                     a.vars.push((k.to_string(), v.to_string()));
                 }
                 "--token" => a.token = Some(value()?),
+                "--dpop-proof" => a.dpop_proof = Some(value()?),
+                "--dpop-method" => a.dpop_method = Some(value()?),
                 "--url" => a.url = Some(value()?),
                 "--timeout" => {
                     a.timeout = value()?
@@ -222,6 +229,8 @@ mod native {
             .unwrap_or_default();
         let opts = Options {
             token,
+            dpop_proof: args.dpop_proof,
+            dpop_method: args.dpop_method,
             url: args.url,
             now,
         };

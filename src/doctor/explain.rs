@@ -11,9 +11,10 @@ pub(super) fn explain_token(
     keys: Option<&KeySet>,
     t: &str,
     http: &dyn Http,
-    now: i64,
+    opts: &Options,
     out: &mut Vec<Check>,
 ) {
+    let now = opts.now;
     let t = t.trim();
     let t = t.strip_prefix("Bearer ").unwrap_or(t);
     if !introspection::looks_like_jwt(t) {
@@ -37,6 +38,7 @@ pub(super) fn explain_token(
                     ),
                 ));
                 scopes(cfg, &p, out);
+                dpop(cfg, &p, t, opts, out);
             }
             Err(e) => out.push(fail("token", format!("opaque: {e}"), token_fix(cfg, &e))),
         }
@@ -108,8 +110,76 @@ pub(super) fn explain_token(
         Ok(p) => {
             out.push(pass("token: claims", describe(&p)));
             scopes(cfg, &p, out);
+            dpop(cfg, &p, t, opts, out);
         }
         Err(e) => out.push(fail("token: claims", e.to_string(), token_fix(cfg, &e))),
+    }
+}
+
+/// The token's DPoP binding (`cnf.jkt`) against `DPOP`, and a proof for it when one
+/// is given (`--dpop-proof`): the worker's own rules, then its signature.
+fn dpop(cfg: &Config, p: &token::Principal, t: &str, opts: &Options, out: &mut Vec<Check>) {
+    let name = "token: dpop";
+    let (jkt, settings) = match (p.jkt.as_deref(), &cfg.dpop) {
+        (None, Some(d)) if d.mode == crate::dpop::Mode::Required => {
+            out.push(fail(
+                name,
+                "the token is not DPoP-bound (no cnf.jkt), and DPOP=required refuses it",
+                "the client must send a DPoP proof to the token endpoint, and the authorization server must bind the token (oidc-provider: features.dPoP; Keycloak: the client's \"Require DPoP bound tokens\")",
+            ));
+            return;
+        }
+        (None, _) => return,
+        (Some(jkt), None) => {
+            out.push(fail(
+                name,
+                format!("the token is DPoP-bound (cnf.jkt {jkt}), but DPOP is off: the worker takes it as a bearer token, so a copy works without the key"),
+                "set DPOP=allowed (or required) so the worker checks a proof by the token's key on every request",
+            ));
+            return;
+        }
+        (Some(jkt), Some(d)) => (jkt, d),
+    };
+    out.push(pass(
+        name,
+        format!("bound to key {jkt}: send it as `Authorization: DPoP` with a fresh proof by that key on each request"),
+    ));
+    let Some(proof) = &opts.dpop_proof else {
+        return;
+    };
+    let method = opts.dpop_method.as_deref().unwrap_or("POST");
+    let hash = crate::cache::hash(t);
+    let request = crate::dpop::Request {
+        method,
+        url: &cfg.resource.id,
+        token_hash: &hash,
+        jkt,
+    };
+    let seen = crate::dpop::Seen::default();
+    let name = "dpop proof";
+    match crate::dpop::check(Some(proof), &request, settings, &seen, opts.now) {
+        Err(e) => out.push(fail(
+            name,
+            e.to_string(),
+            format!("make the proof for {method} {} with the token's key, now, with ath the token's hash", cfg.resource.id),
+        )),
+        Ok((check, _, _)) => {
+            let signed = serde_json::from_str::<jsonwebtoken::jwk::Jwk>(&check.jwk)
+            .ok()
+            .and_then(|jwk| jsonwebtoken::DecodingKey::from_jwk(&jwk).ok())
+            .zip(jsonwebtoken::decode_header(proof.trim()).ok())
+            .is_some_and(|(key, header)| {
+                let p = proof.trim();
+                let input = &p[..p.rfind('.').unwrap_or(0)];
+                let sig = &p[p.rfind('.').map_or(0, |i| i + 1)..];
+                jsonwebtoken::crypto::verify(sig, input.as_bytes(), &key, header.alg).unwrap_or(false)
+            });
+            out.push(if signed {
+                pass(name, format!("a good proof for {method} {} by the token's key", cfg.resource.id))
+            } else {
+                fail(name, "the proof's signature does not verify with its jwk", "sign the proof with the private half of the jwk in its header")
+            });
+        }
     }
 }
 

@@ -77,6 +77,10 @@ fn fail(name: &str, detail: impl Into<String>, fix: impl Into<String>) -> Check 
 pub struct Options {
     /// A token to explain (`--token`).
     pub token: Option<String>,
+    /// A DPoP proof to check with it (`--dpop-proof`), for a request of
+    /// `dpop_method` (default POST) to `RESOURCE_URL`.
+    pub dpop_proof: Option<String>,
+    pub dpop_method: Option<String>,
     /// A deployed worker to compare with the configuration (`--url`).
     pub url: Option<String>,
     /// Seconds since the epoch.
@@ -211,7 +215,7 @@ pub fn run(vars: &HashMap<String, String>, http: &dyn Http, opts: &Options) -> V
     exchange_endpoint(&cfg, upstream.as_ref(), http, &mut out);
     origin(&cfg, http, &mut out);
     if let Some(t) = &opts.token {
-        explain_token(&cfg, keys.as_ref(), t, http, opts.now, &mut out);
+        explain_token(&cfg, keys.as_ref(), t, http, opts, &mut out);
     }
     if let Some(url) = &opts.url {
         deployed(&cfg, url.trim_end_matches('/'), http, &mut out);

@@ -9,6 +9,10 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
+import { execFile, execFileSync } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import * as jose from "jose";
 import * as oauth from "oauth4webapi";
 import * as rig from "./lib/rig.mjs";
@@ -33,11 +37,9 @@ async function deployment(vars = {}, as = {}) {
   const [wPort, asPort] = [await rig.freePort(), await rig.freePort()];
   const base = `http://127.0.0.1:${wPort}`;
   await rig.startAuthorizationServer({ port: asPort, issuer: `${base}/oidc`, keys, dpop: true, ...as });
-  const worker = await rig.startWorkerd({
-    port: wPort,
-    vars: { ...rig.singleHostVars(base, oPort, asPort), SCOPES_SUPPORTED: "mcp:tools", REQUIRED_SCOPES: "mcp:tools", DPOP: "allowed", ...vars },
-  });
-  return { base, asPort, worker };
+  const all = { ...rig.singleHostVars(base, oPort, asPort), SCOPES_SUPPORTED: "mcp:tools", REQUIRED_SCOPES: "mcp:tools", DPOP: "allowed", ...vars };
+  const worker = await rig.startWorkerd({ port: wPort, vars: all });
+  return { base, asPort, worker, vars: all };
 }
 
 /**
@@ -277,4 +279,35 @@ test("opaque DPoP-bound tokens: the binding comes from the introspection answer'
   const other = await oauth.generateKeyPair("ES256", { extractable: true });
   const r = await raw(b, session, { dpop: await proof(session, {}, {}, other) });
   assert.match(r.challenge, /^DPoP error="invalid_token", error_description="the token is bound to another key/);
+});
+
+test("the doctor explains a DPoP-bound token and checks a proof for it", async () => {
+  execFileSync("cargo", ["build", "--quiet", "--bin", "mcp-edge-auth-doctor"], { cwd: rig.root, stdio: "inherit" });
+  const { base, vars } = await deployment();
+  const session = await authorize(base);
+  session.htu = `${base}/mcp`;
+  const dir = mkdtempSync(path.join(tmpdir(), "doctor-dpop-"));
+  const config = path.join(dir, "wrangler.toml");
+  writeFileSync(config, `name = "doctor-dpop"\n[vars]\n${Object.entries(vars).map(([k, v]) => `${k} = ${JSON.stringify(v)}`).join("\n")}\n`);
+  const doctor = (...args) =>
+    new Promise((resolve) =>
+      execFile(path.join(rig.root, "target/debug/mcp-edge-auth-doctor"), ["--config", config, "--json", "--token", session.token, ...args], { timeout: 60_000 }, (err, stdout) => {
+        const byName = Object.fromEntries(JSON.parse(stdout).checks.map((c) => [c.name, c]));
+        resolve({ byName, stdout });
+      }),
+    );
+  const good = await doctor("--dpop-proof", await proof(session));
+  assert.equal(good.byName["token: dpop"]?.ok, true, JSON.stringify(good.byName["token: dpop"]));
+  assert.match(good.byName["token: dpop"].detail, /bound to key/);
+  assert.equal(good.byName["dpop proof"]?.ok, true, JSON.stringify(good.byName["dpop proof"]));
+  const other = await oauth.generateKeyPair("ES256", { extractable: true });
+  const wrongKey = await doctor("--dpop-proof", await proof(session, {}, {}, other));
+  assert.equal(wrongKey.byName["dpop proof"].ok, false);
+  assert.match(wrongKey.byName["dpop proof"].detail, /bound to another key/);
+  const wrongMethod = await doctor("--dpop-proof", await proof(session), "--dpop-method", "GET");
+  assert.match(wrongMethod.byName["dpop proof"].detail, /htm POST is not this request's method GET/);
+  const off = await doctor("--var", "DPOP=off");
+  assert.equal(off.byName["token: dpop"].ok, false);
+  assert.match(off.byName["token: dpop"].fix, /DPOP=allowed/);
+  assert.ok(!good.stdout.includes(session.token), "the token is not printed");
 });
