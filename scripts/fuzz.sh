@@ -12,7 +12,7 @@ export PATH="$HOME/.cargo/bin:$PATH"
 seconds=${1:-15}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(token registration config jsonrpc authorization ids)
+[ ${#targets[@]} -gt 0 ] || targets=(token registration config jsonrpc authorization ids dpop)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 command -v cargo-fuzz >/dev/null 2>&1 || bash scripts/setup.sh --tests
