@@ -1,6 +1,7 @@
 -- wrk script: POST a JSON-RPC request to /mcp, a fixed number of requests in all.
 -- BENCH_TOKENS: file of tokens, one a line; BENCH_MODE: "none", "cycle" (reuse the
--- file's tokens round-robin), or "fresh" (every request a token never sent before);
+-- file's tokens round-robin), "fresh" (every request a token never sent before), or
+-- "dpop" (every line "token proof": a DPoP-bound token and a proof sent once);
 -- BENCH_REQUESTS: requests in all (split across threads). Each thread prints
 -- "thread-done" when it has its answers (wrk itself would wait out -d), and the
 -- summary is one JSON line; the runner measures the elapsed time.
@@ -36,6 +37,12 @@ function request()
     -- thread i takes tokens i, i+n, i+2n...: no token is sent twice
     local n = tonumber(os.getenv("BENCH_THREADS") or "1")
     headers["Authorization"] = "Bearer " .. tokens[(sent * n + id) % #tokens + 1]
+  elseif mode == "dpop" then
+    -- the same way, one proof per request (no proof is sent twice)
+    local n = tonumber(os.getenv("BENCH_THREADS") or "1")
+    local token, proof = tokens[(sent * n + id) % #tokens + 1]:match("(%S+) (%S+)")
+    headers["Authorization"] = "DPoP " .. token
+    headers["DPoP"] = proof
   end
   sent = sent + 1
   return wrk.format("POST", "/mcp", headers, body)

@@ -40,6 +40,9 @@
 //   edge-fresh      mcp-edge-auth, every request a token never seen before
 //   jose-fresh      the jose authorizer with the same fresh tokens
 //   edge-invalid    mcp-edge-auth refusing tokens whose signature was altered
+//   edge-dpop-bearer  mcp-edge-auth with DPOP=allowed, the bearer tokens of edge-reused
+//   edge-dpop-reused  the same worker, 4 DPoP-bound tokens reused, a fresh proof (ES256)
+//                   per request, made just before the cell runs
 // Needs wrk (Debian package; installed here if missing and apt-get is available).
 import { spawn, execFileSync } from "node:child_process";
 import { mkdirSync, writeFileSync, readdirSync, readFileSync, rmSync, symlinkSync } from "node:fs";
@@ -49,6 +52,7 @@ import WebSocket from "ws";
 import path from "node:path";
 import os from "node:os";
 import * as jose from "jose";
+import { createHash, randomUUID } from "node:crypto";
 import { root, freePort, start, waitFor, stopAll } from "../e2e/lib/rig.mjs";
 
 const arg = (name, dflt) => {
@@ -223,19 +227,24 @@ async function main() {
   const { privateKey, publicKey } = await jose.generateKeyPair("RS256", { extractable: true });
   const pub = { ...(await jose.exportJWK(publicKey)), kid: "bench-1", alg: "RS256", use: "sig" };
   const [originPort, upPort] = [await freePort(), await freePort()];
-  const ports = { edge: await freePort(), "edge-policy": await freePort(), "edge-assert": await freePort(), "rs-passthrough": await freePort(), "js-passthrough": await freePort(), jose: await freePort() };
+  const ports = { edge: await freePort(), "edge-policy": await freePort(), "edge-assert": await freePort(), "edge-dpop": await freePort(), "rs-passthrough": await freePort(), "js-passthrough": await freePort(), jose: await freePort() };
   if (BASELINE) Object.assign(ports, { base: await freePort(), "base-policy": await freePort() });
   const issuer = `http://127.0.0.1:${upPort}`;
   const resource = `http://127.0.0.1:${ports.edge}/mcp`;
   const joseResource = `http://127.0.0.1:${ports.jose}/mcp`;
   const policyResource = `http://127.0.0.1:${ports["edge-policy"]}/mcp`;
   const assertResource = `http://127.0.0.1:${ports["edge-assert"]}/mcp`;
+  const dpopResource = `http://127.0.0.1:${ports["edge-dpop"]}/mcp`;
+  // The client's DPoP key (ES256), to which the edge-dpop tokens are bound.
+  const dpopKey = await jose.generateKeyPair("ES256", { extractable: true });
+  const dpopJwk = await jose.exportJWK(dpopKey.publicKey);
+  const dpopJkt = await jose.calculateJwkThumbprint(dpopJwk);
   // The identity assertion's signing key (ES256), for the edge-assert worker.
   const assertionKey = { ...(await jose.exportJWK((await jose.generateKeyPair("ES256", { extractable: true })).privateKey)), kid: "bench-edge" };
   const baseResources = BASELINE ? [`http://127.0.0.1:${ports.base}/mcp`, `http://127.0.0.1:${ports["base-policy"]}/mcp`] : [];
   const now = Math.floor(Date.now() / 1000);
-  const sign = (aud, i) =>
-    new jose.SignJWT({ iss: issuer, sub: `user-${i}`, aud: [resource, joseResource, policyResource, assertResource, ...baseResources], client_id: "bench", scope: "mcp:tools", iat: now, exp: now + 7200, jti: `t-${i}` })
+  const sign = (aud, i, extra = {}) =>
+    new jose.SignJWT({ iss: issuer, sub: `user-${i}`, aud: [resource, joseResource, policyResource, assertResource, dpopResource, ...baseResources], client_id: "bench", scope: "mcp:tools", iat: now, exp: now + 7200, jti: `t-${i}`, ...extra })
       .setProtectedHeader({ alg: "RS256", kid: "bench-1", typ: "at+jwt" })
       .sign(privateKey);
   console.error("bench: signing tokens");
@@ -247,7 +256,22 @@ async function main() {
     const [h, p, s] = t.split(".");
     return `${h}.${p}.${s.slice(0, 10)}${s[10] === "A" ? "B" : "A"}${s.slice(11)}`;
   });
-  const files = { reused: path.join(out, "reused.txt"), fresh: path.join(out, "fresh.txt"), invalid: path.join(out, "invalid.txt") };
+  const bound = await Promise.all([0, 1, 2, 3].map((i) => sign(dpopResource, 100 + i, { cnf: { jkt: dpopJkt } })));
+  /** `count` lines "token proof", each proof for one request to the edge-dpop worker. */
+  const proofs = async (count) => {
+    const lines = [];
+    const iat = Math.floor(Date.now() / 1000);
+    for (let i = 0; i < count; i++) {
+      const token = bound[i % bound.length];
+      const ath = createHash("sha256").update(token).digest("base64url");
+      const proof = await new jose.SignJWT({ jti: randomUUID(), htm: "POST", htu: dpopResource, iat, ath })
+        .setProtectedHeader({ alg: "ES256", typ: "dpop+jwt", jwk: dpopJwk })
+        .sign(dpopKey.privateKey);
+      lines.push(`${token} ${proof}`);
+    }
+    return lines.join("\n") + "\n";
+  };
+  const files = { reused: path.join(out, "reused.txt"), fresh: path.join(out, "fresh.txt"), invalid: path.join(out, "invalid.txt"), dpop: path.join(out, "dpop.txt"), dpopWarm: path.join(out, "dpop-warm.txt") };
   writeFileSync(files.reused, reused.join("\n") + "\n");
   writeFileSync(files.invalid, invalid.join("\n") + "\n");
 
@@ -261,6 +285,7 @@ async function main() {
   const workers = {
     edge: ["edge", capnpWorker("edge", bundles.edge, { ORIGIN_URL: origin, RESOURCE_URL: resource, ISSUER: issuer, REQUIRED_SCOPES: "mcp:tools", SCOPES_SUPPORTED: "mcp:tools", LOG_LEVEL: LOG_LEVEL })],
     "edge-policy": ["edgePolicy", capnpWorker("edge-policy", bundles.edge, { ORIGIN_URL: origin, RESOURCE_URL: policyResource, ISSUER: issuer, REQUIRED_SCOPES: "mcp:tools", SCOPES_SUPPORTED: "mcp:tools mcp:admin", SCOPE_POLICY: POLICY, LOG_LEVEL: LOG_LEVEL }, "edge")],
+    "edge-dpop": ["edgeDpop", capnpWorker("edge-dpop", bundles.edge, { ORIGIN_URL: origin, RESOURCE_URL: dpopResource, ISSUER: issuer, REQUIRED_SCOPES: "mcp:tools", SCOPES_SUPPORTED: "mcp:tools", DPOP: "allowed", DPOP_PROOF_WINDOW_SECONDS: "300", LOG_LEVEL: LOG_LEVEL }, "edge")],
     "edge-assert": ["edgeAssert", capnpWorker("edge-assert", bundles.edge, { ORIGIN_URL: origin, RESOURCE_URL: assertResource, ISSUER: issuer, REQUIRED_SCOPES: "mcp:tools", SCOPES_SUPPORTED: "mcp:tools", ASSERTION_KEY: JSON.stringify(assertionKey), LOG_LEVEL: LOG_LEVEL }, "edge")],
     "rs-passthrough": ["rsPassthrough", capnpWorker("rs-passthrough", bundles["rs-passthrough"], { ORIGIN_URL: origin })],
     "js-passthrough": ["jsPassthrough", capnpWorker("js-passthrough", bundles["js-passthrough"], { ORIGIN_URL: origin })],
@@ -292,6 +317,9 @@ ${names.map((n) => workers[n][1]).join("\n")}
   const startup = Date.now() - t0;
   const probe = await fetch(`http://127.0.0.1:${ports.edge}/mcp`, { method: "POST", headers: { authorization: `Bearer ${reused[0]}` }, body: "{}" });
   if (probe.status !== 200) throw new Error(`edge refused a valid token: ${probe.status} ${await probe.text()}\n${workerd.output}`);
+  const [dpopToken, dpopProof] = (await proofs(1)).trim().split(" ");
+  const dpopProbe = await fetch(dpopResource, { method: "POST", headers: { authorization: `DPoP ${dpopToken}`, dpop: dpopProof }, body: "{}" });
+  if (dpopProbe.status !== 200) throw new Error(`edge-dpop refused a good proof: ${dpopProbe.status} ${await dpopProbe.text()}`);
   const joseProbe = await fetch(`http://127.0.0.1:${ports.jose}/mcp`, { method: "POST", headers: { authorization: `Bearer ${reused[0]}` }, body: "{}" });
   if (joseProbe.status !== 200) throw new Error(`jose refused a valid token: ${joseProbe.status} ${await joseProbe.text()}`);
 
@@ -306,6 +334,8 @@ ${names.map((n) => workers[n][1]).join("\n")}
     ["jose-fresh", ports.jose, "fresh", files.fresh],
     ["edge-fresh", ports.edge, "fresh", files.fresh],
     ["edge-assert-fresh", ports["edge-assert"], "fresh", files.fresh],
+    ["edge-dpop-bearer", ports["edge-dpop"], "cycle", files.reused],
+    ["edge-dpop-reused", ports["edge-dpop"], "dpop", files.dpop],
     ["edge-invalid", ports.edge, "cycle", files.invalid],
     ["jose-invalid", ports.jose, "cycle", files.invalid],
   ];
@@ -337,7 +367,13 @@ ${names.map((n) => workers[n][1]).join("\n")}
       // drift over the run (heaps filling, the machine's other load) weighs on no
       // variant more than its twin.
       for (const [name, port, mode, file] of round % 2 ? variants : [...variants].reverse()) {
-        await wrk(port, { mode: mode === "fresh" ? "cycle" : mode, tokensFile: mode === "fresh" ? files.reused : file, connections: c, requests: WARMUP });
+        if (mode === "dpop") {
+          // Proofs made now (their iat), never sent before: one file to warm up, one to measure.
+          writeFileSync(files.dpopWarm, await proofs(WARMUP + 50));
+          writeFileSync(files.dpop, await proofs(REQUESTS + 50));
+        }
+        const warm = mode === "fresh" ? ["cycle", files.reused] : mode === "dpop" ? ["dpop", files.dpopWarm] : [mode, file];
+        await wrk(port, { mode: warm[0], tokensFile: warm[1], connections: c, requests: WARMUP });
         const measure = () => wrk(port, { mode, tokensFile: file, connections: c, requests: REQUESTS });
         const service = Object.keys(ports).find((k) => ports[k] === port);
         const r = PROFILE.has(name) && round === 1 && service ? await profiled(inspector, service, `${name}-c${c}`, measure) : await measure();
@@ -431,6 +467,28 @@ ${names.map((n) => workers[n][1]).join("\n")}
   }
   if (assertion.length) {
     lines.push(`Identity assertion on against off (same run, round by round): ${assertion.join("; ")}.`);
+    lines.push("");
+  }
+  // DPoP against bearer tokens on the same build, round by round: proofs on every
+  // request (edge-dpop-reused), and bearer traffic on a worker with DPoP on.
+  const dpop = [];
+  for (const c of LEVELS) {
+    for (const name of ["edge-dpop-reused", "edge-dpop-bearer"]) {
+      const per = [];
+      const p99 = [];
+      for (let round = 1; round <= ROUNDS; round++) {
+        const on = runs.find((r) => r.c === c && r.round === round && r.name === name);
+        const off = runs.find((r) => r.c === c && r.round === round && r.name === "edge-reused");
+        if (on && off) {
+          per.push(on.rps / off.rps);
+          p99.push(on.p99_us / off.p99_us);
+        }
+      }
+      if (per.length) dpop.push(`${name} c${c}: throughput ${per.map((x) => `${x.toFixed(2)}x`).join(" ")} (median ${median(per).toFixed(2)}x), p99 median ${median(p99).toFixed(2)}x`);
+    }
+  }
+  if (dpop.length) {
+    lines.push(`DPoP against edge-reused (bearer, DPoP off; same run, round by round): ${dpop.join("; ")}.`);
     lines.push("");
   }
   if (BASELINE) {
