@@ -18,10 +18,10 @@
 //!    the answer and caches it ([`crate::introspection`]).
 //! 5. With a `SCOPE_POLICY`, a POST's body is read ([`Decision::NeedBody`] asks the
 //!    glue for it, only once a bearer token is present) and inspected
-//!    ([`jsonrpc::inspect`]): malformed is 400 (JSON-RPC -32700/-32600), larger than
+//!    ([`crate::jsonrpc::inspect`]): malformed is 400 (JSON-RPC -32700/-32600), larger than
 //!    `POLICY_MAX_BODY_BYTES` is 413, MCP headers missing (2026-07-28), malformed or
 //!    disagreeing with it are 400 -32020 with the request's id
-//!    ([`jsonrpc::check_headers`], R11/R12).
+//!    ([`crate::jsonrpc::check_headers`], R11/R12).
 //! 6. `REQUIRED_SCOPES`, plus what the policy asks of every message in the body (its
 //!    name, its arguments, a listen request's resources), must be granted, by the
 //!    token's scopes or the broader ones implying them (`SCOPE_HIERARCHY`, R15), else
@@ -36,14 +36,14 @@
 //!    requests, and resumed streams: a GET with `Last-Event-ID`), and to mark
 //!    `"cacheScope": "private"` (R14).
 //!
-//! Other routes go through [`Authorizer::serve`], which answers what needs no I/O
-//! and names the I/O the rest needs ([`Serve`]).
+//! Other routes go through [`crate::routes::serve`], which answers what needs no I/O
+//! and names the I/O the rest needs ([`crate::routes::Serve`]).
 
 use crate::cache::{self, Refusal, TokenCache, TokenHash};
 use crate::config::{Config, LogLevel};
 use crate::error::{ChallengeContext, Error, Reply};
 use crate::introspection::{self, Verdict};
-use crate::jsonrpc::{self, FilterSpec, McpHeaders};
+use crate::jsonrpc::{FilterSpec, McpHeaders};
 use crate::jwks::{self, Key, Lookup};
 use crate::log::LogLine;
 use crate::metadata;
@@ -51,7 +51,6 @@ use crate::proxy;
 use crate::router::{self, Route};
 use crate::token::{self, Principal};
 use jsonwebtoken::Algorithm;
-use std::borrow::Cow;
 
 /// How many validated tokens one isolate keeps.
 pub const TOKEN_CACHE_CAPACITY: usize = 4096;
@@ -147,7 +146,7 @@ pub enum Decision {
     Exchange {
         exp: i64,
     },
-    /// Not an MCP request: see [`Authorizer::serve`].
+    /// Not an MCP request: see [`crate::routes::serve`].
     NotMcp,
 }
 
@@ -532,7 +531,7 @@ impl Authorizer {
             Some(d) => self.dpop_binding(req, p, hash, d, now)?,
             None => None,
         };
-        let (needed, filter, mismatch) = self.needs(req, p)?;
+        let (needed, filter, mismatch) = crate::needs::needs(&self.cfg, req, p)?;
         let missing = token::missing_scopes(p, &needed, &self.cfg.scopes.hierarchy);
         if !missing.is_empty() {
             return Err(Error::InsufficientScope {
@@ -628,96 +627,6 @@ impl Authorizer {
         keys
     }
 
-    /// Every scope the request needs (`REQUIRED_SCOPES` first, then the policy's for
-    /// each message, no repeats), the filter for its answer, and an `Mcp-Param-*`
-    /// header that disagrees with the body. That one is answered only once the scopes
-    /// hold: a client that never saw the tool in its (filtered) list cannot know the
-    /// header, and must first learn from the 403 what to step up to; with the wider
-    /// token it lists the tool and resends with the header (the spec's recovery from
-    /// -32020).
-    #[allow(clippy::type_complexity)]
-    fn needs(
-        &self,
-        req: &RequestInfo<'_>,
-        p: &Principal,
-    ) -> Result<(Cow<'_, [String]>, Option<FilterSpec>, Option<Error>), Error> {
-        // Without a policy (or for GET and DELETE) nothing is copied on the hot path.
-        let required = Cow::Borrowed(self.cfg.scopes.required.as_slice());
-        let Some(policy) = &self.cfg.scopes.policy else {
-            return Ok((required, None, None));
-        };
-        if req.method == "GET" && req.resuming {
-            let spec = FilterSpec {
-                any: true,
-                granted: p.scopes.clone(),
-                ..Default::default()
-            };
-            return Ok((required, Some(spec), None));
-        }
-        if req.method != "POST" {
-            return Ok((required, None, None));
-        }
-        let mut needed = required.into_owned();
-        let text = match req.body {
-            Body::Text(t) => t,
-            Body::TooLarge => return Err(Error::PayloadTooLarge(self.cfg.limits.policy_max_body)),
-            Body::NotUtf8 | Body::Unread => {
-                return Err(jsonrpc::rpc(
-                    jsonrpc::PARSE_ERROR,
-                    "Parse error: the body is not UTF-8 JSON",
-                ))
-            }
-        };
-        let body = jsonrpc::inspect(text)?;
-        let modern = jsonrpc::check_headers(&body, &req.mcp)?;
-        let mut mismatch = None;
-        let mut add = |s: &String| {
-            if !needed.contains(s) {
-                needed.push(s.clone());
-            }
-        };
-        for m in &body.messages {
-            let Some(method) = &m.method else { continue };
-            let rule = policy.rule(method, m.name.as_deref());
-            rule.scopes.iter().for_each(&mut add);
-            // R15 aside, what reading each subscribed resource needs (2026-07-28).
-            for uri in &m.subscriptions {
-                policy
-                    .needs("resources/read", Some(uri))
-                    .iter()
-                    .for_each(&mut add);
-            }
-            if rule.arguments.is_empty() {
-                continue;
-            }
-            let arguments = arguments_of(m)?;
-            for a in rule.arguments {
-                let value = arguments.as_ref().and_then(|args| args.get(a.property()));
-                if method == "tools/call" && mismatch.is_none() {
-                    let required = modern && a.header_required();
-                    let header = req.mcp.param(a.header());
-                    if let Err(what) = jsonrpc::check_param(a.header(), header, value, required) {
-                        mismatch = Some(
-                            jsonrpc::rpc(
-                                jsonrpc::HEADER_MISMATCH,
-                                format!("Header mismatch: {what}"),
-                            )
-                            .with_id(m.id.clone()),
-                        );
-                    }
-                }
-                a.needs(value).into_iter().for_each(&mut add);
-            }
-        }
-        let granted = &p.scopes;
-        let spec = FilterSpec::for_body(&body, granted).map(|mut spec| {
-            spec.granted = self.cfg.scopes.hierarchy.expand(granted);
-            spec.private = modern;
-            spec
-        });
-        Ok((Cow::Owned(needed), spec, mismatch))
-    }
-
     /// The JWKS URL: `JWKS_URL`, else the discovered `jwks_uri`. `None` means
     /// discovery must run first.
     pub fn jwks_url(&self) -> Option<String> {
@@ -769,24 +678,6 @@ impl Decision {
     /// The compact form the JS entry reads: see [`crate::wire`].
     pub fn to_wire(&self, level: LogLevel) -> String {
         crate::wire::decision(self, level)
-    }
-}
-
-/// A message's `params.arguments` as an object, read only when an argument rule
-/// asks. Absent or `null` is `None`; any other non-object is -32602.
-fn arguments_of(
-    m: &jsonrpc::Message<'_>,
-) -> Result<Option<serde_json::Map<String, serde_json::Value>>, Error> {
-    let Some(raw) = m.arguments else {
-        return Ok(None);
-    };
-    match serde_json::from_str::<Option<serde_json::Map<String, serde_json::Value>>>(raw.get()) {
-        Ok(map) => Ok(map),
-        Err(_) => Err(jsonrpc::rpc(
-            jsonrpc::INVALID_PARAMS,
-            "Invalid params: arguments must be an object",
-        )
-        .with_id(m.id.clone())),
     }
 }
 

@@ -348,7 +348,8 @@ fn public_jwk(jwk: &Map<String, Value>, alg: Algorithm) -> Result<String, Error>
     })
 }
 
-/// The RFC 7638 thumbprint of a JWK in its canonical form ([`public_jwk`]).
+/// The RFC 7638 thumbprint of a JWK in its canonical form (members sorted, as
+/// [`Check::jwk`] holds it).
 pub fn thumbprint(canonical_jwk: &str) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(canonical_jwk.as_bytes()))
 }

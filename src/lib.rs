@@ -41,6 +41,7 @@ pub mod jsonrpc;
 pub mod jwks;
 pub mod log;
 pub mod metadata;
+pub mod needs;
 pub mod platform;
 pub mod policy;
 pub mod proxy;
