@@ -472,7 +472,8 @@ pub fn check(
             "the proof's htu must not carry a query or fragment (RFC 9449 §4.2)",
         ));
     }
-    if normalized(htu).as_deref() != normalized(req.url).as_deref() {
+    // Equal as sent (the usual case) needs no parsing; else both are normalised.
+    if htu != req.url && normalized(htu).as_deref() != normalized(req.url).as_deref() {
         return Err(invalid(format!(
             "the proof's htu is not this request's URL {}",
             req.url

@@ -369,8 +369,10 @@ ${names.map((n) => workers[n][1]).join("\n")}
       for (const [name, port, mode, file] of round % 2 ? variants : [...variants].reverse()) {
         if (mode === "dpop") {
           // Proofs made now (their iat), never sent before: one file to warm up, one to measure.
-          writeFileSync(files.dpopWarm, await proofs(WARMUP + 50));
-          writeFileSync(files.dpop, await proofs(REQUESTS + 50));
+          // wrk keeps up to a connection's worth of requests in flight past its count:
+          // spare proofs, so none is sent twice.
+          writeFileSync(files.dpopWarm, await proofs(WARMUP + 2 * c + 50));
+          writeFileSync(files.dpop, await proofs(REQUESTS + 2 * c + 50));
         }
         const warm = mode === "fresh" ? ["cycle", files.reused] : mode === "dpop" ? ["dpop", files.dpopWarm] : [mode, file];
         await wrk(port, { mode: warm[0], tokensFile: warm[1], connections: c, requests: WARMUP });
