@@ -83,19 +83,6 @@ pub const RELATED: &[&str] = &[
     "DPOP_NONCE_SECONDS",
 ];
 
-/// The algorithms a proof may use: asymmetric, and WebCrypto can verify them.
-const PROOF_ALGORITHMS: &[Algorithm] = &[
-    Algorithm::ES256,
-    Algorithm::ES384,
-    Algorithm::EdDSA,
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-];
-
 /// Read the `DPOP*` bindings: `None` with `DPOP=off` (the default).
 pub(crate) fn from_bindings(b: &Bindings) -> Result<Option<Settings>, Error> {
     let mode = match b.value("DPOP").unwrap_or_default().as_str() {
@@ -119,7 +106,7 @@ pub(crate) fn from_bindings(b: &Bindings) -> Result<Option<Settings>, Error> {
         let alg = name
             .parse::<Algorithm>()
             .ok()
-            .filter(|a| PROOF_ALGORITHMS.contains(a))
+            .filter(|a| crate::config::SUPPORTED_ALGORITHMS.contains(a))
             .ok_or_else(|| {
                 problem(
                     "DPOP_ALGORITHMS",
