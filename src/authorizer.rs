@@ -1207,6 +1207,16 @@ mod dpop_tests {
             ("DPOP_ALGORITHMS", "ES256"),
         ]));
         assert_eq!(c, format!(r#"DPoP scope="mcp:tools", {rm}, algs="ES256""#));
+        let mut required = authorizer(&[("DPOP", "required")]);
+        let r = RequestInfo {
+            method: "POST",
+            path: "/mcp",
+            ..Default::default()
+        };
+        let Decision::Reply { reply, .. } = required.check(&r, NOW) else {
+            panic!()
+        };
+        assert!(reply.body.contains("DPoP-bound token"), "{}", reply.body);
         let (_, c) = no_token(&mut authorizer(&[]));
         assert_eq!(
             c,

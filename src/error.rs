@@ -478,7 +478,11 @@ impl Error {
             Error::MissingToken => {
                 let body = oauth(
                     code,
-                    "authorization required: send a bearer token in the Authorization header",
+                    if ctx.dpop_required {
+                        "authorization required: send a DPoP-bound token (Authorization: DPoP) with a DPoP proof"
+                    } else {
+                        "authorization required: send a bearer token in the Authorization header"
+                    },
                 );
                 let mut reply = Reply::json(status, &body);
                 if !ctx.dpop_required {
