@@ -15,7 +15,9 @@
 //!    WebCrypto; good and a decision made ahead (`"d"`): `accept(v)` and use it;
 //!    otherwise `complete(v, ok, request)` answers the decision.
 //! 5. The decision is then one of forward (`"f"`), answer (`"r"`) or "not an MCP
-//!    request" (`"x"`, the entry calls `respond`).
+//!    request" (`"x"`, the entry calls `respond`). A forward for a DPoP-bound token
+//!    names its proof's signature (`"o"`, `DpopProof` in `src/wire.d.ts`): the entry verifies it before
+//!    forwarding, and a bad one is `refusal(…, "dpop")`.
 //!
 //! The request's strings cross in [`REQUEST_STRINGS`] order, written by one function
 //! (`write` in `src/crossing.mjs`) and read by one (`read_request` in the glue).
