@@ -136,15 +136,9 @@ pub(crate) fn from_bindings(b: &Bindings) -> Result<Option<Settings>, Error> {
             format!("{bad:?} is not a scope token (RFC 6749 §3.3)"),
         ));
     }
-    let form = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
-    use base64::Engine;
-    let pair = format!("{}:{}", form(&client_id), form(&secret));
     Ok(Some(Settings {
         url: b.url("TOKEN_EXCHANGE_URL")?,
-        credentials: format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(pair)
-        ),
+        credentials: crate::config::parse::basic_credentials(&client_id, &secret),
         client_id,
         audience,
         resource,

@@ -2,7 +2,7 @@
 //! ID Metadata Documents (`CIMD*`). Each is off unless its switch is set, and its
 //! other bindings are refused without the switch (a likely mistake, not a no-op).
 
-use super::parse::{problem, Bindings};
+use super::parse::{basic_credentials, problem, Bindings};
 use crate::error::Error;
 use url::Url;
 
@@ -102,21 +102,13 @@ pub(crate) fn introspection(b: &Bindings) -> Result<Option<Introspection>, Error
         }
         return Ok(None);
     };
-    let form = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
     let credentials = match (
         b.get("INTROSPECTION_CLIENT_ID"),
         b.get("INTROSPECTION_CLIENT_SECRET"),
         b.get("INTROSPECTION_BEARER_TOKEN"),
     ) {
         (None, None, None) => Credentials::None,
-        (Some(id), Some(secret), None) => {
-            use base64::Engine;
-            let pair = format!("{}:{}", form(&id), form(&secret));
-            Credentials::Header(format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(pair)
-            ))
-        }
+        (Some(id), Some(secret), None) => Credentials::Header(basic_credentials(&id, &secret)),
         (None, None, Some(key)) => {
             if !key.bytes().all(|b| b.is_ascii_graphic()) {
                 return Err(problem(

@@ -87,6 +87,18 @@ impl<'a> Bindings<'a> {
     }
 }
 
+/// An `Authorization` value for HTTP Basic client authentication: `Basic` and the
+/// base64 of `id:secret`, each form-encoded first (RFC 6749 §2.3.1).
+pub(crate) fn basic_credentials(id: &str, secret: &str) -> String {
+    use base64::Engine;
+    let form = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+    let pair = format!("{}:{}", form(id), form(secret));
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(pair)
+    )
+}
+
 pub(crate) fn words(value: Option<&str>) -> Vec<String> {
     value
         .map(|v| v.split_whitespace().map(str::to_string).collect())
